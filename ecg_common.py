@@ -1,0 +1,122 @@
+"""The project's single source of truth: ECG data contract, class names, shared errors.
+
+Every script imports its constants from here. This module is deliberately free of
+TensorFlow/Keras so that light-weight tools (figures, conversion, synthetic data)
+import it in milliseconds.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+
+# --- The data contract -------------------------------------------------------------
+CLASSES = ("1dAVb", "RBBB", "LBBB", "SB", "AF", "ST")
+"""Diagnoses, in the order of the model's six outputs."""
+
+LEADS = ("DI", "DII", "DIII", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+"""Lead names, in the order of the last axis of a tracing."""
+
+SAMPLING_RATE = 400
+"""Samples per second (Hz)."""
+
+N_SAMPLES = 4096
+"""Samples per tracing (10.24 s at 400 Hz); shorter recordings are zero-padded on both sides."""
+
+N_LEADS = len(LEADS)
+N_CLASSES = len(CLASSES)
+
+UNIT_VOLTS = 1e-4
+"""One unit of a tracing value, in volts: values are in 1e-4 V."""
+
+UNITS_PER_MV = 10.0
+"""Tracing units per millivolt (1 mV = 10 units)."""
+
+INPUT_SHAPE = (N_SAMPLES, N_LEADS)
+
+DEFAULT_DATASET_NAME = "tracings"
+"""Name of the signal dataset inside a CODE-style HDF5 file."""
+
+PAPER_THRESHOLDS = dict(zip(CLASSES, (0.124, 0.07, 0.05, 0.278, 0.390, 0.174)))
+"""Per-class decision thresholds of the original study (chosen on its validation set);
+a score strictly greater than the threshold is a positive."""
+
+# --- Where the public data live ----------------------------------------------------
+CODE_TEST_DOI = "10.5281/zenodo.3625006"
+PUBLISHED_WEIGHTS_DOI = "10.5281/zenodo.3625017"
+CODE15_DOI = "10.5281/zenodo.4916206"
+
+
+# --- Errors and safe output ---------------------------------------------------------
+class ECGInputError(ValueError):
+    """Bad input from the user.
+
+    The message is a single line naming the file, the problem and the fix; the
+    command-line tools print it and exit with status 2, without a traceback.
+    """
+
+
+def fail(message, status=2):
+    """Print a one-line error to stderr and exit with ``status`` (2 by default)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def run_cli(main_function, argv=None):
+    """Run a command-line ``main_function(argv)``, turning ECGInputError into exit 2.
+
+    Parameters
+    ----------
+    main_function : callable
+        Takes ``argv`` (list of str or None) and returns an exit status or None.
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
+    try:
+        status = main_function(argv)
+    except ECGInputError as error:
+        fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return 0 if status is None else int(status)
+
+
+@contextlib.contextmanager
+def atomic_output(path, suffix=None):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    A crash or exception inside the block removes the temporary file, so ``path``
+    is never left partial and an earlier good file at ``path`` is never destroyed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final destination.
+    suffix : str, optional
+        Suffix of the temporary file (defaults to the destination's extension, which
+        some writers, e.g. Keras, require).
+
+    Yields
+    ------
+    str
+        The temporary path to write to.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if suffix is None:
+        suffix = os.path.splitext(path)[1]
+    handle, tmp_path = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}"
+    )
+    os.close(handle)
+    os.remove(tmp_path)  # writers such as h5py and Keras create the file themselves
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)

@@ -1,0 +1,346 @@
+"""The paper's 1-D ResNet for 12-lead ECG classification, and how it is saved and loaded.
+
+Ribeiro et al., "Automatic diagnosis of the 12-lead ECG using a deep neural network",
+Nature Communications 11:1760 (2020). The network maps a (4096, 12) tracing to six
+independent sigmoid probabilities (see ``ecg_common.CLASSES``).
+
+Layers are named exactly as Keras 2.2.4 named them in the original study
+(``conv1d_1``, ``batch_normalization_1``, ...), so the published weights match by name.
+
+Run ``python model.py`` to print the summary and the parameter count.
+"""
+
+import argparse
+import json
+import os
+
+import h5py
+import keras
+import numpy as np
+
+from ecg_common import (
+    CLASSES,
+    INPUT_SHAPE,
+    N_CLASSES,
+    PUBLISHED_WEIGHTS_DOI,
+    ECGInputError,
+    atomic_output,
+    run_cli,
+)
+
+KERNEL_SIZE = 16
+KERNEL_INITIALIZER = "he_normal"
+DROPOUT_RATE = 0.2
+FIRST_FILTERS = 64
+RESIDUAL_UNITS = ((1024, 128), (256, 196), (64, 256), (16, 320))
+"""(output samples, filters) of the four residual units."""
+
+
+class _LegacyNames:
+    """Hands out Keras-2.2.4-style layer names (``conv1d_1``, ``conv1d_2``, ...)."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def __call__(self, prefix):
+        self.counts[prefix] = self.counts.get(prefix, 0) + 1
+        return f"{prefix}_{self.counts[prefix]}"
+
+
+def _conv(filters, kernel_size, name, strides=1):
+    return keras.layers.Conv1D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=KERNEL_INITIALIZER,
+        name=name,
+    )
+
+
+def _bn_relu_dropout(x, names, dropout=True):
+    x = keras.layers.BatchNormalization(name=names("batch_normalization"))(x)
+    x = keras.layers.Activation("relu", name=names("activation"))(x)
+    if dropout:
+        x = keras.layers.Dropout(DROPOUT_RATE, name=names("dropout"))(x)
+    return x
+
+
+def _residual_unit(x, skip, samples_out, filters_out, names):
+    """One pre-activation residual unit; returns the new (x, skip).
+
+    ``x`` is the activated main input, ``skip`` the un-activated sum of the previous unit.
+    """
+    downsample = skip.shape[1] // samples_out
+    # Skip path: pool to the new length, then a 1x1 projection when the width changes.
+    if downsample > 1:
+        skip = keras.layers.MaxPooling1D(
+            downsample, strides=downsample, padding="same", name=names("max_pooling1d")
+        )(skip)
+    if skip.shape[-1] != filters_out:
+        skip = _conv(filters_out, 1, names("conv1d"))(skip)  # (batch, samples_out, filters_out)
+    # Main path.
+    x = _conv(filters_out, KERNEL_SIZE, names("conv1d"))(x)  # (batch, samples_in, filters_out)
+    x = _bn_relu_dropout(x, names)
+    x = _conv(filters_out, KERNEL_SIZE, names("conv1d"), strides=downsample)(x)
+    skip = keras.layers.Add(name=names("add"))([x, skip])  # (batch, samples_out, filters_out)
+    x = _bn_relu_dropout(skip, names)
+    return x, skip
+
+
+def get_model(n_classes=N_CLASSES, last_layer="sigmoid"):
+    """Build the paper's ResNet (6,425,638 parameters with six classes).
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of outputs.
+    last_layer : str
+        Activation of the output layer ("sigmoid" in the paper; "linear" gives logits).
+
+    Returns
+    -------
+    keras.Model
+        Functional model: input ``signal`` (batch, 4096, 12) float32, output
+        (batch, n_classes). The output layer always computes in float32, so the model
+        also works under a mixed-precision policy.
+    """
+    names = _LegacyNames()
+    signal = keras.Input(shape=INPUT_SHAPE, dtype="float32", name="signal")  # (batch, 4096, 12)
+    x = _conv(FIRST_FILTERS, KERNEL_SIZE, names("conv1d"))(signal)  # (batch, 4096, 64)
+    x = _bn_relu_dropout(x, names, dropout=False)
+    skip = x
+    for samples_out, filters_out in RESIDUAL_UNITS:
+        x, skip = _residual_unit(x, skip, samples_out, filters_out, names)
+    x = keras.layers.Flatten(name=names("flatten"))(x)  # (batch, 16 * 320)
+    outputs = keras.layers.Dense(
+        n_classes,
+        activation=last_layer,
+        kernel_initializer=KERNEL_INITIALIZER,
+        dtype="float32",
+        name=names("dense"),
+    )(x)  # (batch, n_classes)
+    return keras.Model(signal, outputs, name="ecg_resnet")
+
+
+# --- Saving ------------------------------------------------------------------------
+def save_model(model, stem):
+    """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``.
+
+    The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
+    process, without importing this project. Both files are written to temporary
+    files and renamed, so an interrupted save never leaves a partial file.
+
+    Parameters
+    ----------
+    model : keras.Model
+    stem : str or os.PathLike
+        Destination without extension (an extension ``.keras``/``.h5`` is stripped).
+
+    Returns
+    -------
+    tuple of str
+        The ``.keras`` and ``.h5`` paths.
+    """
+    stem = os.fspath(stem)
+    if os.path.splitext(stem)[1] in (".keras", ".h5", ".hdf5"):
+        stem = os.path.splitext(stem)[0]
+    paths = (stem + ".keras", stem + ".h5")
+    for path in paths:
+        with atomic_output(path) as tmp:
+            model.save(tmp)
+    return paths
+
+
+# --- Loading -----------------------------------------------------------------------
+def load_model(path, n_classes=N_CLASSES, compile=False):
+    """Load a model from any file format the project knows, and check its shapes.
+
+    Accepted: ``.keras`` files (Keras 3, loaded in safe mode); full-model ``.h5``/
+    ``.hdf5`` files saved by Keras 3, by tf.keras 2.x or by Keras 2.2.4 (the original
+    study's published weights); weights-only ``.h5`` files (their weights go into
+    :func:`get_model`, matched by layer name, else by layer order).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    n_classes : int or None
+        Expected number of outputs; None skips the check.
+    compile : bool
+        Restore the training configuration too (``.keras`` and Keras 3 ``.h5`` only).
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    ECGInputError
+        Missing, truncated or unrecognised file, or a model of another shape.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ECGInputError(f"{path}: model file not found; give the path of a .keras or .h5 model")
+    if path.endswith(".keras"):
+        model = _load_keras_file(path, compile)
+    else:
+        model = _load_h5_file(path, n_classes, compile)
+    _check_shapes(model, path, n_classes)
+    return model
+
+
+def _load_keras_file(path, compile):
+    try:
+        return keras.models.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged zip
+        raise ECGInputError(
+            f"{path}: cannot load this .keras file ({_first_line(error)}); "
+            "is it complete? save it again or use its .h5 copy"
+        ) from None
+
+
+def _open_h5(path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise ECGInputError(
+            f"{path}: not a readable HDF5 file ({_first_line(error)}); "
+            "the file may be truncated: download or save it again"
+        ) from None
+
+
+def _load_h5_file(path, n_classes, compile):
+    with _open_h5(path) as f:
+        model_config = f.attrs.get("model_config")
+        keras_version = _as_str(f.attrs.get("keras_version", ""))
+        weights_only = model_config is None and "layer_names" in f.attrs
+        if model_config is None and not weights_only:
+            raise ECGInputError(
+                f"{path}: this HDF5 file holds no Keras model or weights "
+                f"(top-level keys: {', '.join(list(f)[:6]) or 'none'}); "
+                "is it a tracings file given in place of the model?"
+            )
+        if model_config is not None:
+            _check_config_shapes(json.loads(_as_str(model_config)), path, n_classes)
+    if weights_only:
+        return _model_from_weights(path, n_classes, saved_by=keras_version or "unknown Keras")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as error:  # noqa: BLE001 - any failure to rebuild the configuration
+        if not keras_version.startswith("2."):
+            raise ECGInputError(
+                f"{path}: cannot load this .h5 model ({_first_line(error)}); "
+                "save it again with model.save_model()"
+            ) from None
+    # Keras 2.x configurations (e.g. 2.2.4's initializers) that Keras 3 cannot rebuild:
+    # the architecture is the paper's, so rebuild it and load the weights into it.
+    return _model_from_weights(path, n_classes, saved_by=f"Keras {keras_version}")
+
+
+def _check_config_shapes(config, path, n_classes):
+    """Refuse a saved model of another input shape or class count before building it."""
+    layers = config.get("config", {}).get("layers", [])
+    for layer in layers:
+        if layer.get("class_name") == "InputLayer":
+            layer_config = layer.get("config", {})
+            shape = layer_config.get("batch_input_shape") or layer_config.get("batch_shape")
+            if shape is not None and tuple(shape[1:]) != INPUT_SHAPE:
+                raise ECGInputError(
+                    f"{path}: model input shape is {tuple(shape[1:])}, expected {INPUT_SHAPE} "
+                    "(4096 samples x 12 leads); this is not a model for this project's ECGs"
+                )
+    dense = [layer for layer in layers if layer.get("class_name") == "Dense"]
+    if n_classes is not None and dense and dense[-1]["config"].get("units") != n_classes:
+        raise ECGInputError(
+            f"{path}: model has {dense[-1]['config'].get('units')} outputs, expected "
+            f"{n_classes} ({', '.join(CLASSES)})"
+        )
+
+
+def _check_shapes(model, path, n_classes):
+    input_shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
+    if input_shape != INPUT_SHAPE:
+        found = [tuple(t.shape[1:]) for t in model.inputs]
+        raise ECGInputError(
+            f"{path}: model inputs are {found}, expected one input of shape {INPUT_SHAPE}"
+        )
+    outputs = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if n_classes is not None and outputs != n_classes:
+        raise ECGInputError(
+            f"{path}: model has {outputs} outputs, expected {n_classes} ({', '.join(CLASSES)})"
+        )
+
+
+def _saved_layer_weights(group):
+    """[(layer name, [arrays])] of the layers with weights, in the file's order."""
+    layers = []
+    for name in (_as_str(n) for n in group.attrs["layer_names"]):
+        layer_group = group[name]
+        weight_names = [_as_str(n) for n in layer_group.attrs.get("weight_names", [])]
+        if weight_names:
+            layers.append((name, [np.asarray(layer_group[w]) for w in weight_names]))
+    return layers
+
+
+def _model_from_weights(path, n_classes, saved_by):
+    """Build :func:`get_model` and fill it with the weights stored in an HDF5 file."""
+    with _open_h5(path) as f:
+        group = f.get("model_weights", f)
+        if "layer_names" not in group.attrs:
+            raise ECGInputError(f"{path}: the file has a model but no weights; save it again")
+        saved = _saved_layer_weights(group)
+    model = get_model(n_classes or N_CLASSES)
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(saved) != len(layers):
+        raise ECGInputError(
+            f"{path}: {len(saved)} layers with weights (saved by {saved_by}), but the paper's "
+            f"model has {len(layers)}; this file holds another architecture"
+        )
+    by_name = {layer.name: layer for layer in layers}
+    if set(by_name) == {name for name, _ in saved}:
+        layers = [by_name[name] for name, _ in saved]  # match by name, else by order
+    for layer, (saved_name, values) in zip(layers, saved):
+        expected = [tuple(w.shape) for w in layer.weights]
+        if expected != [v.shape for v in values]:
+            raise ECGInputError(
+                f"{path}: weights of layer {saved_name} have shapes "
+                f"{[v.shape for v in values]}, expected {expected}; "
+                "this file holds another architecture"
+            )
+        layer.set_weights(values)
+    return model
+
+
+def _as_str(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+# --- Command line ------------------------------------------------------------------
+def main(argv=None):
+    """Print the model summary and its parameter count."""
+    parser = argparse.ArgumentParser(
+        description="Print the summary of the paper's ResNet (or of a saved model) and its "
+        "parameter count. Published weights of the original study: "
+        f"doi:{PUBLISHED_WEIGHTS_DOI}."
+    )
+    parser.add_argument("model", nargs="?", help="a saved model to describe (default: a new one)")
+    args = parser.parse_args(argv)
+    model = load_model(args.model) if args.model else get_model()
+    model.summary()
+    print(f"Parameters: {model.count_params():,}")
+    print(f"Input: {tuple(model.inputs[0].shape)}  outputs: {', '.join(CLASSES)}")
+
+
+def cli():
+    """Console-script entry point: bad input gives a one-line error and exit status 2."""
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()
