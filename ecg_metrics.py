@@ -1,0 +1,331 @@
+"""Reading the CODE-test files and computing the paper's statistics (no plotting, no Keras).
+
+The functions here reproduce the evaluation of Ribeiro et al., Nat Commun 11:1760 (2020):
+per-class precision, recall, specificity and F1 score against a gold standard, bootstrap
+percentiles over resampled exams, McNemar's test, Cohen's kappa, the choice of the
+representative network among several seeds and F1-optimal thresholds.
+
+Label and score arrays are ``(n_exams, n_classes)`` with the columns in ``CLASSES`` order.
+"""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, cohen_kappa_score, precision_recall_curve
+from statsmodels.stats.contingency_tables import mcnemar
+
+from ecg_common import CLASSES, CODE_TEST_DOI, ECGInputError
+
+METRICS = ("Precision", "Recall", "Specificity", "F1 score")
+"""Metrics of Table 2, in the paper's column order."""
+
+DOWNLOAD_HINT = f"download the CODE-test data from https://doi.org/{CODE_TEST_DOI}"
+
+
+# --- Reading ---------------------------------------------------------------------------
+def require_file(path, hint=DOWNLOAD_HINT):
+    """Raise ECGInputError naming ``path`` and ``hint`` when the file does not exist."""
+    if not os.path.isfile(path):
+        raise ECGInputError(f"missing file {path}: {hint}")
+    return path
+
+
+def _class_columns(frame, path):
+    missing = [name for name in CLASSES if name not in frame.columns]
+    if missing:
+        raise ECGInputError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"the file needs one column per class: {','.join(CLASSES)}"
+        )
+    return frame.loc[:, list(CLASSES)]
+
+
+def read_table(path):
+    """Read a CSV file into a DataFrame, turning parse errors into ECGInputError."""
+    require_file(path)
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError) as error:  # pandas' ParserError is a ValueError
+        raise ECGInputError(f"{path}: not a readable CSV file ({error}); fix or replace it") from error
+
+
+def read_labels(path):
+    """Read 0/1 annotations (one column per class; other columns such as exam_id ignored).
+
+    Returns
+    -------
+    labels : ndarray of int, shape (n_exams, n_classes)
+    exam_ids : ndarray or None
+        The ``exam_id`` column when the file has one.
+    """
+    frame = read_table(path)
+    values = _class_columns(frame, path).to_numpy()
+    if not np.isin(values, (0, 1)).all():
+        raise ECGInputError(f"{path}: annotations must be 0 or 1 in columns {','.join(CLASSES)}")
+    exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
+    return values.astype(int), exam_ids
+
+
+def read_scores(path):
+    """Read a model's scores from ``.npy`` (n_exams, n_classes) or ``.csv``.
+
+    A CSV file needs one probability column per class name; an ``exam_id`` column is
+    returned for alignment and every other column (e.g. binary decisions) is ignored.
+
+    Returns
+    -------
+    scores : ndarray of float, shape (n_exams, n_classes)
+    exam_ids : ndarray or None
+    """
+    require_file(path, hint="check the path of the model's predictions")
+    exam_ids = None
+    if path.endswith(".npy"):
+        try:
+            scores = np.load(path)
+        except (ValueError, OSError) as error:
+            raise ECGInputError(f"{path}: not a readable .npy file ({error})") from error
+    elif path.endswith(".csv"):
+        frame = read_table(path)
+        scores = _class_columns(frame, path).to_numpy()
+        exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
+    else:
+        raise ECGInputError(f"{path}: predictions must be a .npy or .csv file")
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[1] != len(CLASSES):
+        raise ECGInputError(
+            f"{path}: expected scores of shape (n_exams, {len(CLASSES)}), got {scores.shape}"
+        )
+    if not np.isfinite(scores).all():
+        raise ECGInputError(f"{path}: scores contain NaN or infinite values")
+    return scores, exam_ids
+
+
+def read_decision_columns(path):
+    """Read the 0/1 ``<class>_pred`` columns of a predictions CSV (as written by predict.py).
+
+    Returns
+    -------
+    decisions : ndarray of int, shape (n_exams, n_classes)
+    exam_ids : ndarray or None
+    """
+    if not path.endswith(".csv"):
+        raise ECGInputError(f"{path}: '--thresholds columns' needs a .csv of predictions")
+    frame = read_table(path)
+    names = [f"{name}_pred" for name in CLASSES]
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise ECGInputError(f"{path}: no column(s) {', '.join(missing)}; rerun predict.py with "
+                            "thresholds or choose another --thresholds")
+    decisions = frame.loc[:, names].to_numpy()
+    if not np.isin(decisions, (0, 1)).all():
+        raise ECGInputError(f"{path}: the <class>_pred columns must hold 0 or 1")
+    exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
+    return decisions.astype(int), exam_ids
+
+
+def read_thresholds_json(path):
+    """Per-class thresholds from JSON: {class: t}, {class: {"threshold": t}}, optionally
+    under a top-level "thresholds" key (train.py's thresholds.json). Returns ndarray (n_classes,).
+    """
+    require_file(path, hint="check the path of the thresholds file")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (ValueError, OSError) as error:
+        raise ECGInputError(f"{path}: not readable JSON ({error})") from error
+    if isinstance(content, dict) and isinstance(content.get("thresholds"), dict):
+        content = content["thresholds"]
+    try:
+        values = [content[name] for name in CLASSES]
+        values = [v["threshold"] if isinstance(v, dict) else v for v in values]
+        return np.array(values, dtype=float)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ECGInputError(f"{path}: needs a number per class {','.join(CLASSES)} "
+                            f"({error!r})") from error
+
+
+def align(values, exam_ids, gold_ids, path):
+    """Reorder ``values`` to the gold standard's exams (by exam_id when both have ids).
+
+    Raises ECGInputError when the exams cannot be matched one to one.
+    """
+    if exam_ids is not None and gold_ids is not None:
+        position = pd.Series(np.arange(len(exam_ids)), index=exam_ids)
+        if position.index.has_duplicates or not np.isin(gold_ids, exam_ids).all():
+            raise ECGInputError(
+                f"{path}: its exam_id column does not cover every gold-standard exam once"
+            )
+        return values[position.loc[gold_ids].to_numpy()]
+    if len(values) != len(gold_ids if gold_ids is not None else values):
+        raise ECGInputError(f"{path}: row count differs from the gold standard")
+    return values
+
+
+# --- Decisions -------------------------------------------------------------------------
+def binarize(scores, thresholds):
+    """0/1 predictions: a score strictly greater than its class's threshold is positive."""
+    return (np.asarray(scores) > np.asarray(thresholds)).astype(int)
+
+
+def select_median_model(y_true, score_list):
+    """Index of the model immediately above the median by micro-averaged average precision.
+
+    With 10 seeds this is the 6th model in increasing order of average precision, the
+    network the paper reports.
+    """
+    precision = [average_precision_score(y_true, s, average="micro") for s in score_list]
+    return int(np.argsort(precision)[len(score_list) // 2])
+
+
+def f1_optimal_thresholds(y_true, scores):
+    """Per-class threshold maximising F1 on (y_true, scores), for use with ``binarize``.
+
+    Among equally good cut points the lowest score wins (as in the original study). The
+    returned threshold lies halfway between the chosen cut score and the next lower score,
+    so that ``scores > threshold`` selects exactly the exams with ``score >= cut``.
+    """
+    thresholds = []
+    for k in range(y_true.shape[1]):
+        precision, recall, cuts = precision_recall_curve(y_true[:, k], scores[:, k])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+        cut = cuts[int(np.argmax(f1[:-1]))]
+        below = scores[:, k][scores[:, k] < cut]
+        thresholds.append((cut + below.max()) / 2 if below.size else cut - 1e-10)
+    return np.array(thresholds)
+
+
+# --- Table 2 and the bootstrap ---------------------------------------------------------
+def _safe_ratio(numerator, denominator):
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's convention)."""
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.asarray(denominator, dtype=float)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def metrics_from_counts(tp, fp, fn, tn):
+    """Precision, recall, specificity and F1 from count arrays; stacked on a new last axis."""
+    precision = _safe_ratio(tp, tp + fp)
+    recall = _safe_ratio(tp, tp + fn)
+    specificity = _safe_ratio(tn, tn + fp)
+    f1 = _safe_ratio(2 * precision * recall, precision + recall)
+    return np.stack([precision, recall, specificity, f1], axis=-1)
+
+
+def counts(y_true, y_pred, axis=-2):
+    """True/false positives/negatives summed over the exam axis."""
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    tp = np.sum(y_true & y_pred, axis=axis)
+    fp = np.sum(~y_true & y_pred, axis=axis)
+    fn = np.sum(y_true & ~y_pred, axis=axis)
+    tn = np.sum(~y_true & ~y_pred, axis=axis)
+    return tp, fp, fn, tn
+
+
+def scores_table(y_true, y_pred):
+    """The four metrics per class. Returns ndarray, shape (n_classes, 4) in ``METRICS`` order."""
+    return metrics_from_counts(*counts(y_true, y_pred))
+
+
+def bootstrap_indices(n_exams, n_bootstrap=1000, seed=123):
+    """The original study's resamples: one legacy RandomState draw, shape (n_bootstrap, n_exams)."""
+    draw = np.random.RandomState(seed).randint(n_exams, size=n_exams * n_bootstrap)
+    return draw.reshape(n_bootstrap, n_exams)
+
+
+def bootstrap_scores(y_true, y_pred, indices):
+    """Metrics on every resample. Returns ndarray, shape (n_bootstrap, n_classes, 4)."""
+    true_rs = np.asarray(y_true, dtype=bool)[indices]  # (n_bootstrap, n_exams, n_classes)
+    pred_rs = np.asarray(y_pred, dtype=bool)[indices]  # (n_bootstrap, n_exams, n_classes)
+    return metrics_from_counts(*counts(true_rs, pred_rs, axis=1))
+
+
+def bootstrap_interval(resampled, percentiles=(2.5, 97.5)):
+    """Percentiles over resamples as in the original study: sorted value at int(p/100 * B).
+
+    Returns ndarray, shape (len(percentiles), ...) for ``resampled`` of shape (B, ...).
+    """
+    ordered = np.sort(resampled, axis=0)
+    rows = [int(p / 100.0 * len(ordered)) for p in percentiles]
+    return ordered[rows]
+
+
+def confusion_frame(y_true, predictions):
+    """Tidy 2x2 counts: predictor, diagnosis, true label, predicted label, count."""
+    rows = []
+    for name, y_pred in predictions.items():
+        tp, fp, fn, tn = counts(y_true, y_pred)
+        for k, diagnosis in enumerate(CLASSES):
+            cells = (("not present", "not present", tn[k]), ("not present", "present", fp[k]),
+                     ("present", "not present", fn[k]), ("present", "present", tp[k]))
+            rows += [(name, diagnosis, t, p, int(c)) for t, p, c in cells]
+    return pd.DataFrame(rows, columns=["predictor", "diagnosis", "true label",
+                                       "predicted label", "count"])
+
+
+def table2_frame(y_true, predictions):
+    """Table 2: rows diagnoses, columns (metric, predictor) as in the paper."""
+    blocks = {name: scores_table(y_true, y_pred) for name, y_pred in predictions.items()}
+    columns = pd.MultiIndex.from_product([METRICS, list(predictions)])
+    values = np.stack([blocks[name][:, m] for m in range(len(METRICS)) for name in predictions],
+                      axis=1)
+    return pd.DataFrame(values, index=list(CLASSES), columns=columns)
+
+
+def bootstrap_frame(y_true, predictions, indices):
+    """Tidy bootstrap intervals and the resampled scores of every predictor.
+
+    Returns
+    -------
+    intervals : DataFrame with columns predictor, diagnosis, metric, low, high
+    resampled : dict predictor -> ndarray, shape (n_bootstrap, n_classes, 4)
+    """
+    rows, resampled = [], {}
+    for name, y_pred in predictions.items():
+        resampled[name] = bootstrap_scores(y_true, y_pred, indices)
+        low, high = bootstrap_interval(resampled[name])
+        rows += [(name, d, m, low[k, j], high[k, j])
+                 for k, d in enumerate(CLASSES) for j, m in enumerate(METRICS)]
+    intervals = pd.DataFrame(rows, columns=["predictor", "diagnosis", "metric", "low", "high"])
+    return intervals, resampled
+
+
+# --- Agreement between predictors -------------------------------------------------------
+def mcnemar_pvalues(y_true, y_a, y_b):
+    """McNemar's chi-square p-value (1 dof, no continuity correction) per class.
+
+    The test compares which exams each predictor gets right; classes on which the two
+    never disagree get NaN (the statistic is 0/0).
+    """
+    right_a = np.asarray(y_a) == np.asarray(y_true)
+    right_b = np.asarray(y_b) == np.asarray(y_true)
+    pvalues = []
+    for k in range(right_a.shape[1]):
+        a, b = right_a[:, k], right_b[:, k]
+        table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
+        if table[0][1] + table[1][0] == 0:
+            pvalues.append(np.nan)
+            continue
+        pvalues.append(mcnemar(table, exact=False, correction=False).pvalue)
+    return np.array(pvalues)
+
+
+def kappas(y_a, y_b):
+    """Cohen's kappa (scikit-learn) between two raters, per class."""
+    return np.array([cohen_kappa_score(y_a[:, k], y_b[:, k]) for k in range(y_a.shape[1])])
+
+
+def pairwise_frame(predictions, statistic, label=" vs "):
+    """Apply ``statistic(y_a, y_b)`` to every pair of predictors (in order); rows 'a vs b'."""
+    names = list(predictions)
+    rows, index = [], []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            rows.append(statistic(predictions[first], predictions[second]))
+            index.append(f"{first}{label}{second}")
+    return pd.DataFrame(rows, index=index, columns=list(CLASSES))
