@@ -1,0 +1,129 @@
+"""Shared pytest fixtures: tiny CODE-style HDF5 files made in tmp_path.
+
+``make_hdf5(path, n, ...)`` writes a file with ``tracings`` (n, 4096, 12) float32 in 1e-4 V
+(realistic ~1 mV beats whose limb leads obey Einthoven's and Goldberger's relations),
+``exam_id`` and, optionally, ``labels``.  Row ``i`` is recognisable by its value
+``x[i, 0, 11]`` (lead V6, first sample), which equals its row id (see ``row_ids``).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ecg_common import CLASSES, N_SAMPLES, SAMPLING_RATE
+
+SHARED = ROOT.parent / "shared"
+"""The read-only shared data folder (may be absent)."""
+
+
+def synthetic_tracings(n, seed=0, first_id=0):
+    """(n, 4096, 12) float32 ECG-like tracings in 1e-4 V, ids in x[:, 0, 11].
+
+    Each record has ~1 Hz beats: lead I and II carry QRS spikes of about 1 mV (10 units),
+    the other limb leads are derived from them, precordial leads are scaled copies.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(N_SAMPLES) / SAMPLING_RATE  # (4096,) seconds
+    x = np.empty((n, N_SAMPLES, 12), dtype=np.float32)
+    for i in range(n):
+        rate = rng.uniform(0.8, 1.5)  # beats per second
+        phase = (t * rate + rng.uniform()) % 1.0
+        qrs = np.exp(-(((phase - 0.5) / 0.012) ** 2))  # (4096,) unit spikes
+        wave = np.exp(-(((phase - 0.75) / 0.05) ** 2))  # T wave
+        lead_1 = 6.0 * qrs + 1.5 * wave + rng.normal(0, 0.1, N_SAMPLES)
+        lead_2 = 10.0 * qrs + 2.0 * wave + rng.normal(0, 0.1, N_SAMPLES)
+        x[i, :, 0] = lead_1
+        x[i, :, 1] = lead_2
+        x[i, :, 2] = lead_2 - lead_1  # III
+        x[i, :, 3] = -(lead_1 + lead_2) / 2  # aVR
+        x[i, :, 4] = lead_1 - lead_2 / 2  # aVL
+        x[i, :, 5] = lead_2 - lead_1 / 2  # aVF
+        for v in range(6):
+            x[i, :, 6 + v] = (v - 2.0) * 3.0 * qrs + wave
+        x[i, 0, 11] = first_id + i
+    return x
+
+
+def row_ids(x):
+    """Row ids of tracings written by ``make_hdf5`` (x: (k, 4096, 12))."""
+    return np.rint(np.asarray(x)[:, 0, 11]).astype(np.int64)
+
+
+def write_hdf5(
+    path,
+    n,
+    *,
+    seed=0,
+    first_id=0,
+    exam_ids=True,
+    labels=False,
+    classes=CLASSES,
+    dataset_name="tracings",
+    data=None,
+    chunks=None,
+    compression=None,
+):
+    """Write a tiny CODE-style HDF5 file and return its path (str).
+
+    Parameters
+    ----------
+    path : str or Path
+    n : int
+        Number of tracings.
+    seed : int
+        Seed of the signals and labels.
+    first_id : int
+        Row id (in ``x[:, 0, 11]``) of the first tracing; exam ids are ``1000 + id``.
+    exam_ids : bool or array_like
+        Write ``exam_id`` (True: ``1000 + first_id + arange(n)``; or the given values).
+    labels : bool or array_like
+        Write a ``labels`` dataset (True: random 0/1 from ``seed``; or the given values),
+        with attribute ``classes``.
+    classes : sequence of str
+        The ``classes`` attribute of ``labels``.
+    dataset_name : str
+    data : array_like, optional
+        Tracings to write instead of synthetic ones (any shape or dtype, for bad-data tests).
+    chunks, compression :
+        Passed to h5py's create_dataset (e.g. chunks=True, compression="gzip").
+    """
+    import h5py
+
+    x = synthetic_tracings(n, seed, first_id) if data is None else np.asarray(data)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(dataset_name, data=x, chunks=chunks, compression=compression)
+        if exam_ids is not False and exam_ids is not None:
+            ids = 1000 + first_id + np.arange(len(x)) if exam_ids is True else exam_ids
+            handle.create_dataset("exam_id", data=np.asarray(ids, dtype=np.int64))
+        if labels is not False and labels is not None:
+            if labels is True:
+                rng = np.random.default_rng(seed + 1)
+                labels = (rng.random((len(x), len(classes))) < 0.3).astype(np.float32)
+            dataset = handle.create_dataset("labels", data=np.asarray(labels, np.float32))
+            dataset.attrs["classes"] = list(classes)
+    return os.fspath(path)
+
+
+@pytest.fixture
+def make_hdf5(tmp_path):
+    """Factory fixture: ``make_hdf5(name_or_path, n, **options)`` -> path (str).
+
+    A relative name is created inside the test's ``tmp_path``.  Options as in
+    ``write_hdf5`` (seed, first_id, exam_ids, labels, classes, dataset_name, data,
+    chunks, compression).
+    """
+
+    def make(path, n, **options):
+        path = Path(path)
+        if not path.is_absolute():
+            path = tmp_path / path
+        return write_hdf5(path, n, **options)
+
+    return make
