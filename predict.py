@@ -1,0 +1,467 @@
+"""Run a trained or published model on ECG tracings and write its class probabilities.
+
+    python predict.py TRACINGS.hdf5 [MORE.hdf5 ...] MODEL [--output-file OUT.npy|OUT.csv]
+
+MODEL (always the last positional argument) is a ``.keras`` or ``.h5``/``.hdf5`` model
+file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights) or a run folder
+written by train.py, whose best model and thresholds are then used. The original study's
+form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still works.
+
+Outputs: ``.npy`` holds float32 (N, 6) probabilities in file order (the original study's
+format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files have no
+ids), one probability column per class and, when thresholds are known, one 0/1
+``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from ecg_common import (
+    CLASSES,
+    DEFAULT_DATASET_NAME,
+    INPUT_SHAPE,
+    N_CLASSES,
+    PAPER_THRESHOLDS,
+    ECGInputError,
+    atomic_output,
+    run_cli,
+)
+
+DEFAULT_OUTPUT = "./dnn_output.npy"
+"""Default output file, as in the original study's predict.py."""
+
+DEFAULT_BATCH_SIZE = 128
+OUTPUT_FORMATS = (".npy", ".csv")
+MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
+RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
+"""Model files looked for, in this order, inside a train.py run folder."""
+
+RUN_THRESHOLDS_NAME = "thresholds.json"
+UNITS_SAMPLE = 64
+"""Records read (evenly spread over the input) for the amplitude-scale check."""
+
+
+# --- Arguments ---------------------------------------------------------------------
+def build_parser():
+    """Return the argument parser of ``predict.py`` / ``ecg-predict``."""
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        usage="%(prog)s [options] TRACINGS.hdf5 [MORE.hdf5 ...] MODEL",
+        description="Run a model on 12-lead ECG tracings (CODE-style HDF5 files: a "
+        "(N, 4096, 12) dataset in 1e-4 V) and write the six class probabilities "
+        f"({', '.join(CLASSES)}).",
+        epilog="example: python predict.py exams_part0.hdf5 exams_part1.hdf5 runs/run1 "
+        "--output-file scores.csv --paper-thresholds --plot 0",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="TRACINGS... MODEL",
+        help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards), "
+        "then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
+        "(uses its model_best.keras and thresholds.json)",
+    )
+    parser.add_argument(
+        "--output-file", "--output_file", default=DEFAULT_OUTPUT, metavar="OUT",
+        help=".npy: float32 (N, 6) probabilities in file order; .csv: exam_id (or row), one "
+        "probability column per class and, with thresholds, 0/1 <class>_pred columns "
+        f"(default: {DEFAULT_OUTPUT}, as in the original study). Written atomically.",
+    )
+    thresholds = parser.add_mutually_exclusive_group()
+    thresholds.add_argument(
+        "--thresholds", metavar="FILE.json",
+        help="per-class decision thresholds for the .csv 0/1 columns: JSON mapping class "
+        'name to a number or to {"threshold": number} (default: the run folder\'s '
+        "thresholds.json when MODEL is a run folder)",
+    )
+    thresholds.add_argument(
+        "--paper-thresholds", action="store_true",
+        help="use the original study's thresholds ("
+        + ", ".join(f"{name} {value}" for name, value in PAPER_THRESHOLDS.items()) + ")",
+    )
+    parser.add_argument(
+        "--batch-size", "--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+        help=f"exams per inference batch (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--dataset-name", "--dataset_name", default=DEFAULT_DATASET_NAME,
+        help=f"name of the signal dataset in the HDF5 files (default: {DEFAULT_DATASET_NAME})",
+    )
+    parser.add_argument(
+        "--plot", type=int, action="append", default=[], metavar="N",
+        help="also draw exam N (0-based row over all files) as a 12-lead ECG sheet with its "
+        "probabilities; repeatable. Written next to the output as <OUT stem>_row<N>.png",
+    )
+    parser.add_argument(
+        "--plot-format", choices=("png", "pdf"), default="png",
+        help="file format of the --plot sheets (default: png)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar or summary on the console"
+    )
+    return parser
+
+
+def split_positionals(paths):
+    """Split the positional arguments into (tracing files, MODEL); MODEL is the last one."""
+    if len(paths) < 2:
+        raise ECGInputError(
+            f"got {len(paths)} path ({' '.join(paths)}); give one or more tracing files and "
+            "then the MODEL: predict.py TRACINGS.hdf5 [MORE.hdf5 ...] MODEL"
+        )
+    return list(paths[:-1]), paths[-1]
+
+
+def output_format(path):
+    """Return ``'.npy'`` or ``'.csv'`` from the extension of ``path``; ECGInputError otherwise."""
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension not in OUTPUT_FORMATS:
+        raise ECGInputError(
+            f"{path}: unsupported output format '{extension}'; name the output file .npy or .csv"
+        )
+    return extension
+
+
+# --- Model and thresholds ----------------------------------------------------------
+def resolve_model(path):
+    """Find the model file and the thresholds file named by MODEL.
+
+    Parameters
+    ----------
+    path : str
+        A model file, or a train.py run folder.
+
+    Returns
+    -------
+    model_path : str
+    thresholds_path : str or None
+        The run folder's ``thresholds.json`` when there is one.
+    """
+    if os.path.isdir(path):
+        thresholds_path = os.path.join(path, RUN_THRESHOLDS_NAME)
+        thresholds_path = thresholds_path if os.path.isfile(thresholds_path) else None
+        for name in RUN_MODEL_NAMES:
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate, thresholds_path
+        raise ECGInputError(
+            f"{path}: folder has no {' or '.join(RUN_MODEL_NAMES)}; give a train.py run folder "
+            "or a model file as the last argument"
+        )
+    if not os.path.exists(path):
+        raise ECGInputError(
+            f"{path}: MODEL not found; the last argument must be a .keras/.h5 model file or a "
+            "train.py run folder"
+        )
+    if os.path.splitext(path)[1].lower() not in MODEL_EXTENSIONS:
+        raise ECGInputError(
+            f"{path}: MODEL must be a .keras, .h5 or .hdf5 file or a run folder (the last "
+            "argument is the model)"
+        )
+    _refuse_tracings_as_model(path)
+    return path, None
+
+
+def _refuse_tracings_as_model(path):
+    """Explain the usual mistake of giving tracing files only (the last one is taken as MODEL)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
+            looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
+    except OSError:
+        return  # not HDF5 (e.g. .keras zip): the model loader reports real problems
+    if looks_like_tracings and not is_model:
+        raise ECGInputError(
+            f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
+            "a run folder) must be the last argument: predict.py TRACINGS... MODEL"
+        )
+
+
+def load_thresholds(path):
+    """Read per-class thresholds from JSON.
+
+    Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}`` or either of
+    these under a top-level ``"classes"`` or ``"thresholds"`` key (train.py writes
+    ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
+    choice for a class without positive validation exams) is kept as None.
+
+    Returns
+    -------
+    dict
+        Class name -> float or None, for every name in ``CLASSES``.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except FileNotFoundError:
+        raise ECGInputError(f"{path}: thresholds file not found") from None
+    except (OSError, ValueError) as error:
+        raise ECGInputError(f"{path}: cannot read thresholds JSON ({error})") from None
+    for key in ("classes", "thresholds"):
+        if isinstance(content, dict) and isinstance(content.get(key), dict):
+            content = content[key]
+    if not isinstance(content, dict):
+        raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
+    thresholds = {}
+    for name in CLASSES:
+        value = content.get(name, "missing")
+        if isinstance(value, dict):
+            value = value.get("threshold", "missing")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ECGInputError(
+                f"{path}: no numeric threshold for class {name}; the file must give one for "
+                f"each of {', '.join(CLASSES)}"
+            )
+        thresholds[name] = None if value is None else float(value)
+    return thresholds
+
+
+def choose_thresholds(args, run_thresholds_path):
+    """Thresholds from --paper-thresholds, --thresholds, else the run folder's, else None."""
+    if args.paper_thresholds:
+        return dict(PAPER_THRESHOLDS)
+    if args.thresholds:
+        return load_thresholds(args.thresholds)
+    if run_thresholds_path:
+        return load_thresholds(run_thresholds_path)
+    return None
+
+
+def check_model_shapes(model, path):
+    """Raise ECGInputError unless ``model`` maps (batch, 4096, 12) to (batch, 6)."""
+    inputs = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    outputs = [tuple(tensor.shape[1:]) for tensor in model.outputs]
+    if inputs != [INPUT_SHAPE]:
+        raise ECGInputError(
+            f"{path}: model input shape {inputs}, expected one input of shape {INPUT_SHAPE}"
+        )
+    if outputs != [(N_CLASSES,)]:
+        raise ECGInputError(
+            f"{path}: model output shape {outputs}, expected ({N_CLASSES},) for "
+            f"{', '.join(CLASSES)}"
+        )
+
+
+# --- Prediction --------------------------------------------------------------------
+def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):
+    """Run ``model`` over every exam of ``collection``, in file order.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Maps (batch, 4096, 12) to (batch, 6).
+    collection : datasets.Collection
+    batch_size : int
+    verbose : int
+        Keras progress bar (1) or silence (0).
+
+    Returns
+    -------
+    numpy.ndarray, shape (collection.n, 6), float32
+    """
+    import tensorflow as tf
+
+    import datasets
+
+    dataset = datasets.make_dataset(
+        collection, None, batch_size=batch_size, shuffle=False,
+        dataset_name=collection.dataset_name, check_values=False,
+    )  # NaN/inf tracings give NaN rows, reported after the run instead of aborting it
+    n_batches = -(-collection.n // batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))  # progress bar
+    probabilities = model.predict(dataset, verbose=verbose)  # (n, 6)
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if probabilities.shape != (collection.n, N_CLASSES):
+        raise RuntimeError(
+            f"predicted {probabilities.shape}, expected ({collection.n}, {N_CLASSES})"
+        )
+    return probabilities
+
+
+def predictions_frame(probabilities, exam_ids=None, thresholds=None):
+    """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray, shape (n, 6)
+    exam_ids : numpy.ndarray, shape (n,), optional
+        Used as the ``exam_id`` column; without it a ``row`` column holds 0..n-1.
+    thresholds : dict, optional
+        Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame()
+    if exam_ids is not None:
+        frame["exam_id"] = np.asarray(exam_ids)
+    else:
+        frame["row"] = np.arange(len(probabilities))
+    for column, name in enumerate(CLASSES):
+        frame[name] = probabilities[:, column]
+    if thresholds is not None:
+        for column, name in enumerate(CLASSES):
+            if thresholds[name] is None:  # no threshold known for this class: empty column
+                frame[f"{name}_pred"] = pd.array([pd.NA] * len(probabilities), dtype="Int8")
+            else:
+                positive = probabilities[:, column] > thresholds[name]
+                frame[f"{name}_pred"] = positive.astype(np.int8)
+    return frame
+
+
+def write_predictions(path, probabilities, exam_ids=None, thresholds=None):
+    """Write probabilities atomically as .npy (float32 (n, 6)) or .csv (see predictions_frame)."""
+    extension = output_format(path)
+    with atomic_output(path) as tmp_path:
+        if extension == ".npy":
+            with open(tmp_path, "wb") as handle:
+                np.save(handle, np.asarray(probabilities, dtype=np.float32))
+        else:
+            frame = predictions_frame(probabilities, exam_ids, thresholds)
+            frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
+
+
+# --- Checks and plots --------------------------------------------------------------
+def input_warnings(collection, max_records=UNITS_SAMPLE):
+    """Warnings about the amplitude scale and lead order, from a few evenly spread records.
+
+    Uses the checks of ``datasets.py inspect``: a typical amplitude that looks like mV or
+    ADC counts instead of 1e-4 V, or limb leads that look swapped.
+
+    Returns
+    -------
+    list of str
+    """
+    import datasets
+
+    rows = np.unique(np.linspace(0, collection.n - 1, min(max_records, collection.n)).astype(int))
+    reader = datasets.RowReader(collection)
+    try:
+        x = reader.read(rows)  # (k, 4096, 12)
+    finally:
+        reader.close()
+    x = x[np.isfinite(x).all(axis=(1, 2))]
+    return datasets.scale_warnings(datasets.lead_statistics(x)) + datasets.lead_order_warnings(x)
+
+
+def nonfinite_warning(probabilities, collection):
+    """A one-line warning naming the exams whose predictions are NaN/inf, or None."""
+    bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+    if len(bad) == 0:
+        return None
+    if collection.exam_ids is not None:
+        first = ", ".join(f"exam_id {i}" for i in collection.exam_ids[bad[:5]])
+    else:
+        first = ", ".join(f"row {i}" for i in bad[:5])
+    exams = "1 exam has" if len(bad) == 1 else f"{len(bad)} exams have"
+    return (
+        f"{exams} NaN/inf tracing values, so their predictions are NaN "
+        f"({first}{' ...' if len(bad) > 5 else ''}); fix or drop those records"
+    )
+
+
+def locate_row(collection, row):
+    """Map a 0-based row over the whole collection to (file path, row inside that file)."""
+    if not 0 <= row < collection.n:
+        raise ECGInputError(
+            f"--plot {row}: no such exam; the tracings hold {collection.n} exams "
+            f"(rows 0 to {collection.n - 1})"
+        )
+    file_number, local_row = collection.locate([row])
+    return collection.paths[int(file_number[0])], int(local_row[0])
+
+
+def plot_path(output_file, row, plot_format):
+    """Path of the --plot sheet for ``row``: ``<output stem>_row<row>.<format>``."""
+    return f"{os.path.splitext(output_file)[0]}_row{row}.{plot_format}"
+
+
+def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
+               model_path=None):
+    """Draw each requested row as an ECG sheet; return the written paths."""
+    import ecg_plot
+
+    written = []
+    for row in rows:
+        path, local_row = locate_row(collection, row)
+        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+        title = f"{os.path.basename(path)}   row {row}"
+        if exam_id is not None:
+            title += f"   exam_id {exam_id}"
+        if model_path:
+            title += f"   model {model_path}"
+        destination = plot_path(output_file, row, plot_format)
+        ecg_plot.save_ecg_sheet(
+            tracing, destination, title=title, probabilities=probabilities[row],
+            thresholds=thresholds,
+        )
+        written.append(destination)
+    return written
+
+
+# --- Command line ------------------------------------------------------------------
+def main(argv=None):
+    """Command line of predict.py; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    tracing_paths, model_argument = split_positionals(args.paths)
+    output_format(args.output_file)
+    if args.batch_size < 1:
+        raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
+    model_path, run_thresholds_path = resolve_model(model_argument)
+    thresholds = choose_thresholds(args, run_thresholds_path)
+    unknown = [name for name, value in (thresholds or {}).items() if value is None]
+    if unknown and output_format(args.output_file) == ".csv":
+        print(
+            f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
+            "it was chosen); their _pred columns are left empty",
+            file=sys.stderr,
+        )
+
+    import datasets  # imports TensorFlow: after the cheap checks
+
+    collection = datasets.open_collection(tracing_paths, dataset_name=args.dataset_name)
+    for row in args.plot:
+        locate_row(collection, row)
+    for message in input_warnings(collection):
+        print(f"warning: {message}", file=sys.stderr)
+
+    import model as model_module
+
+    model = model_module.load_model(model_path)
+    check_model_shapes(model, model_path)
+    probabilities = predict_collection(
+        model, collection, args.batch_size, verbose=0 if args.quiet else 1
+    )
+    nonfinite = nonfinite_warning(probabilities, collection)
+    if nonfinite:
+        print(f"warning: {nonfinite}", file=sys.stderr)
+    finite = probabilities[np.isfinite(probabilities)]
+    if not np.all((finite >= 0) & (finite <= 1)):
+        print(
+            f"warning: {model_path}: outputs outside [0, 1]; the model's last layer is probably "
+            "not a sigmoid, so these are not probabilities",
+            file=sys.stderr,
+        )
+    write_predictions(args.output_file, probabilities, collection.exam_ids, thresholds)
+    written = plot_exams(
+        collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
+        model_path,
+    )
+    if not args.quiet:
+        print(f"wrote {args.output_file}: {collection.n} exams x {N_CLASSES} classes")
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def cli():
+    """Console-script entry point: bad input gives a one-line error and exit status 2."""
+    raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

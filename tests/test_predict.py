@@ -1,0 +1,327 @@
+"""Tests of predict.py: outputs, original command form, shards, run folders, bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import synthetic_tracings, write_hdf5
+
+import predict
+from ecg_common import CLASSES, PAPER_THRESHOLDS, run_cli
+
+keras = pytest.importorskip("keras")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- Helpers -----------------------------------------------------------------------
+def write_tracings(path, n, seed, exam_ids=True, transpose=False, scale=1.0):
+    """A small CODE-style file of conftest's synthetic ECGs; returns the signals written.
+
+    ``exam_ids``: True (1000 * (seed + 1) + row), False (none) or an array.
+    """
+    signals = synthetic_tracings(n, seed) * np.float32(scale)  # (n, 4096, 12)
+    if exam_ids is True:
+        exam_ids = np.arange(n) + 1000 * (seed + 1)
+    data = signals.transpose(0, 2, 1) if transpose else signals
+    write_hdf5(path, n, data=data, exam_ids=exam_ids)
+    return signals
+
+
+def tiny_model(input_shape=(4096, 12), n_outputs=6, seed=0):
+    """A functional model small enough for fast tests, with input-dependent outputs."""
+    keras.utils.set_random_seed(seed)
+    signal = keras.Input(shape=input_shape, name="signal")  # (batch, 4096, 12)
+    x = keras.layers.Conv1D(4, 16, strides=64)(signal)  # (batch, 64, 4)
+    x = keras.layers.Flatten()(x)  # (batch, 256)
+    outputs = keras.layers.Dense(n_outputs, activation="sigmoid")(x)  # (batch, 6)
+    return keras.Model(signal, outputs)
+
+
+def run_main(argv, capsys):
+    """Run predict.main as the command line does; return (status, stdout, stderr)."""
+    try:
+        status = run_cli(predict.main, argv)
+    except SystemExit as stop:
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The tiny model, saved as .keras and as legacy .h5 and .hdf5."""
+    folder = tmp_path_factory.mktemp("models")
+    model = tiny_model()
+    paths = {}
+    for extension in (".keras", ".h5", ".hdf5"):
+        paths[extension] = str(folder / f"tiny{extension}")
+        model.save(paths[extension])
+    return model, paths
+
+
+@pytest.fixture
+def exams(tmp_path):
+    """One file of 5 exams; returns (path, signals)."""
+    path = str(tmp_path / "exams.hdf5")
+    return path, write_tracings(path, 5, seed=1)
+
+
+# --- Outputs -----------------------------------------------------------------------
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_npy_equals_model_predict(models, exams, tmp_path, capsys, extension):
+    model, paths = models
+    path, signals = exams
+    out = tmp_path / "out.npy"
+    status, _, err = run_main([path, paths[extension], "--output-file", str(out)], capsys)
+    assert status == 0, err
+    predicted = np.load(out)
+    assert predicted.dtype == np.float32 and predicted.shape == (5, 6)
+    np.testing.assert_allclose(predicted, model.predict(signals, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_csv_agrees_with_npy_and_thresholds(models, exams, tmp_path, capsys):
+    _, paths = models
+    path, _ = exams
+    npy, csv = tmp_path / "p.npy", tmp_path / "p.csv"
+    for out in (npy, csv):
+        argv = [path, paths[".keras"], "--output-file", str(out), "--paper-thresholds", "--quiet"]
+        assert run_main(argv, capsys)[0] == 0
+    scores = np.load(npy)
+    frame = pd.read_csv(csv)
+    assert list(frame.columns) == ["exam_id", *CLASSES, *(f"{c}_pred" for c in CLASSES)]
+    assert frame["exam_id"].tolist() == list(range(2000, 2005))
+    np.testing.assert_array_equal(frame[list(CLASSES)].to_numpy(np.float32), scores)
+    for column, name in enumerate(CLASSES):
+        expected = (scores[:, column] > PAPER_THRESHOLDS[name]).astype(int)
+        np.testing.assert_array_equal(frame[f"{name}_pred"].to_numpy(), expected)
+
+
+def test_csv_without_exam_ids_or_thresholds_uses_row_index(models, tmp_path, capsys):
+    _, paths = models
+    path = str(tmp_path / "noids.hdf5")
+    write_tracings(path, 3, seed=2, exam_ids=False)
+    out = tmp_path / "p.csv"
+    assert run_main([path, paths[".keras"], "--output_file", str(out)], capsys)[0] == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["row", *CLASSES]
+    assert frame["row"].tolist() == [0, 1, 2]
+
+
+def test_original_command_form(models, exams, tmp_path):
+    """`python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`, as in the study."""
+    model, paths = models
+    path, signals = exams
+    out = tmp_path / "out.npy"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), path, paths[".hdf5"], "--output_file", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), model.predict(signals, verbose=0), atol=1e-6)
+
+
+def test_multi_shard_keeps_order_and_ids(models, tmp_path, capsys):
+    model, paths = models
+    shards, signals, ids = [], [], []
+    for seed, (n, first_id) in enumerate([(3, 70), (1, 5), (4, 900)]):
+        shard = str(tmp_path / f"exams_part{seed}.hdf5")
+        shard_ids = np.arange(first_id, first_id + n)
+        signals.append(write_tracings(shard, n, seed=seed, exam_ids=shard_ids))
+        shards.append(shard)
+        ids.extend(shard_ids.tolist())
+    out = tmp_path / "p.csv"
+    argv = [*shards, paths[".keras"], "--output-file", str(out), "--batch-size", "3"]
+    assert run_main(argv, capsys)[0] == 0
+    frame = pd.read_csv(out)
+    assert frame["exam_id"].tolist() == ids
+    expected = model.predict(np.concatenate(signals), verbose=0)
+    np.testing.assert_allclose(frame[list(CLASSES)].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_run_folder_uses_best_model_and_thresholds(models, exams, tmp_path, capsys):
+    model, _ = models
+    path, signals = exams
+    run = tmp_path / "run1"
+    run.mkdir()
+    model.save(run / "model_best.keras")
+    # train.py's format; a class without positive validation exams has no threshold.
+    classes = {name: {"threshold": 0.5, "precision": 0.9} for name in CLASSES}
+    classes["ST"] = {"threshold": None, "precision": None}
+    content = {"epoch": 3, "rule": "positive when score > threshold", "classes": classes}
+    (run / "thresholds.json").write_text(json.dumps(content))
+    out = tmp_path / "p.csv"
+    status, _, err = run_main([path, str(run), "--output-file", str(out)], capsys)
+    assert status == 0
+    assert "warning: no threshold for ST" in err
+    frame = pd.read_csv(out)
+    expected = model.predict(signals, verbose=0)
+    np.testing.assert_allclose(frame[list(CLASSES)].to_numpy(), expected, atol=1e-6)
+    decided = [f"{c}_pred" for c in CLASSES[:-1]]
+    np.testing.assert_array_equal(frame[decided].to_numpy(), expected[:, :-1] > 0.5)
+    assert frame["ST_pred"].isna().all()
+
+
+def test_load_thresholds_formats(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({name: 0.25 for name in CLASSES}))
+    assert predict.load_thresholds(str(plain)) == {name: 0.25 for name in CLASSES}
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({"thresholds": {name: {"threshold": 0.1} for name in CLASSES}}))
+    assert predict.load_thresholds(str(nested)) == {name: 0.1 for name in CLASSES}
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"AF": 0.3}))
+    with pytest.raises(predict.ECGInputError, match="1dAVb"):
+        predict.load_thresholds(str(partial))
+
+
+def test_plot_option_draws_sheet(models, exams, tmp_path, capsys):
+    _, paths = models
+    path, _ = exams
+    out = tmp_path / "p.npy"
+    argv = [path, paths[".keras"], "--output-file", str(out), "--plot", "4", "--quiet"]
+    assert run_main(argv, capsys)[0] == 0
+    sheet = tmp_path / "p_row4.png"
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_end_to_end_with_paper_model(exams, tmp_path, capsys):
+    import model as model_module
+
+    path, signals = exams
+    network = model_module.get_model()
+    keras_path, _ = model_module.save_model(network, tmp_path / "paper")
+    out = tmp_path / "p.npy"
+    argv = [path, keras_path, "--output-file", str(out), "--quiet"]
+    assert run_main(argv, capsys)[0] == 0
+    expected = network.predict(signals, verbose=0)
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
+
+
+# --- Bad inputs --------------------------------------------------------------------
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_tracings_file(models, tmp_path, capsys):
+    _, paths = models
+    missing = str(tmp_path / "nope.hdf5")
+    status, _, err = run_main([missing, paths[".keras"], "--output-file", str(tmp_path / "o.npy")],
+                              capsys)
+    assert_one_line_error(status, err, "nope.hdf5")
+
+
+def test_transposed_tracings(models, tmp_path, capsys):
+    _, paths = models
+    path = str(tmp_path / "transposed.hdf5")
+    write_tracings(path, 2, seed=0, transpose=True)
+    status, _, err = run_main([path, paths[".keras"], "--output-file", str(tmp_path / "o.npy")],
+                              capsys)
+    assert_one_line_error(status, err, "transposed.hdf5")
+
+
+@pytest.mark.parametrize("input_shape, n_outputs", [((2048, 12), 6), ((4096, 12), 5)])
+def test_model_of_wrong_shape(exams, tmp_path, capsys, input_shape, n_outputs):
+    path, _ = exams
+    model_path = str(tmp_path / "wrong.keras")
+    tiny_model(input_shape, n_outputs).save(model_path)
+    status, _, err = run_main([path, model_path, "--output-file", str(tmp_path / "o.npy")], capsys)
+    assert_one_line_error(status, err, "wrong.keras")
+
+
+def test_tracings_given_as_model(exams, tmp_path, capsys):
+    path, _ = exams
+    other = str(tmp_path / "more.hdf5")
+    write_tracings(other, 2, seed=3)
+    status, _, err = run_main([path, other], capsys)
+    assert_one_line_error(status, err, "more.hdf5", "last argument")
+
+
+@pytest.mark.parametrize("argv", [["--output", "o.npy"], ["--bogus"]])
+def test_unknown_or_abbreviated_option_is_an_error(models, exams, capsys, argv):
+    _, paths = models
+    path, _ = exams
+    status, _, err = run_main([path, paths[".keras"], *argv], capsys)
+    assert status == 2
+    assert "unrecognized arguments" in err
+
+
+def test_bad_output_extension_and_plot_row(models, exams, tmp_path, capsys):
+    _, paths = models
+    path, _ = exams
+    status, _, err = run_main([path, paths[".keras"], "--output-file", "o.txt"], capsys)
+    assert_one_line_error(status, err, "o.txt", ".npy or .csv")
+    argv = [path, paths[".keras"], "--output-file", str(tmp_path / "o.npy"), "--plot", "5"]
+    status, _, err = run_main(argv, capsys)
+    assert_one_line_error(status, err, "--plot 5")
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_existing_output_survives_failures(models, exams, tmp_path, capsys, monkeypatch):
+    _, paths = models
+    path, _ = exams
+    for name in ("o.npy", "o.csv"):
+        out = tmp_path / name
+        out.write_bytes(b"earlier results")
+        bad_model = str(tmp_path / "missing.keras")
+        status, _, err = run_main([path, bad_model, "--output-file", str(out)], capsys)
+        assert_one_line_error(status, err, "missing.keras")
+        assert out.read_bytes() == b"earlier results"
+
+    def crash_while_writing(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(predict, "predictions_frame", crash_while_writing)
+    out = tmp_path / "o.csv"
+    with pytest.raises(RuntimeError, match="disk full"):
+        predict.main([path, paths[".keras"], "--output-file", str(out), "--quiet"])
+    assert out.read_bytes() == b"earlier results"
+    assert sorted(os.listdir(tmp_path)) == ["exams.hdf5", "o.csv", "o.npy"]
+
+
+# --- Warnings ----------------------------------------------------------------------
+@pytest.mark.parametrize("scale, fragment", [(0.1, "look like mV"), (300.0, "ADC counts")])
+def test_scale_warning(models, tmp_path, capsys, scale, fragment):
+    _, paths = models
+    path = str(tmp_path / "scaled.hdf5")
+    write_tracings(path, 3, seed=4, scale=scale)
+    argv = [path, paths[".keras"], "--output-file", str(tmp_path / "o.npy"), "--quiet"]
+    status, _, err = run_main(argv, capsys)
+    assert status == 0
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_no_warning_on_ecg_scale_and_nan_exam_reported(models, tmp_path, capsys):
+    _, paths = models
+    path = str(tmp_path / "nan.hdf5")
+    signals = write_tracings(path, 4, seed=5)
+    with h5py.File(path, "a") as handle:
+        signals[2, 100:300, 3] = np.nan
+        handle["tracings"][2] = signals[2]
+    out = tmp_path / "o.npy"
+    status, _, err = run_main([path, paths[".keras"], "--output-file", str(out), "--quiet"], capsys)
+    assert status == 0
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "exam_id 6002" in warnings[0]
+    predicted = np.load(out)
+    assert np.isnan(predicted[2]).all() and np.isfinite(np.delete(predicted, 2, axis=0)).all()
+
+
+def test_run_folder_without_model(exams, tmp_path, capsys):
+    path, _ = exams
+    run = tmp_path / "empty_run"
+    run.mkdir()
+    status, _, err = run_main([path, str(run)], capsys)
+    assert_one_line_error(status, err, "empty_run", "model_best.keras")
