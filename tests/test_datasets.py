@@ -260,6 +260,24 @@ def test_inspect_warns_about_lead_order(make_hdf5, capsys):
     assert "aVR" in out and "Einthoven" not in out
 
 
+def test_single_abnormal_real_record_raises_no_lead_order_alarm(tmp_path, capsys):
+    # PTB s0010_re: infero-lateral infarction, so aVR's largest deflection is positive;
+    # one such patient must not make a whole collection look misordered.
+    record = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples" / "s0010_re"
+    if not record.with_suffix(".hea").exists():
+        pytest.skip(f"real PTB record not found at {record}")
+    output = tmp_path / "ptb.hdf5"
+    assert run_cli(datasets.main, ["convert", str(record), "-o", str(output)]) == 0
+    status, out, _ = inspect_output(capsys, output)
+    assert status == 0 and "N = 1" in out
+    assert "WARNING" not in out
+    x = datasets.RowReader(datasets.open_collection(output)).read([0])  # (1, 4096, 12)
+    assert datasets.lead_order_warnings(x) == []
+    # the aVR check needs a collection-wide pattern: ten such records do warn
+    assert datasets.lead_order_warnings(np.repeat(x, 9, axis=0)) == []
+    assert "aVR" in datasets.lead_order_warnings(np.repeat(x, 10, axis=0))[0]
+
+
 def test_help_lists_the_three_commands(capsys):
     with pytest.raises(SystemExit):
         datasets.main(["--help"])
