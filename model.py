@@ -11,7 +11,9 @@ Run ``python model.py`` to print the summary and the parameter count.
 """
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 
 import h5py
@@ -125,32 +127,54 @@ def get_model(n_classes=N_CLASSES, last_layer="sigmoid"):
 
 
 # --- Saving ------------------------------------------------------------------------
-def save_model(model, stem):
+def save_model(model, stem, formats=(".keras", ".h5")):
     """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``.
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
-    process, without importing this project. Both files are written to temporary
-    files and renamed, so an interrupted save never leaves a partial file.
+    process, without importing this project. Each file is written to a temporary file
+    and renamed, so an interrupted save never leaves a partial file.
 
     Parameters
     ----------
     model : keras.Model
     stem : str or os.PathLike
         Destination without extension (an extension ``.keras``/``.h5`` is stripped).
+    formats : sequence of str
+        Which of ``.keras`` and ``.h5`` to write.
 
     Returns
     -------
     tuple of str
-        The ``.keras`` and ``.h5`` paths.
+        The paths written, in the order of ``formats``.
     """
     stem = os.fspath(stem)
     if os.path.splitext(stem)[1] in (".keras", ".h5", ".hdf5"):
         stem = os.path.splitext(stem)[0]
-    paths = (stem + ".keras", stem + ".h5")
+    paths = tuple(stem + suffix for suffix in formats)
     for path in paths:
-        with atomic_output(path) as tmp:
+        with atomic_output(path) as tmp, _keeping_compile_config(model):
             model.save(tmp)
     return paths
+
+
+@contextlib.contextmanager
+def _keeping_compile_config(model):
+    """Undo a side effect of Keras 3's legacy .h5 save, and silence its "legacy" warning.
+
+    Saving ``.h5`` drops the optimizer from the model's compile config, so a later
+    ``.keras`` save of the same model would silently lose the optimizer state.
+    """
+    compile_config = getattr(model, "_compile_config", None)
+    saved = dict(compile_config.config) if compile_config is not None else None
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if saved is not None:
+            compile_config.config = saved
 
 
 # --- Loading -----------------------------------------------------------------------

@@ -246,3 +246,13 @@ def test_other_input_shape_or_class_count_is_refused(tmp_path):
 def test_cli_prints_parameter_count(capsys):
     model_module.main([])
     assert "Parameters: 6,425,638" in capsys.readouterr().out
+
+
+def test_h5_save_keeps_the_optimizer_for_later_keras_saves(tmp_path):
+    net = get_model(n_classes=2)
+    net.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    save_model(net, tmp_path / "first", formats=(".h5",))
+    save_model(net, tmp_path / "second", formats=(".keras",))
+    restored = keras.models.load_model(tmp_path / "second.keras")
+    assert isinstance(restored.optimizer, keras.optimizers.Adam)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.h5", "second.keras"]

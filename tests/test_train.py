@@ -1,0 +1,366 @@
+"""Tests of train.py: run folder, resume after kill -9, faults, distribution, full model.
+
+Most tests train a tiny model (one strided convolution, dropout, a dense layer) on 40
+synthetic ECGs; the slow ones (subprocesses, the paper's full model) stay at a few steps.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import train
+import train_state as ts
+from ecg_common import CLASSES, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["--epochs", "2", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]
+
+
+def tiny_model():
+    """A tiny functional model with the project's input and output shapes and a dropout."""
+    signal_in = keras.Input((4096, 12), name="signal")
+    x = keras.layers.Conv1D(4, 16, strides=64)(signal_in)  # (batch, 64, 4)
+    x = keras.layers.Dropout(0.3)(x)
+    x = keras.layers.Flatten()(x)  # (batch, 256)
+    out = keras.layers.Dense(len(CLASSES), activation="sigmoid", dtype="float32")(x)
+    return keras.Model(signal_in, out)
+
+
+def train_tiny(argv, **kwargs):
+    """Run train.main through run_cli (as the command line does) with the tiny model."""
+    try:
+        return run_cli(lambda a: train.main(a, model_factory=tiny_model, **kwargs), argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+class AtBatch(keras.callbacks.Callback):
+    """Calls ``action(model)`` at the end of batch ``batch`` of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch, batch, action):
+        super().__init__()
+        self.at, self.action, self.epoch = (epoch, batch), action, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            self.action(self.model)
+
+
+@pytest.fixture
+def data(make_hdf5):
+    """40 labelled tracings."""
+    return make_hdf5("data.hdf5", 40, labels=True)
+
+
+# --- Units ----------------------------------------------------------------------------
+def test_f1_max_thresholds_match_brute_force():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, len(CLASSES))) < 0.3).astype(float)
+    s = np.clip(y * 0.3 + rng.random(y.shape) * 0.7, 0, 1).round(2)  # ties on purpose
+    result = ts.f1_max_thresholds(y, s)
+    for k, name in enumerate(CLASSES):
+        best = max(_f1(y[:, k], s[:, k] > t) for t in np.r_[-1, np.unique(s[:, k])])
+        entry = result[name]
+        assert entry["f1"] == pytest.approx(best)
+        assert _f1(y[:, k], s[:, k] > entry["threshold"]) == pytest.approx(entry["f1"])
+    no_positives = ts.f1_max_thresholds(np.zeros((5, 6)), rng.random((5, 6)))
+    assert no_positives["AF"]["threshold"] is None
+
+
+def _f1(y, predicted):
+    tp = np.sum(predicted & (y > 0.5))
+    return 2 * tp / (predicted.sum() + (y > 0.5).sum())
+
+
+def test_epoch_seed_depends_only_on_seed_and_epoch():
+    assert ts.epoch_seed(0, 3) == ts.epoch_seed(0, 3)
+    assert len({ts.epoch_seed(s, e) for s in range(3) for e in range(5)}) == 15
+
+
+def test_split_inputs_by_extension(tmp_path):
+    assert train.split_inputs(["a.hdf5", "b.h5", "l.csv"])[1].endswith("l.csv")
+    with pytest.raises(train.ECGInputError, match="unknown file type"):
+        train.split_inputs(["a.hdf5", "notes.txt"])
+    with pytest.raises(train.ECGInputError, match="several label CSVs"):
+        train.split_inputs(["a.hdf5", "x.csv", "y.csv"])
+
+
+# --- A whole run ------------------------------------------------------------------------
+def test_run_folder_contents(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_tiny([data, "--out", str(out), *BASE]) == 0
+    names = set(os.listdir(out))
+    for name in ("model_best.keras", "model_best.h5", "model_last.keras", "model_last.h5",
+                 "final_model.h5", "history.csv", "config.json", "thresholds.json", "resume"):
+        assert name in names
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    for column in ("loss", "val_loss", "lr", *(f"val_auroc_{c}" for c in CLASSES),
+                   *(f"val_ap_{c}" for c in CLASSES)):
+        assert column in history.columns
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["epochs"] == 2 and config["options"]["batch_size"] == 8
+    assert config["inputs"]["rows"] == 40 and config["inputs"]["validation_rows"] == 10
+    assert "tensorflow" in config["versions"] and "git_commit" in config
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    assert set(thresholds["classes"]) == set(CLASSES)
+    best = keras.models.load_model(out / "final_model.h5", compile=False)
+    state = ts.read_state(out)
+    assert thresholds["epoch"] == state["best_epoch"]
+    assert np.isclose(state["best_val_loss"], history["val_loss"].min())
+    assert len(best.weights) == len(tiny_model().weights)
+    text = capsys.readouterr().out
+    assert "Epoch 2/2" in text and "Summary:" in text and "XLA off" in text
+
+
+def test_two_files_and_csv_with_group_split(make_hdf5, tmp_path):
+    a = make_hdf5("a.hdf5", 20)
+    b = make_hdf5("b.hdf5", 20, first_id=20)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame((rng.random((40, 6)) < 0.3).astype(int), columns=list(CLASSES))
+    frame.insert(0, "exam_id", 1000 + np.arange(40))
+    frame["patient_id"] = np.arange(40) // 4
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "run"
+    argv = [a, b, str(tmp_path / "labels.csv"), "--out", str(out), *BASE, "--epochs", "1",
+            "--val-split-by", "patient_id"]
+    assert train_tiny(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["inputs"]["sizes"] == [20, 20]
+    assert config["inputs"]["validation_rows"] % 4 == 0  # whole patients
+    bad = [*argv[:3], "--out", str(tmp_path / "r2"), "--val-split-by", "nope"]
+    assert train_tiny(bad) == 2
+
+
+# --- Faults ---------------------------------------------------------------------------
+def test_non_empty_out_refused_without_touching_it(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert train_tiny([data, "--out", str(out), *BASE]) == 2
+    assert os.listdir(out) == ["keep.txt"]
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_without_state_refused(tmp_path):
+    assert train_tiny(["--resume", "--out", str(tmp_path)]) == 2
+
+
+def test_labels_with_other_classes_refused(make_hdf5, tmp_path, capsys):
+    bad = make_hdf5("bad.hdf5", 20, labels=True, classes=("A", "B", "C", "D", "E", "F"))
+    assert train_tiny([bad, "--out", str(tmp_path / "run"), *BASE]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_good_model(data, tmp_path, capsys):
+    out = tmp_path / "run"
+
+    def poison(model):
+        model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan))
+
+    status = train_tiny([data, "--out", str(out), *BASE, "--epochs", "3"],
+                        extra_callbacks=[AtBatch(1, 1, poison)])
+    assert status == 2
+    assert "NaN in epoch 2" in capsys.readouterr().err
+    assert ts.read_state(out)["completed_epochs"] == 1
+    kept = keras.models.load_model(out / "model_last.keras", compile=False)
+    assert all(np.isfinite(w).all() for w in kept.get_weights())
+
+
+def test_ctrl_c_saves_model_last_and_resume_finishes(data, tmp_path, capsys):
+    out = tmp_path / "run"
+
+    def interrupt(model):
+        raise KeyboardInterrupt
+
+    status = train_tiny([data, "--out", str(out), *BASE, "--epochs", "3"],
+                        extra_callbacks=[AtBatch(1, 2, interrupt)])
+    assert status == train.INTERRUPTED
+    assert f"--resume --out {out}" in capsys.readouterr().err
+    assert (out / "model_last.keras").is_file() and (out / "model_last.h5").is_file()
+    assert ts.read_state(out)["completed_epochs"] == 1
+    assert train_tiny(["--resume", "--out", str(out)]) == 0
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
+
+
+def test_counters_and_lr_restored_on_resume(data, tmp_path, monkeypatch):
+    """ReduceLROnPlateau must fire at the same epoch with and without a resume."""
+    argv = [data, *BASE, "--epochs", "4", "--lr", "1e-9"]  # no progress: plateau at once
+    paper_callbacks = train.paper_callbacks
+
+    def quick_callbacks(lr):  # the same callbacks with shorter patience, to keep the test short
+        reduce_lr, early = paper_callbacks(lr)
+        reduce_lr.patience, early.patience = 2, 3
+        return reduce_lr, early
+
+    monkeypatch.setattr(train, "paper_callbacks", quick_callbacks)
+    assert train_tiny([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert train_tiny([*argv, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
+    assert train_tiny(["--resume", "--out", str(tmp_path / "b"), "--epochs", "4"]) == 0
+    a, b = ts.read_state(tmp_path / "a"), ts.read_state(tmp_path / "b")
+    assert [r["lr"] for r in a["history"]] == [r["lr"] for r in b["history"]]
+    assert a["counters"] == b["counters"] and a["stopped_early"] == b["stopped_early"]
+    assert a["lr"] < 1e-9  # the plateau reduced it
+
+
+# --- Subprocesses: kill -9 and resume, two logical CPUs, two workers --------------------
+SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    spec = json.loads(sys.argv[1])
+    sys.path[:0] = [spec["root"], os.path.join(spec["root"], "tests")]
+    import tensorflow as tf
+    if spec.get("logical_cpus"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
+    import keras
+    import numpy as np
+    import train
+    from ecg_common import run_cli
+    from test_train import AtBatch, tiny_model
+
+    class DumpWeights(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            np.savez(spec["dump"], *self.model.get_weights())
+
+    callbacks = [DumpWeights()] if spec.get("dump") else []
+    if spec.get("kill_at"):
+        kill = lambda model: os.kill(os.getpid(), signal.SIGKILL)
+        callbacks.append(AtBatch(*spec["kill_at"], kill))
+    sys.exit(run_cli(lambda a: train.main(a, model_factory=tiny_model,
+                                          extra_callbacks=callbacks), spec["argv"]))
+""")
+
+
+def start(tmp_path, argv, env=None, **spec):
+    """Start ``train.main(argv)`` with the tiny model in a new Python process."""
+    script = tmp_path / "run_train.py"
+    script.write_text(SCRIPT)
+    spec = dict(spec, root=str(ROOT), argv=[str(a) for a in argv])
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    environment.update(TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.Popen([sys.executable, str(script), json.dumps(spec)], cwd=tmp_path,
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finish(process, timeout=240):
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def weights_of(path):
+    with np.load(path) as arrays:
+        return [arrays[k] for k in sorted(arrays.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
+    argv = [data, *BASE, "--epochs", "3", "--deterministic"]
+    whole = start(tmp_path, [*argv, "--out", tmp_path / "whole"], dump=str(tmp_path / "w.npz"))
+    killed = start(tmp_path, [*argv, "--out", tmp_path / "killed"], kill_at=[1, 2])
+    status, output = finish(killed)
+    assert status == -signal.SIGKILL, output
+    assert ts.read_state(tmp_path / "killed")["completed_epochs"] == 1
+    shutil.rmtree(tmp_path / "killed" / ts.RESUME_DIR)  # as if killed in the first epoch
+    killed = start(tmp_path, ["--resume", "--out", tmp_path / "killed"], kill_at=[1, 2])
+    status, output = finish(killed)
+    assert status == -signal.SIGKILL, output
+    assert ts.read_state(tmp_path / "killed")["completed_epochs"] == 1
+    resumed = start(tmp_path, ["--resume", "--out", tmp_path / "killed"],
+                    dump=str(tmp_path / "r.npz"))
+    for process in (whole, resumed):
+        status, output = finish(process)
+        assert status == 0, output
+    for a, b in zip(weights_of(tmp_path / "w.npz"), weights_of(tmp_path / "r.npz"),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    a, b = ts.read_state(tmp_path / "whole"), ts.read_state(tmp_path / "killed")
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    assert a["seed_states"] == b["seed_states"] and a["counters"] == b["counters"]
+
+
+def test_mirrored_over_two_logical_cpus(data, tmp_path):
+    out = tmp_path / "run"
+    process = start(tmp_path, [data, *BASE, "--epochs", "1", "--batch-size", "4",
+                               "--distribute", "mirrored", "--out", out], logical_cpus=2)
+    status, output = finish(process)
+    assert status == 0, output
+    setup = json.loads((out / "config.json").read_text())["setup"]
+    assert setup["replicas"] == 2 and setup["global_batch"] == 8
+    assert ts.read_state(out)["history"][0]["samples"] == 24  # 3 full global batches
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_agree_on_the_weights(data, tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    out = tmp_path / "run"
+    argv = [data, *BASE, "--epochs", "2", "--batch-size", "4", "--distribute", "multi-worker",
+            "--out", out]
+    workers = [
+        start(tmp_path, argv, dump=str(tmp_path / f"w{i}.npz"), env={"TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]
+    for worker in workers:
+        status, output = finish(worker)
+        assert status == 0, output
+    for a, b in zip(weights_of(tmp_path / "w0.npz"), weights_of(tmp_path / "w1.npz"),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    setup = json.loads((out / "config.json").read_text())["setup"]
+    assert setup["strategy"] == "multi-worker" and setup["replicas"] == 2
+    assert sorted(os.listdir(tmp_path)).count("run") == 1  # only the chief wrote a folder
+    assert len(ts.read_state(out)["history"]) == 2
+
+
+# --- Precision and the paper's model --------------------------------------------------
+def test_mixed_precision_keeps_a_float32_output(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    try:
+        assert train_tiny([data, *BASE, "--epochs", "1", "--mixed-precision",
+                           "--out", str(out)]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert "precision mixed_bfloat16" in capsys.readouterr().out  # the CPU's choice
+    saved = keras.models.load_model(out / "model_best.keras", compile=False)
+    assert saved.layers[1].compute_dtype == "bfloat16"
+    assert saved.outputs[0].dtype == "float32"
+
+
+def test_full_paper_model_end_to_end(make_hdf5, tmp_path):
+    data = make_hdf5("small.hdf5", 12, labels=True)
+    out = tmp_path / "run"
+    argv = [data, "--out", str(out), "--epochs", "1", "--batch-size", "2",
+            "--steps-per-epoch", "2", "--val-split", "0.25", "--no-jit"]
+    assert run_cli(train.main, argv) == 0
+    import model as ecg_model
+
+    best = ecg_model.load_model(out / "final_model.h5")
+    assert best.count_params() == 6_425_638
+    assert ts.read_state(out)["history"][0]["samples"] == 4
