@@ -15,38 +15,29 @@ Exit status: 0 done, 2 bad input / NaN loss / non-empty output folder, 130 Ctrl-
 """
 
 import argparse
-import datetime
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
-
 import train_state as ts
-from ecg_common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, atomic_output, run_cli
+from ecg_common import CLASSES, ECGInputError, atomic_output, run_cli
+from train_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
+    DEFAULTS,  # noqa: F401
+    check_options,
+    device_defaults,
+    is_chief,
+    load_data,
+    make_strategy,
+    print_setup,
+    resolve_run,
+    run_config,
+    split_inputs,  # noqa: F401
+    write_history,
+)
 
-DEFAULTS = {
-    "epochs": 70,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "val_split": 0.02,
-    "val_split_by": None,
-    "dataset_name": DEFAULT_DATASET_NAME,
-    "seed": 0,
-    "steps_per_epoch": None,
-    "mixed_precision": None,  # None: the device's default (see device_defaults)
-    "jit": None,
-    "distribute": "auto",
-    "deterministic": False,
-}
-"""Options of a new run; on --resume the saved options replace them."""
-
-DATA_EXTENSIONS = (".hdf5", ".h5", ".hdf")
 INTERRUPTED = 130
 
 
@@ -99,164 +90,48 @@ def build_parser():
     return parser
 
 
-def split_inputs(inputs):
-    """Split positional files into (tracing files, label CSV or None) by extension."""
-    data, csvs = [], []
-    for path in inputs:
-        ext = os.path.splitext(path)[1].lower()
-        if ext == ".csv":
-            csvs.append(path)
-        elif ext in DATA_EXTENSIONS:
-            data.append(path)
-        else:
-            raise ECGInputError(f"{path}: unknown file type; give .hdf5/.h5 tracing files "
-                                "and at most one .csv of labels")
-    if len(csvs) > 1:
-        raise ECGInputError(f"{', '.join(csvs)}: several label CSVs; give at most one")
-    if not data:
-        raise ECGInputError("no .hdf5/.h5 tracing file given: pass e.g. data.hdf5 labels.csv")
-    return [os.path.abspath(p) for p in data], (os.path.abspath(csvs[0]) if csvs else None)
-
-
-def resolve_run(args):
-    """Resolve the run folder, the options and the inputs from args (and a resumed run).
-
-    Returns
-    -------
-    (str, dict, dict or None)
-        Output folder, options (DEFAULTS keys plus ``data``, ``labels``), resume state.
-    """
-    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    if args.resume:
-        if not args.out:
-            raise ECGInputError("--resume needs --out DIR: the folder of the run to continue")
-        state = ts.read_state(args.out)  # None: killed before its first epoch ended
-        saved = _read_config(args.out)
-        if saved is None:
-            raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
-                                "a new run without --resume")
-        options = dict(DEFAULTS, **saved["options"])
-        for key, value in given.items():
-            if options.get(key) != value:
-                print(f"note: option {key} changed on resume: {options.get(key)} -> {value}")
-        options.update(given)
-        if args.inputs:
-            options["data"], options["labels"] = split_inputs(args.inputs)
-        return args.out, options, state
-    out = args.out or _new_run_folder()
-    if os.path.isdir(out) and os.listdir(out):
-        raise ECGInputError(f"{out}: output folder exists and is not empty; choose another "
-                            "--out, or add --resume to continue the run in it")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ECGInputError(f"{out}: exists and is not a folder; choose another --out")
-    options = dict(DEFAULTS, **given)
-    options["data"], options["labels"] = split_inputs(args.inputs)
-    return out, options, None
-
-
-def _new_run_folder():
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out, n = os.path.join("runs", f"train-{stamp}"), 1
-    while os.path.exists(out):
-        n += 1
-        out = os.path.join("runs", f"train-{stamp}-{n}")
-    return out
-
-
-def _read_config(out):
-    import json
-
-    path = os.path.join(out, "config.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def check_options(options):
-    """Refuse impossible option values with a one-line ECGInputError."""
-    for key in ("epochs", "batch_size"):
-        if options[key] < 1:
-            raise ECGInputError(f"--{key.replace('_', '-')} {options[key]}: must be >= 1")
-    if options["steps_per_epoch"] is not None and options["steps_per_epoch"] < 1:
-        raise ECGInputError(f"--steps-per-epoch {options['steps_per_epoch']}: must be >= 1")
-    if not options["lr"] > 0:
-        raise ECGInputError(f"--lr {options['lr']}: must be > 0")
-    if not 0 < options["val_split"] < 1:
-        raise ECGInputError(f"--val-split {options['val_split']}: must be in (0, 1)")
-
-
-# --- Devices and distribution ------------------------------------------------------------
-def make_strategy(name):
-    """Return (strategy, kind) for --distribute ``name``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if name == "auto":
-        name = "multi-worker" if os.environ.get("TF_CONFIG") else (
-            "mirrored" if len(gpus) > 1 else "none")
-    if name == "multi-worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ECGInputError("--distribute multi-worker needs the TF_CONFIG environment "
-                                "variable (cluster and task); see the README")
-        return tf.distribute.MultiWorkerMirroredStrategy(), name
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(), name
-    return tf.distribute.get_strategy(), "none"
-
-
-def is_chief(strategy):
-    """True on the worker that writes the run folder (worker 0, or the task "chief")."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def device_defaults():
-    """(description, jit default, mixed-precision policy) for the visible devices."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU", False, "mixed_bfloat16"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    capability = details.get("compute_capability") or (0, 0)
-    policy = "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
-    return f"{len(gpus)} x {details.get('device_name', 'GPU')}", True, policy
-
-
 # --- Data ---------------------------------------------------------------------------
-def load_data(options):
-    """Open the tracings and labels and split the rows.
+def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
+    """The training batches of one worker under MultiWorkerMirroredStrategy.
+
+    Worker ``input_context.input_pipeline_id`` of ``num_input_pipelines`` reads only its
+    own share of ``rows``: ``datasets.make_dataset`` deals the blocks of consecutive rows
+    out to the workers, so the shares are disjoint and together cover ``rows``. The share
+    is shuffled from ``seed`` and repeated forever, because shares may differ by a block:
+    the caller gives every worker the same ``steps_per_epoch`` and none runs out of data.
+    Within a pass no row comes twice.
+
+    Parameters
+    ----------
+    collection : datasets.Collection
+    labels : numpy.ndarray
+        (n, n_classes) labels of all the collection's rows.
+    rows : numpy.ndarray
+        Training rows (of all workers).
+    global_batch : int
+        Batch size summed over all replicas of all workers.
+    seed : int
+        Data-order seed of the epoch (``train_state.epoch_seed``).
+    input_context : tf.distribute.InputContext
+        From ``strategy.distribute_datasets_from_function``.
 
     Returns
     -------
-    (Collection, numpy.ndarray, numpy.ndarray, numpy.ndarray)
-        Collection, labels (n, 6), train rows, validation rows.
+    tf.data.Dataset
+        Endless (x, y) batches: x (per-replica batch, 4096, 12), y (per-replica batch, 6).
     """
     import datasets
 
-    collection = datasets.open_collection(options["data"], options["dataset_name"])
-    table = datasets.load_labels(collection, options["labels"], options["dataset_name"])
-    groups = None
-    if options["val_split_by"]:
-        column = options["val_split_by"]
-        if table.frame is None or column not in table.frame.columns:
-            where = options["labels"] or "the HDF5 labels (no CSV given)"
-            raise ECGInputError(f"{where}: no column {column!r} for --val-split-by; give a "
-                                "label CSV that has it, or drop --val-split-by")
-        groups = table.frame[column].to_numpy()
-    train_rows, val_rows = datasets.split_indices(
-        collection.n, options["val_split"], groups, options["seed"])
-    if len(val_rows) == 0 or len(train_rows) == 0:
-        raise ECGInputError(f"{', '.join(collection.paths)}: {collection.n} rows give "
-                            f"{len(train_rows)} training and {len(val_rows)} validation rows; "
-                            "adjust --val-split or add data")
-    return collection, table.labels, train_rows, val_rows
+    share = len(rows) // input_context.num_input_pipelines
+    # Blocks of 32 rows (make_dataset's default), fewer for tiny data: >= 4 blocks a worker.
+    block_size = max(1, min(32, share // 4))
+    batch = input_context.get_per_replica_batch_size(global_batch)
+    one_pass = datasets.make_dataset(
+        collection, labels, batch_size=batch, shuffle=True, seed=seed, indices=rows,
+        block_size=block_size, input_context=input_context)
+    # Whole passes, each in a new order, batched across their ends; make_dataset's
+    # repeat=True would let one shuffle window mix rows of two passes (duplicates).
+    return one_pass.repeat().rebatch(batch, drop_remainder=True).prefetch(2)
 
 
 # --- Model ----------------------------------------------------------------------------
@@ -304,61 +179,17 @@ def tensorboard_callbacks(out):
     return [keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False)]
 
 
-# --- Run-folder files --------------------------------------------------------------------
-def write_history(out, rows):
-    """Write history.csv (one row per completed epoch) atomically."""
-    import pandas as pd
-
-    with atomic_output(os.path.join(out, "history.csv")) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-
-
-def run_config(options, collection, n_train, n_val, setup):
-    """The content of config.json: options, inputs, setup, versions and git commit."""
-    import h5py
-    import keras
-    import sklearn
-    import tensorflow as tf
-
-    return {
-        "options": options,
-        "inputs": {"paths": collection.paths, "sizes": collection.sizes, "rows": collection.n,
-                   "labels": options["labels"] or "labels dataset in the HDF5 files",
-                   "train_rows": int(n_train), "validation_rows": int(n_val)},
-        "setup": setup,
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__,
-                     "h5py": h5py.__version__, "scikit-learn": sklearn.__version__},
-        "git_commit": git_commit(),
-        "command": sys.argv,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-
-
-def git_commit():
-    """The commit of the code's repository (with "+dirty" if modified), or None."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10,
-                               check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty.strip() else "")
-
-
 # --- Training -------------------------------------------------------------------------
 class Run:
     """One training run: the model, its data, its callbacks and its run folder."""
 
     def __init__(self, model, options, collection, labels, train_rows, val_rows, out,
-                 writes, state, global_batch, replicas, jit, extra_callbacks=()):
-
+                 writes, state, global_batch, replicas, jit, extra_callbacks=(),
+                 worker_strategy=None):
         import datasets
 
         self.model, self.options, self.out, self.writes = model, options, out, writes
+        self.worker_strategy = worker_strategy  # multi-worker: each reads its own rows
         self.collection, self.labels, self.train_rows = collection, labels, train_rows
         self.global_batch, self.replicas = global_batch, replicas
         val_dataset = datasets.make_dataset(collection, labels, batch_size=global_batch,
@@ -388,13 +219,21 @@ class Run:
         return min(steps, self.options["steps_per_epoch"] or steps)
 
     def train_dataset(self, epoch):
-        """The training batches of ``epoch``, in an order set by (seed, epoch) alone."""
+        """The training batches of ``epoch``, in an order set by (seed, epoch) alone.
+
+        Several workers read disjoint shares of the rows (:func:`worker_dataset`); one
+        machine reads them all in one pipeline and splits each batch among its replicas.
+        """
         import datasets
 
+        seed = ts.epoch_seed(self.options["seed"], epoch)
+        if self.worker_strategy is not None:
+            return self.worker_strategy.distribute_datasets_from_function(
+                lambda context: worker_dataset(self.collection, self.labels, self.train_rows,
+                                               self.global_batch, seed, context))
         return datasets.make_dataset(
             self.collection, self.labels, batch_size=self.global_batch, shuffle=True,
-            seed=ts.epoch_seed(self.options["seed"], epoch), indices=self.train_rows,
-            drop_remainder=self.replicas > 1)
+            seed=seed, indices=self.train_rows, drop_remainder=self.replicas > 1)
 
     def run_epoch(self, epoch, verbose):
         """Train one epoch; return its history row, or None when the loss became NaN."""
@@ -501,7 +340,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
             if kind == "multi-worker":
                 ts.patch_multi_worker_build(model, strategy)
             run = Run(model, options, collection, labels, train_rows, val_rows, run_dir,
-                      writes, state, global_batch, replicas, jit, extra_callbacks)
+                      writes, state, global_batch, replicas, jit, extra_callbacks,
+                      worker_strategy=strategy if kind == "multi-worker" else None)
         return train(run, out, verbose=1 if writes else 0)
     finally:
         if not writes:
@@ -512,19 +352,6 @@ def _paper_model():
     import model as ecg_model
 
     return ecg_model.get_model()
-
-
-def print_setup(setup, options, collection, n_train, n_val):
-    """Print the resolved devices, precision, XLA and data sizes before training starts."""
-    print(f"train.py: {collection.n} ECGs in {len(collection.paths)} file(s): {n_train} "
-          f"training, {n_val} validation; device {setup['device']}; strategy "
-          f"{setup['strategy']} ({setup['replicas']} replica(s)), global batch "
-          f"{setup['global_batch']}; precision {setup['precision']}; XLA "
-          f"{'on' if setup['jit'] else 'off'}; seed {options['seed']}"
-          f"{'; deterministic ops' if options['deterministic'] else ''}")
-    if setup["replicas"] > 1:
-        print(f"note: lr {options['lr']} is not scaled with the {setup['replicas']} replicas; "
-              "for a larger global batch consider scaling it linearly (see README)")
 
 
 def train(run, out, verbose):

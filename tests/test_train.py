@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import row_ids
 
 import train
 import train_state as ts
@@ -238,6 +239,15 @@ SCRIPT = textwrap.dedent("""
         def on_train_end(self, logs=None):
             np.savez(spec["dump"], *self.model.get_weights())
 
+    if spec.get("contexts"):  # record the input contexts of the worker's pipelines
+        read_share = train.worker_dataset
+
+        def recording(*args):
+            with open(spec["contexts"], "a") as handle:
+                handle.write(f"{args[-1].input_pipeline_id}/{args[-1].num_input_pipelines}\\n")
+            return read_share(*args)
+
+        train.worker_dataset = recording
     callbacks = [DumpWeights()] if spec.get("dump") else []
     if spec.get("kill_at"):
         kill = lambda model: os.kill(os.getpid(), signal.SIGKILL)
@@ -323,8 +333,9 @@ def test_two_local_workers_agree_on_the_weights(data, tmp_path):
     argv = [data, *BASE, "--epochs", "2", "--batch-size", "4", "--distribute", "multi-worker",
             "--out", out]
     workers = [
-        start(tmp_path, argv, dump=str(tmp_path / f"w{i}.npz"), env={"TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        start(tmp_path, argv, dump=str(tmp_path / f"w{i}.npz"),
+              contexts=str(tmp_path / f"contexts{i}.txt"), env={"TF_CONFIG": json.dumps(
+                  {"cluster": cluster, "task": {"type": "worker", "index": i}})})
         for i in range(2)
     ]
     for worker in workers:
@@ -336,7 +347,35 @@ def test_two_local_workers_agree_on_the_weights(data, tmp_path):
     setup = json.loads((out / "config.json").read_text())["setup"]
     assert setup["strategy"] == "multi-worker" and setup["replicas"] == 2
     assert sorted(os.listdir(tmp_path)).count("run") == 1  # only the chief wrote a folder
-    assert len(ts.read_state(out)["history"]) == 2
+    history = ts.read_state(out)["history"]
+    assert len(history) == 2 and history[0]["samples"] == 24  # 3 global batches of 8
+    for i in range(2):  # each worker read through its own pipeline (its share: see below)
+        assert set((tmp_path / f"contexts{i}.txt").read_text().split()) == {f"{i}/2"}
+
+
+def test_two_workers_read_disjoint_shares_of_the_rows(make_hdf5):
+    """Each worker's pipeline reads its own rows; together they read all training rows."""
+    import tensorflow as tf
+
+    import datasets
+
+    collection = datasets.open_collection([make_hdf5("rows.hdf5", 50)], "tracings")
+    labels = np.zeros((50, len(CLASSES)), np.float32)
+    rows = np.arange(3, 45)  # 42 training rows
+    global_batch, steps = 8, 42 // 8  # what every worker runs in one epoch
+    shares = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        dataset = train.worker_dataset(collection, labels, rows, global_batch, 7, context)
+        batches = [row_ids(x) for x, _ in dataset.take(3 * steps)]  # endless: > 2 passes
+        assert {len(b) for b in batches} == {global_batch // 2}
+        epoch = np.concatenate(batches[:steps])
+        assert len(set(epoch)) == len(epoch)  # no row twice within an epoch
+        shares.append(set(np.concatenate(batches)))
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(rows)
+    assert abs(len(shares[0]) - len(shares[1])) <= 5  # at most one block apart
 
 
 # --- Precision and the paper's model --------------------------------------------------

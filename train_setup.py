@@ -1,0 +1,256 @@
+"""Setting up a training run of ``train.py``: options, run folder, devices, config.json.
+
+Everything ``train.main`` resolves before it builds the model: the options of a new or
+resumed run (:data:`DEFAULTS`, :func:`resolve_run`, :func:`check_options`), the inputs
+and their train/validation split (:func:`split_inputs`, :func:`load_data`), the
+distribution strategy and the device defaults (:func:`make_strategy`, :func:`is_chief`,
+:func:`device_defaults`), the line printed at start (:func:`print_setup`), and the run
+folder's ``config.json`` and ``history.csv`` (:func:`run_config`, :func:`git_commit`,
+:func:`write_history`).
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+
+import train_state as ts
+from ecg_common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+
+DEFAULTS = {
+    "epochs": 70,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "val_split": 0.02,
+    "val_split_by": None,
+    "dataset_name": DEFAULT_DATASET_NAME,
+    "seed": 0,
+    "steps_per_epoch": None,
+    "mixed_precision": None,  # None: the device's default (see device_defaults)
+    "jit": None,
+    "distribute": "auto",
+    "deterministic": False,
+}
+"""Options of a new run; on --resume the saved options replace them."""
+
+DATA_EXTENSIONS = (".hdf5", ".h5", ".hdf")
+
+
+# --- Options, inputs and run folder -----------------------------------------------------
+def split_inputs(inputs):
+    """Split positional files into (tracing files, label CSV or None) by extension."""
+    data, csvs = [], []
+    for path in inputs:
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".csv":
+            csvs.append(path)
+        elif ext in DATA_EXTENSIONS:
+            data.append(path)
+        else:
+            raise ECGInputError(f"{path}: unknown file type; give .hdf5/.h5 tracing files "
+                                "and at most one .csv of labels")
+    if len(csvs) > 1:
+        raise ECGInputError(f"{', '.join(csvs)}: several label CSVs; give at most one")
+    if not data:
+        raise ECGInputError("no .hdf5/.h5 tracing file given: pass e.g. data.hdf5 labels.csv")
+    return [os.path.abspath(p) for p in data], (os.path.abspath(csvs[0]) if csvs else None)
+
+
+def resolve_run(args):
+    """Resolve the run folder, the options and the inputs from args (and a resumed run).
+
+    Returns
+    -------
+    (str, dict, dict or None)
+        Output folder, options (DEFAULTS keys plus ``data``, ``labels``), resume state.
+    """
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    if args.resume:
+        if not args.out:
+            raise ECGInputError("--resume needs --out DIR: the folder of the run to continue")
+        state = ts.read_state(args.out)  # None: killed before its first epoch ended
+        saved = _read_config(args.out)
+        if saved is None:
+            raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
+                                "a new run without --resume")
+        options = dict(DEFAULTS, **saved["options"])
+        for key, value in given.items():
+            if options.get(key) != value:
+                print(f"note: option {key} changed on resume: {options.get(key)} -> {value}")
+        options.update(given)
+        if args.inputs:
+            options["data"], options["labels"] = split_inputs(args.inputs)
+        return args.out, options, state
+    out = args.out or _new_run_folder()
+    if os.path.isdir(out) and os.listdir(out):
+        raise ECGInputError(f"{out}: output folder exists and is not empty; choose another "
+                            "--out, or add --resume to continue the run in it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ECGInputError(f"{out}: exists and is not a folder; choose another --out")
+    options = dict(DEFAULTS, **given)
+    options["data"], options["labels"] = split_inputs(args.inputs)
+    return out, options, None
+
+
+def _new_run_folder():
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = os.path.join("runs", f"train-{stamp}"), 1
+    while os.path.exists(out):
+        n += 1
+        out = os.path.join("runs", f"train-{stamp}-{n}")
+    return out
+
+
+def _read_config(out):
+    path = os.path.join(out, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check_options(options):
+    """Refuse impossible option values with a one-line ECGInputError."""
+    for key in ("epochs", "batch_size"):
+        if options[key] < 1:
+            raise ECGInputError(f"--{key.replace('_', '-')} {options[key]}: must be >= 1")
+    if options["steps_per_epoch"] is not None and options["steps_per_epoch"] < 1:
+        raise ECGInputError(f"--steps-per-epoch {options['steps_per_epoch']}: must be >= 1")
+    if not options["lr"] > 0:
+        raise ECGInputError(f"--lr {options['lr']}: must be > 0")
+    if not 0 < options["val_split"] < 1:
+        raise ECGInputError(f"--val-split {options['val_split']}: must be in (0, 1)")
+
+
+def load_data(options):
+    """Open the tracings and labels and split the rows.
+
+    Returns
+    -------
+    (Collection, numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Collection, labels (n, 6), train rows, validation rows.
+    """
+    import datasets
+
+    collection = datasets.open_collection(options["data"], options["dataset_name"])
+    table = datasets.load_labels(collection, options["labels"], options["dataset_name"])
+    groups = None
+    if options["val_split_by"]:
+        column = options["val_split_by"]
+        if table.frame is None or column not in table.frame.columns:
+            where = options["labels"] or "the HDF5 labels (no CSV given)"
+            raise ECGInputError(f"{where}: no column {column!r} for --val-split-by; give a "
+                                "label CSV that has it, or drop --val-split-by")
+        groups = table.frame[column].to_numpy()
+    train_rows, val_rows = datasets.split_indices(
+        collection.n, options["val_split"], groups, options["seed"])
+    if len(val_rows) == 0 or len(train_rows) == 0:
+        raise ECGInputError(f"{', '.join(collection.paths)}: {collection.n} rows give "
+                            f"{len(train_rows)} training and {len(val_rows)} validation rows; "
+                            "adjust --val-split or add data")
+    return collection, table.labels, train_rows, val_rows
+
+
+# --- Devices and distribution ------------------------------------------------------------
+def make_strategy(name):
+    """Return (strategy, kind) for --distribute ``name``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "multi-worker" if os.environ.get("TF_CONFIG") else (
+            "mirrored" if len(gpus) > 1 else "none")
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ECGInputError("--distribute multi-worker needs the TF_CONFIG environment "
+                                "variable (cluster and task); see the README")
+        return tf.distribute.MultiWorkerMirroredStrategy(), name
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(), name
+    return tf.distribute.get_strategy(), "none"
+
+
+def is_chief(strategy):
+    """True on the worker that writes the run folder (worker 0, or the task "chief")."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def device_defaults():
+    """(description, jit default, mixed-precision policy) for the visible devices."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU", False, "mixed_bfloat16"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = details.get("compute_capability") or (0, 0)
+    policy = "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+    return f"{len(gpus)} x {details.get('device_name', 'GPU')}", True, policy
+
+
+# --- What a run prints and writes --------------------------------------------------------
+def print_setup(setup, options, collection, n_train, n_val):
+    """Print the resolved devices, precision, XLA and data sizes before training starts."""
+    print(f"train.py: {collection.n} ECGs in {len(collection.paths)} file(s): {n_train} "
+          f"training, {n_val} validation; device {setup['device']}; strategy "
+          f"{setup['strategy']} ({setup['replicas']} replica(s)), global batch "
+          f"{setup['global_batch']}; precision {setup['precision']}; XLA "
+          f"{'on' if setup['jit'] else 'off'}; seed {options['seed']}"
+          f"{'; deterministic ops' if options['deterministic'] else ''}")
+    if setup["replicas"] > 1:
+        print(f"note: lr {options['lr']} is not scaled with the {setup['replicas']} replicas; "
+              "for a larger global batch consider scaling it linearly (see README)")
+
+
+def write_history(out, rows):
+    """Write history.csv (one row per completed epoch) atomically."""
+    import pandas as pd
+
+    with atomic_output(os.path.join(out, "history.csv")) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def run_config(options, collection, n_train, n_val, setup):
+    """The content of config.json: options, inputs, setup, versions and git commit."""
+    import h5py
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "options": options,
+        "inputs": {"paths": collection.paths, "sizes": collection.sizes, "rows": collection.n,
+                   "labels": options["labels"] or "labels dataset in the HDF5 files",
+                   "train_rows": int(n_train), "validation_rows": int(n_val)},
+        "setup": setup,
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__,
+                     "h5py": h5py.__version__, "scikit-learn": sklearn.__version__},
+        "git_commit": git_commit(),
+        "command": sys.argv,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def git_commit():
+    """The commit of the code's repository (with "+dirty" if modified), or None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10,
+                               check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty.strip() else "")
