@@ -223,9 +223,9 @@ def make_dataset(
         )
     if shuffle:
         block_ids = block_ids.shuffle(n_blocks, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        block_ids = block_ids.repeat()
     windows = block_ids.batch(window_blocks)
+    if repeat:  # after windowing: a shuffle window never mixes rows of two passes
+        windows = windows.repeat()
     permutation_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     windows = tf.data.Dataset.zip(windows, permutation_seeds)
     out_types = (tf.float32,) if labels is None else (tf.float32, tf.float32)

@@ -118,6 +118,14 @@ def test_drop_remainder_and_repeat(make_hdf5):
     assert ids_of(repeated).tolist() == list(range(10)) * 2
 
 
+def test_repeated_shuffle_gives_each_row_once_per_pass(make_hdf5):
+    path = make_hdf5("a.hdf5", 20)  # the shuffle window (64 rows) exceeds the collection
+    options = {"batch_size": 5, "shuffle": True, "block_size": 2, "shuffle_buffer": 64}
+    passes = ids_of(datasets.make_dataset(path, repeat=True, **options).take(12))
+    for one_pass in passes.reshape(3, 20):
+        assert sorted(one_pass.tolist()) == list(range(20))
+
+
 def test_shuffle_is_a_reproducible_permutation_reshuffled_each_pass(make_hdf5):
     paths = [make_hdf5("a.hdf5", 60), make_hdf5("b.hdf5", 40, first_id=60)]
     options = {"batch_size": 8, "shuffle": True, "block_size": 4, "shuffle_buffer": 16}
