@@ -6,6 +6,7 @@ import it in milliseconds.
 """
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -120,3 +121,47 @@ def atomic_output(path, suffix=None):
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def read_thresholds(path):
+    """Read per-class decision thresholds from a JSON file.
+
+    Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}``, or either under
+    a top-level ``"classes"`` or ``"thresholds"`` key (train.py's ``thresholds.json`` is
+    ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
+    choice for a class without positive validation exams) is kept as None.
+
+    Returns
+    -------
+    dict
+        Class name -> float or None, for every name in ``CLASSES``.
+
+    Raises
+    ------
+    ECGInputError
+        Missing or unreadable file, or a class without a numeric (or null) threshold.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except FileNotFoundError:
+        raise ECGInputError(f"{path}: thresholds file not found; check the path") from None
+    except (OSError, ValueError) as error:
+        raise ECGInputError(f"{path}: cannot read thresholds JSON ({error})") from None
+    for key in ("classes", "thresholds"):
+        if isinstance(content, dict) and isinstance(content.get(key), dict):
+            content = content[key]
+    if not isinstance(content, dict):
+        raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
+    thresholds = {}
+    for name in CLASSES:
+        value = content.get(name, "missing")
+        if isinstance(value, dict):
+            value = value.get("threshold", "missing")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ECGInputError(
+                f"{path}: no numeric threshold for class {name}; the file must give one for "
+                f"each of {', '.join(CLASSES)}"
+            )
+        thresholds[name] = None if value is None else float(value)
+    return thresholds

@@ -8,7 +8,6 @@ representative network among several seeds and F1-optimal thresholds.
 Label and score arrays are ``(n_exams, n_classes)`` with the columns in ``CLASSES`` order.
 """
 
-import json
 import os
 
 import numpy as np
@@ -16,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, cohen_kappa_score, precision_recall_curve
 from statsmodels.stats.contingency_tables import mcnemar
 
-from ecg_common import CLASSES, CODE_TEST_DOI, ECGInputError
+from ecg_common import CLASSES, CODE_TEST_DOI, ECGInputError, read_thresholds
 
 METRICS = ("Precision", "Recall", "Specificity", "F1 score")
 """Metrics of Table 2, in the paper's column order."""
@@ -126,24 +125,18 @@ def read_decision_columns(path):
 
 
 def read_thresholds_json(path):
-    """Per-class thresholds from JSON: {class: t}, {class: {"threshold": t}}, optionally
-    under a top-level "thresholds" key (train.py's thresholds.json). Returns ndarray (n_classes,).
+    """Per-class thresholds from a JSON file (formats: ``ecg_common.read_thresholds``).
+
+    Returns ndarray (n_classes,); a class without a threshold is an error here, since
+    every class must be decided to be evaluated.
     """
     require_file(path, hint="check the path of the thresholds file")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except (ValueError, OSError) as error:
-        raise ECGInputError(f"{path}: not readable JSON ({error})") from error
-    if isinstance(content, dict) and isinstance(content.get("thresholds"), dict):
-        content = content["thresholds"]
-    try:
-        values = [content[name] for name in CLASSES]
-        values = [v["threshold"] if isinstance(v, dict) else v for v in values]
-        return np.array(values, dtype=float)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ECGInputError(f"{path}: needs a number per class {','.join(CLASSES)} "
-                            f"({error!r})") from error
+    thresholds = read_thresholds(path)
+    missing = [name for name, value in thresholds.items() if value is None]
+    if missing:
+        raise ECGInputError(f"{path}: no threshold for {', '.join(missing)} (no positive "
+                            "validation exams?); give --thresholds paper or six numbers")
+    return np.array([thresholds[name] for name in CLASSES], dtype=float)
 
 
 def align(values, exam_ids, gold_ids, path):

@@ -14,7 +14,6 @@ ids), one probability column per class and, when thresholds are known, one 0/1
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -23,11 +22,11 @@ import numpy as np
 from ecg_common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
-    INPUT_SHAPE,
     N_CLASSES,
     PAPER_THRESHOLDS,
     ECGInputError,
     atomic_output,
+    read_thresholds,
     run_cli,
 )
 
@@ -182,72 +181,17 @@ def _refuse_tracings_as_model(path):
         )
 
 
-def load_thresholds(path):
-    """Read per-class thresholds from JSON.
-
-    Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}`` or either of
-    these under a top-level ``"classes"`` or ``"thresholds"`` key (train.py writes
-    ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
-    choice for a class without positive validation exams) is kept as None.
-
-    Returns
-    -------
-    dict
-        Class name -> float or None, for every name in ``CLASSES``.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except FileNotFoundError:
-        raise ECGInputError(f"{path}: thresholds file not found") from None
-    except (OSError, ValueError) as error:
-        raise ECGInputError(f"{path}: cannot read thresholds JSON ({error})") from None
-    for key in ("classes", "thresholds"):
-        if isinstance(content, dict) and isinstance(content.get(key), dict):
-            content = content[key]
-    if not isinstance(content, dict):
-        raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
-    thresholds = {}
-    for name in CLASSES:
-        value = content.get(name, "missing")
-        if isinstance(value, dict):
-            value = value.get("threshold", "missing")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ECGInputError(
-                f"{path}: no numeric threshold for class {name}; the file must give one for "
-                f"each of {', '.join(CLASSES)}"
-            )
-        thresholds[name] = None if value is None else float(value)
-    return thresholds
-
-
 def choose_thresholds(args, run_thresholds_path):
     """Thresholds from --paper-thresholds, --thresholds, else the run folder's, else None."""
     if args.paper_thresholds:
         return dict(PAPER_THRESHOLDS)
     if args.thresholds:
-        return load_thresholds(args.thresholds)
+        return read_thresholds(args.thresholds)
     if run_thresholds_path:
-        return load_thresholds(run_thresholds_path)
+        return read_thresholds(run_thresholds_path)
     return None
 
 
-def check_model_shapes(model, path):
-    """Raise ECGInputError unless ``model`` maps (batch, 4096, 12) to (batch, 6)."""
-    inputs = [tuple(tensor.shape[1:]) for tensor in model.inputs]
-    outputs = [tuple(tensor.shape[1:]) for tensor in model.outputs]
-    if inputs != [INPUT_SHAPE]:
-        raise ECGInputError(
-            f"{path}: model input shape {inputs}, expected one input of shape {INPUT_SHAPE}"
-        )
-    if outputs != [(N_CLASSES,)]:
-        raise ECGInputError(
-            f"{path}: model output shape {outputs}, expected ({N_CLASSES},) for "
-            f"{', '.join(CLASSES)}"
-        )
-
-
-# --- Prediction --------------------------------------------------------------------
 def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):
     """Run ``model`` over every exam of ``collection``, in file order.
 
@@ -431,8 +375,7 @@ def main(argv=None):
 
     import model as model_module
 
-    model = model_module.load_model(model_path)
-    check_model_shapes(model, model_path)
+    model = model_module.load_model(model_path)  # checks the input and output shapes
     probabilities = predict_collection(
         model, collection, args.batch_size, verbose=0 if args.quiet else 1
     )

@@ -13,7 +13,7 @@ import pytest
 from conftest import synthetic_tracings, write_hdf5
 
 import predict
-from ecg_common import CLASSES, PAPER_THRESHOLDS, run_cli
+from ecg_common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
 
 keras = pytest.importorskip("keras")
 
@@ -171,14 +171,14 @@ def test_run_folder_uses_best_model_and_thresholds(models, exams, tmp_path, caps
 def test_load_thresholds_formats(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({name: 0.25 for name in CLASSES}))
-    assert predict.load_thresholds(str(plain)) == {name: 0.25 for name in CLASSES}
+    assert read_thresholds(str(plain)) == {name: 0.25 for name in CLASSES}
     nested = tmp_path / "nested.json"
     nested.write_text(json.dumps({"thresholds": {name: {"threshold": 0.1} for name in CLASSES}}))
-    assert predict.load_thresholds(str(nested)) == {name: 0.1 for name in CLASSES}
+    assert read_thresholds(str(nested)) == {name: 0.1 for name in CLASSES}
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"AF": 0.3}))
     with pytest.raises(predict.ECGInputError, match="1dAVb"):
-        predict.load_thresholds(str(partial))
+        read_thresholds(str(partial))
 
 
 def test_plot_option_draws_sheet(models, exams, tmp_path, capsys):
