@@ -1,0 +1,100 @@
+"""Smoke tests of bench.py: every section on tiny files with a tiny model; no timed asserts."""
+
+import h5py
+import numpy as np
+import pytest
+
+import bench
+from ecg_common import CLASSES, INPUT_SHAPE
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def bench_file(tmp_path_factory):
+    """A 200-tracing benchmark file (enough for 2 training batches of 64 plus validation)."""
+    return bench.write_bench_file(str(tmp_path_factory.mktemp("bench") / "b.hdf5"), 200, 64)
+
+
+def table_lines(text):
+    """The rows of the markdown table in ``text`` (header and separator excluded)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert lines[0] == "| section | measurement | value | unit | note |"
+    assert lines[1].startswith("|---")
+    return lines[2:]
+
+
+def test_write_bench_file_has_the_data_contract(bench_file):
+    with h5py.File(bench_file, "r") as handle:
+        assert handle["tracings"].shape == (200,) + INPUT_SHAPE
+        assert handle["tracings"].dtype == np.float32
+        assert handle["labels"].shape == (200, len(CLASSES))
+        assert list(handle["labels"].attrs["classes"]) == list(CLASSES)
+        assert handle["exam_id"][-1] == 199
+        assert 5 < np.std(handle["tracings"][:2]) < 20  # about 1 mV in 1e-4 V units
+
+
+def test_window_rates_skip_warmup_and_split_windows():
+    times = [10.0, 11.0, 13.0, 14.0, 16.0]  # ends of batches 0..4
+    assert bench.window_rates(times, 8, warmup=1, window=2) == [8 * 2 / 3, 8 * 2 / 3]
+    assert bench.window_rates(times, 8, warmup=2, window=1) == [4.0, 8.0, 4.0]
+    assert bench.window_rates(times, 8, warmup=4, window=2) == []  # incomplete window
+    with pytest.raises(ValueError):
+        bench.window_rates(times, 8, warmup=0, window=1)
+
+
+def test_model_flops_counts_conv_and_dense_shapes():
+    tiny = bench.tiny_model()  # Conv1D(8, 16, strides 16) -> pooling -> Dense(6)
+    assert bench.model_flops(tiny) == 2 * 256 * 16 * 12 * 8 + 2 * 8 * 6
+    assert 3.5e9 < bench.model_flops(bench.paper_model()) < 3.8e9  # the paper's ResNet
+
+
+def test_peak_is_positive():
+    rows, peak = bench.peak_rows(size=256, repeats=2)
+    assert peak == max(r["value"] for r in rows) > 0
+
+
+def test_speed_section_in_process(bench_file):
+    rows = bench.speed_rows(bench_file, "tiny", repeats=1, warmup=1, window=1, windows=1,
+                            predict_window_ecgs=32, peak_gflops=100.0, forward_flops=1e6,
+                            gpu=False, isolate=False)
+    assert [r["measurement"] for r in rows] == [label for _, label, _ in bench.SPEED_RUNS]
+    assert all(r["value"] > 0 and r["unit"] == "ECGs/s" for r in rows)
+    assert "x baseline" in rows[0]["note"] and "of peak" in rows[0]["note"]
+    assert "batch 32" in rows[3]["note"]
+    lines = table_lines(bench.format_table(rows, {"cpu": "test"}))
+    assert len(lines) == 4 and all(line.count("|") == 6 for line in lines)
+
+
+def test_measure_in_subprocess_reports_rates_and_memory(bench_file):
+    result = bench.measure_in_subprocess("predict_default", bench_file, "tiny", 1, 1, 2,
+                                         batch_size=32, intra=1)
+    assert len(result["rates"]) == 2 and result["ecg_per_s"] > 0
+    assert 50 < result["max_rss_MB"] < 20000
+
+
+def test_memory_rows_compare_file_sizes(bench_file, tmp_path):
+    larger = bench.write_bench_file(str(tmp_path / "large.hdf5"), 260, 64)
+    rows = bench.memory_rows({"small": bench_file, "large": larger}, "tiny", isolate=False)
+    assert len(rows) == 6 and all(r["unit"] == "MB" and r["value"] > 0 for r in rows)
+    assert "from smallest to largest" in rows[1]["note"] and rows[0]["note"] == ""
+
+
+def test_all_writes_the_table(bench_file, tmp_path, capsys):
+    out = tmp_path / "results.md"
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "bench_small.hdf5").symlink_to(bench_file)
+    status = bench.main(["all", "--model", "tiny", "--data-dir", str(data_dir), "--out",
+                         str(out), "--skip", "peak", "speed", "memory"])
+    assert status == 0
+    text = out.read_text()
+    assert text.startswith("Machine: cpu ") and "tensorflow" in text and "cores" in text
+    sections = [line.split("|")[1].strip() for line in table_lines(text)]
+    assert sections == ["pipeline"] * 3 + ["flops"] * 2
+    assert text in capsys.readouterr().out
+
+
+def test_unknown_section_is_a_usage_error(capsys):
+    assert bench.main(["nonsense"]) == 2
+    assert "usage: bench.py" in capsys.readouterr().err
