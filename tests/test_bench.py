@@ -1,5 +1,10 @@
 """Smoke tests of bench.py: every section on tiny files with a tiny model; no timed asserts."""
 
+import math
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -8,6 +13,7 @@ import bench
 from ecg_common import CLASSES, INPUT_SHAPE
 
 keras = pytest.importorskip("keras")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +104,48 @@ def test_all_writes_the_table(bench_file, tmp_path, capsys):
 def test_unknown_section_is_a_usage_error(capsys):
     assert bench.main(["nonsense"]) == 2
     assert "usage: bench.py" in capsys.readouterr().err
+
+
+def test_importing_bench_imports_neither_keras_nor_tensorflow():
+    """The ``model`` section (bench_model.py, carried alone) must run without TensorFlow."""
+    code = ("import sys, bench_model\n"
+            "assert not {'keras', 'tensorflow', 'bench_measure'} & set(sys.modules), 'model'\n"
+            "import bench\n"
+            "assert not {'keras', 'tensorflow'} & set(sys.modules), 'imported at load'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_model_section_prints_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "model.md"
+    status = bench.main(["model", "--model", "tiny", "--batch-sizes", "2,4", "--jit", "off",
+                         "--steps", "2", "--out", str(out)])
+    assert status == 0
+    text = out.read_text()
+    assert text.startswith("Machine: python ") and "backend tensorflow" in text
+    lines = table_lines(text)
+    assert [line.split("|")[2].strip() for line in lines] == [
+        "training, float32, XLA off, batch 2", "inference, float32, XLA off, batch 2",
+        "training, float32, XLA off, batch 4", "inference, float32, XLA off, batch 4"]
+    assert all(float(line.split("|")[3]) > 0 for line in lines)
+    assert "first fit (compilation)" in lines[0] and "2 timed batches" in lines[1]
+    assert text in capsys.readouterr().out
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # policy restored
+
+
+def test_model_rows_report_a_failing_setting_and_go_on():
+    def out_of_memory():
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nallocator details")
+
+    rows = bench.model_rows((8,), ("mixed_bfloat16",), (True, False), 2, out_of_memory)
+    assert len(rows) == 4 and all(math.isnan(r["value"]) for r in rows)
+    assert rows[0]["measurement"] == "training, mixed_bfloat16, XLA on, batch 8"
+    assert rows[0]["note"] == "failed: RESOURCE_EXHAUSTED: out of memory"
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored after failure
+
+
+def test_model_section_rejects_unknown_policies(capsys):
+    with pytest.raises(SystemExit) as raised:
+        bench.main(["model", "--policies", "float32,float64"])
+    assert raised.value.code == 2 and "float64" in capsys.readouterr().err

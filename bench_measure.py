@@ -1,0 +1,543 @@
+"""The benchmark's measurements: each function runs one thing and returns numbers.
+
+``bench.py`` turns these numbers into table rows; this module holds what is measured and
+how.  Every path of the ``speed`` and ``memory`` sections is run in a separate process
+(``python bench_measure.py KIND FILE``, also ``bench.py measure``), so thread settings,
+environment variables and peak memory are isolated.  Timings exclude compilation and the
+first ``warmup`` batches: batch end times are recorded by a callback, and the rate of each
+of ``windows`` later windows of ``window`` batches is kept.
+
+The model factories (``MODELS``) and the ``model`` section, which needs neither tf.data
+nor TensorFlow, live in ``bench_model``.  Importing this module imports neither Keras
+nor TensorFlow; each function imports what it needs.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from bench_model import MODELS, PAPER_BATCH
+from ecg_common import CLASSES, DEFAULT_DATASET_NAME, INPUT_SHAPE, atomic_output, run_cli
+
+BASELINE_PREDICT_BATCH = 32
+"""Keras' default ``model.predict`` batch size (the original study's predict.py default)."""
+RESULT_PREFIX = "BENCH_RESULT "
+BYTES_PER_ECG = int(np.prod(INPUT_SHAPE)) * 4
+
+
+# --- Data ------------------------------------------------------------------------------
+def write_bench_file(path, n, rows_per_write=256, seed=0):
+    """Write an n-tracing CODE-style HDF5 file at ``path``: random ~1 mV signals, labels.
+
+    One random block of ``rows_per_write`` tracings is drawn and written repeatedly, each
+    copy shifted by a different offset, so that multi-GB files are written at disk speed.
+    The file has ``tracings`` (n, 4096, 12) float32, ``labels`` (n, 6) with attribute
+    ``classes``, and ``exam_id`` (n,).
+    """
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    block = rng.standard_normal((rows_per_write,) + INPUT_SHAPE, dtype=np.float32) * 10
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as handle:
+        tracings = handle.create_dataset("tracings", shape=(n,) + INPUT_SHAPE, dtype="<f4")
+        for begin in range(0, n, rows_per_write):
+            count = min(rows_per_write, n - begin)
+            tracings[begin : begin + count] = block[:count] + np.float32(begin % 97) / 97
+        labels = (rng.random((n, len(CLASSES))) < 0.05).astype(np.float32)  # (n, 6)
+        handle.create_dataset("labels", data=labels).attrs["classes"] = list(CLASSES)
+        handle.create_dataset("exam_id", data=np.arange(n, dtype=np.int64))
+    return path
+
+
+def rows_for_gigabytes(gigabytes):
+    """Number of tracings in a file of about ``gigabytes`` GB (1 GB = 1e9 bytes)."""
+    return max(1, round(gigabytes * 1e9 / BYTES_PER_ECG))
+
+
+def sequential_read_speed(path, chunk_bytes=1 << 20):
+    """Raw sequential read speed of ``path`` in bytes/s: ``dd bs=1M`` when available."""
+    dd = shutil.which("dd")
+    if dd:
+        start = time.perf_counter()
+        subprocess.run(
+            [dd, f"if={path}", "of=/dev/null", f"bs={chunk_bytes}"],
+            check=True,
+            capture_output=True,
+        )
+        return os.path.getsize(path) / (time.perf_counter() - start)
+    buffer = memoryview(bytearray(chunk_bytes))
+    total = 0
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            total += got
+    return total / (time.perf_counter() - start)
+
+
+def pipeline_speed(path, shuffle, batch_size=64, passes=2, **options):
+    """ECGs per second of ``make_dataset(path)`` over its last of ``passes`` full passes.
+
+    Earlier passes warm up the pipeline (thread pools, the reader's recycled buffers),
+    as in any training run longer than one epoch.
+
+    Returns
+    -------
+    (float, float)
+        Tracings per second of wall time, and per second of this process's CPU time
+        (less sensitive to other processes on a shared machine).
+    """
+    import datasets
+
+    dataset = datasets.make_dataset(path, batch_size=batch_size, shuffle=shuffle, **options)
+    for _ in range(passes - 1):
+        for _x in dataset:
+            pass
+    count = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for x in dataset:
+        count += x.shape[0]  # x: (batch, 4096, 12)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return count / wall, count / cpu
+
+
+def bench_pipeline(path, repeats=2, batch_size=64, **options):
+    """The ``pipeline`` section: dd-like speed and ECGs/s shuffled and in order.
+
+    The file is read once first so that it is page-cached; each measurement is repeated
+    ``repeats`` times (the machine may be shared).
+    """
+    sequential_read_speed(path)  # warm the page cache
+    results = {"file": path, "size_GB": os.path.getsize(path) / 1e9, "ecg_MB": 4096 * 12 * 4 / 1e6}
+    for repeat in range(repeats):
+        results[f"dd_GB_per_s_{repeat}"] = sequential_read_speed(path) / 1e9
+        for shuffle in (True, False):
+            name = "shuffled" if shuffle else "in_order"
+            speed, per_cpu_second = pipeline_speed(path, shuffle, batch_size, **options)
+            results[f"{name}_ecg_per_s_{repeat}"] = speed
+            results[f"{name}_ecg_per_cpu_s_{repeat}"] = per_cpu_second  # all threads
+    return results
+
+
+def pipeline_main(argv=None):
+    """The ``pipeline`` section's raw numbers (``bench.py pipeline``), one per line."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py pipeline",
+        description="ECGs/s of datasets.make_dataset (shuffled and in order) on a "
+        "page-cached HDF5 file, and the file's raw sequential read speed.")
+    parser.add_argument("file", help="CODE-style HDF5 file (delete it yourself afterwards)")
+    parser.add_argument("--make", type=int, metavar="N",
+                        help="first write a synthetic file of N tracings at FILE")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--block-size", type=int, help="make_dataset block_size")
+    parser.add_argument("--shuffle-buffer", type=int, default=512)
+    parser.add_argument("--num-parallel-reads", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.make:
+        write_bench_file(args.file, args.make)
+    results = bench_pipeline(args.file, args.repeats, args.batch_size,
+                             block_size=args.block_size, shuffle_buffer=args.shuffle_buffer,
+                             num_parallel_reads=args.num_parallel_reads)
+    for key, value in results.items():
+        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
+    return 0
+
+
+# --- Machine, peak and FLOPs -------------------------------------------------------------
+def machine_description():
+    """Dict: CPU model, cores, GPUs, Python/TensorFlow/Keras versions, load average."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    flags = _cpu_flags()
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return {
+        "cpu": cpu + (f" ({', '.join(flags)})" if flags else ""),
+        "cores": os.cpu_count(),
+        "gpus": ", ".join(gpus) or "none",
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def _cpu_flags():
+    wanted = ("avx2", "fma", "avx512f", "amx_tile")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in wanted if flag in present]
+    return []
+
+
+def measure_peak(size=4096, repeats=5):
+    """Measured float32 matrix-product speed in GFLOP/s (numpy and TensorFlow).
+
+    Returns
+    -------
+    dict
+        ``numpy_gflops``, ``tf_gflops`` (medians of ``repeats`` products of two
+        size x size matrices, after one warm-up product), ``peak_gflops`` (the larger).
+    """
+    import tensorflow as tf
+
+    flops = 2.0 * size**3
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    results = {}
+    for name, product in (("numpy", lambda: a @ a), ("tf", _tf_product(tf, a))):
+        product()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            product()
+            seconds.append(time.perf_counter() - start)
+        results[f"{name}_gflops"] = flops / statistics.median(seconds) / 1e9
+    results["peak_gflops"] = max(results["numpy_gflops"], results["tf_gflops"])
+    return results
+
+
+def _tf_product(tf, a):
+    device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+    with tf.device(device):
+        tensor = tf.constant(a)
+
+    def product():
+        with tf.device(device):
+            return tf.linalg.matmul(tensor, tensor).numpy()[0, 0]  # .numpy() waits for it
+
+    return product
+
+
+def model_flops(model):
+    """Forward FLOPs per example of ``model``'s Conv1D and Dense layers (2 per multiply-add).
+
+    Batch normalisation, activations, pooling and additions (under 1 % of the paper's
+    model) are not counted.
+    """
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv1D):
+            out_samples, out_channels = layer.output.shape[1:]
+            in_channels = layer.input.shape[-1]
+            total += 2 * out_samples * layer.kernel_size[0] * in_channels * out_channels
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+# --- Timing ------------------------------------------------------------------------------
+def _batch_timer():
+    import keras
+
+    class BatchTimer(keras.callbacks.Callback):
+        """Records the wall time at the end of every training or prediction batch."""
+
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+        def on_predict_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    return BatchTimer()
+
+
+def window_rates(times, batch_size, warmup, window):
+    """ECGs/s of each complete window of ``window`` batches after ``warmup`` batches.
+
+    ``times[i]`` is the end of batch i; window k spans the ends of batches
+    ``warmup - 1 + k * window`` to ``warmup - 1 + (k + 1) * window`` (all full batches).
+    """
+    rates = []
+    first = warmup - 1
+    while first + window < len(times):
+        if first < 0:
+            raise ValueError("warmup must be at least 1 batch (the first one compiles)")
+        rates.append(window * batch_size / (times[first + window] - times[first]))
+        first += window
+    return rates
+
+
+def timed_batches(warmup, window, windows):
+    """Total batches of a measurement: warm-up plus the timed windows."""
+    return warmup + window * windows
+
+
+# --- The measured paths --------------------------------------------------------------------
+def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH, jit=None,
+                  mixed_precision=False):
+    """Steady-state training ECGs/s through ``train.main`` (a throw-away run folder).
+
+    Only the batch end times of the first epoch matter; the validation set is made tiny
+    (a few rows) so that the end of the epoch is quick.
+    """
+    import datasets
+    import train
+
+    steps = timed_batches(warmup, window, windows)
+    n = datasets.open_collection(path).n
+    if steps * batch_size > n * 0.99:
+        raise ValueError(f"{path}: {n} rows are too few for {steps} batches of {batch_size}")
+    timer = _batch_timer()
+    argv = [path, "--epochs", "1", "--steps-per-epoch", str(steps), "--batch-size",
+            str(batch_size), "--val-split", str(min(0.5, 4 / n))]
+    if jit is not None:
+        argv.append("--jit" if jit else "--no-jit")
+    if mixed_precision:
+        argv.append("--mixed-precision")
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as out, _quiet_stdout():
+        status = train.main(argv + ["--out", os.path.join(out, "run")], model_factory=factory,
+                            extra_callbacks=[timer])
+    if status != 0:
+        raise RuntimeError(f"train.main returned {status}")
+    return window_rates(timer.times, batch_size, warmup, window)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Send train.main's progress bars to /dev/null (results are reported separately)."""
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def make_h5_sequence(path, batch_size, with_labels, dataset_name=DEFAULT_DATASET_NAME):
+    """The original study's ``ECGSequence``: h5py slices, batch by batch, in file order."""
+    import h5py
+    import keras
+
+    class H5Sequence(keras.utils.PyDataset):
+        """Batches ``x[start:end]`` (and labels) read with h5py."""
+
+        def __init__(self):
+            super().__init__()
+            self.file = h5py.File(path, "r")
+            self.x = self.file[dataset_name]
+            self.y = self.file["labels"][()] if with_labels else None  # (n, 6), in memory
+
+        def __len__(self):
+            return math.ceil(self.x.shape[0] / batch_size)
+
+        def __getitem__(self, index):
+            start, end = index * batch_size, (index + 1) * batch_size
+            x = np.array(self.x[start:end])  # (batch, 4096, 12)
+            return (x, self.y[start:end]) if with_labels else (x,)
+
+    return H5Sequence()
+
+
+def train_baseline(path, factory, warmup, window, windows, batch_size=PAPER_BATCH):
+    """Steady-state training ECGs/s of the baseline: PyDataset + default ``model.fit``."""
+    import keras
+
+    model = factory()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    timer = _batch_timer()
+    sequence = make_h5_sequence(path, batch_size, with_labels=True)
+    model.fit(sequence, epochs=1, steps_per_epoch=timed_batches(warmup, window, windows),
+              callbacks=[timer], verbose=0)
+    return window_rates(timer.times, batch_size, warmup, window)
+
+
+def predict_default(path, factory, warmup, window, windows, batch_size=None, jit=False):
+    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
+
+    ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
+    ``predict.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
+    """
+    import tensorflow as tf
+
+    import datasets
+    import predict
+
+    batch_size = batch_size or predict.DEFAULT_BATCH_SIZE
+    model = factory()
+    if jit:
+        model.jit_compile = True
+    batches = timed_batches(warmup, window, windows)
+    collection = datasets.open_collection(path)
+    rows = np.arange(min(collection.n, batches * batch_size))
+    dataset = datasets.make_dataset(
+        collection, None, batch_size=batch_size, shuffle=False, indices=rows,
+        dataset_name=collection.dataset_name, check_values=False)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
+    timer = _batch_timer()
+    model.predict(dataset, verbose=0, callbacks=[timer])
+    return window_rates(timer.times, batch_size, warmup, window)
+
+
+def predict_baseline(path, factory, warmup, window, windows, batch_size=BASELINE_PREDICT_BATCH):
+    """Steady-state inference ECGs/s of the baseline: PyDataset + default ``model.predict``."""
+    model = factory()
+    sequence = make_h5_sequence(path, batch_size, with_labels=False)
+    steps = min(len(sequence), timed_batches(warmup, window, windows))
+    timer = _batch_timer()
+    model.predict(sequence, steps=steps, verbose=0, callbacks=[timer])
+    return window_rates(timer.times, batch_size, warmup, window)
+
+
+def predict_full_pass(path, factory, batch_size=None):
+    """Run predict.py's ``predict_collection`` over the whole file (for peak memory)."""
+    import datasets
+    import predict
+
+    collection = datasets.open_collection(path)
+    start = time.perf_counter()
+    predict.predict_collection(factory(), collection, batch_size or predict.DEFAULT_BATCH_SIZE,
+                               verbose=0)
+    return [collection.n / (time.perf_counter() - start)]
+
+
+KINDS = {
+    "train_default": train_default,
+    "train_baseline": train_baseline,
+    "predict_default": predict_default,
+    "predict_baseline": predict_baseline,
+    "predict_full_pass": predict_full_pass,
+}
+
+
+# --- One measured path per process ------------------------------------------------------
+def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **options):
+    """Run one measured path in this process.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+    path : str
+        CODE-style HDF5 file with a ``labels`` dataset.
+    model_name : str
+        ``paper`` or ``tiny`` (see ``MODELS``).
+    warmup, window, windows : int
+        Batches excluded, batches per timed window, number of windows.
+    **options
+        ``batch_size``, ``jit``, ``mixed_precision`` (where the path has them).
+
+    Returns
+    -------
+    dict
+        ``rates`` (ECGs/s of each window), ``ecg_per_s`` (their median),
+        ``max_rss_MB`` (this process's peak resident memory so far).
+    """
+    factory = MODELS[model_name]
+    if options.pop("mixed_precision", False):
+        _use_mixed_precision(kind, options)
+    function = KINDS[kind]
+    if kind == "predict_full_pass":
+        rates = function(path, factory, **options)
+    else:
+        rates = function(path, factory, warmup, window, windows, **options)
+    return {"rates": rates, "ecg_per_s": statistics.median(rates) if rates else float("nan"),
+            "max_rss_MB": _max_rss_mb()}
+
+
+def _use_mixed_precision(kind, options):
+    if kind == "train_default":
+        options["mixed_precision"] = True  # train.py's --mixed-precision
+    elif kind.startswith("predict"):
+        import keras
+
+        import train
+
+        keras.mixed_precision.set_global_policy(train.device_defaults()[2])
+    else:
+        raise ValueError(f"{kind}: the baseline has no mixed-precision variant")
+
+
+def _max_rss_mb():
+    """Peak resident memory of this process in MB (2**20 bytes).
+
+    Linux: ``VmHWM`` of /proc/self/status, since ``ru_maxrss`` keeps the parent's peak
+    across fork + exec (a child of a big process would report the parent's size).
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def apply_threads(intra=None, inter=None):
+    """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
+    if intra is None and inter is None:
+        return
+    import tensorflow as tf
+
+    if intra is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def measure_in_subprocess(kind, path, model_name="paper", warmup=2, window=2, windows=3,
+                          env=None, timeout=None, **options):
+    """``measure`` in a fresh ``python bench_measure.py`` process; returns its dict.
+
+    ``env`` adds environment variables (e.g. ``TF_ENABLE_ONEDNN_OPTS``); ``options`` may
+    also hold ``intra``/``inter`` thread counts.
+    """
+    command = [sys.executable, os.path.abspath(__file__), kind, path,
+               "--model", model_name, "--warmup", str(warmup), "--window", str(window),
+               "--windows", str(windows), "--options", json.dumps(options)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment,
+                          timeout=timeout, check=False, cwd=os.path.dirname(command[1]))
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"bench_measure.py {kind} failed ({done.returncode}): "
+                           + " | ".join(tail))
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def main(argv=None):
+    """Measure one path in this process and print its ``BENCH_RESULT`` JSON line."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py measure",
+        description="Measure one path in this process and print a BENCH_RESULT JSON line "
+        "(used by the other sections; handy for trying settings).")
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("file", help="CODE-style HDF5 file with labels (bench.py make)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper")
+    parser.add_argument("--warmup", type=int, default=2, help="batches not timed (>= 1)")
+    parser.add_argument("--window", type=int, default=2, help="batches per timed window")
+    parser.add_argument("--windows", type=int, default=3, help="number of timed windows")
+    parser.add_argument("--options", default="{}",
+                        help='JSON: {"batch_size": N, "jit": bool, "mixed_precision": bool, '
+                        '"intra": N, "inter": N}')
+    args = parser.parse_args(argv)
+    options = json.loads(args.options)
+    apply_threads(options.pop("intra", None), options.pop("inter", None))
+    result = measure(args.kind, args.file, args.model, args.warmup, args.window, args.windows,
+                     **options)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

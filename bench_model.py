@@ -1,0 +1,255 @@
+"""Training and inference ECGs/s of the model alone, on in-memory random ECGs, any backend.
+
+The ``model`` section of ``bench.py``: every combination of batch size, Keras dtype policy
+and XLA setting is trained with ``model.fit`` and predicted with ``model.predict`` on
+random ECGs held in memory, with neither tf.data nor TensorFlow, so that it runs under any
+Keras 3 backend::
+
+    KERAS_BACKEND=jax python bench_model.py --batch-sizes 64,256 --policies float32,mixed_bfloat16
+
+(``python bench.py model ...`` is the same).  Importing this module imports neither Keras
+nor TensorFlow nor ``bench_measure``: it needs only ``ecg_common.py`` next to it, and
+``model.py`` for the paper's model.  It also holds the table helpers (``row``,
+``format_table``, ``write_table``) and model factories that ``bench.py`` shares.
+"""
+
+import argparse
+import contextlib
+import itertools
+import platform
+import time
+
+import numpy as np
+
+from ecg_common import CLASSES, INPUT_SHAPE, atomic_output, run_cli
+
+PAPER_BATCH = 64
+"""The paper's training batch size."""
+DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
+"""Keras dtype policies (``keras.mixed_precision``) of ``train/predict_throughput``."""
+
+
+# --- Models ------------------------------------------------------------------------------
+def paper_model():
+    """The paper's ResNet (``model.get_model``)."""
+    import model as ecg_model
+
+    return ecg_model.get_model()
+
+
+def tiny_model():
+    """A few-thousand-parameter stand-in with the same input and output (for tests)."""
+    import keras
+
+    signal = keras.Input(shape=INPUT_SHAPE, name="signal")  # (batch, 4096, 12)
+    x = keras.layers.Conv1D(8, 16, strides=16, use_bias=False)(signal)  # (batch, 256, 8)
+    x = keras.layers.GlobalAveragePooling1D()(x)  # (batch, 8)
+    outputs = keras.layers.Dense(len(CLASSES), activation="sigmoid")(x)  # (batch, 6)
+    return keras.Model(signal, outputs, name="tiny")
+
+
+MODELS = {"paper": paper_model, "tiny": tiny_model}
+
+
+# --- Measurements ------------------------------------------------------------------------
+def random_ecgs(n, seed=0):
+    """``n`` random ~1 mV tracings and ~5 % positive labels, in memory.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``x`` (n, 4096, 12) float32 and ``y`` (n, 6) float32.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n,) + INPUT_SHAPE, dtype=np.float32) * 10  # (n, 4096, 12)
+    y = (rng.random((n, len(CLASSES))) < 0.05).astype(np.float32)  # (n, 6)
+    return x, y
+
+
+@contextlib.contextmanager
+def dtype_policy(policy):
+    """Set Keras' global dtype policy (e.g. ``mixed_bfloat16``) inside the block only."""
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _seconds(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, warmup=3,
+                     factory=paper_model):
+    """Steady-state training ECGs/s of ``model.fit`` on in-memory random ECGs.
+
+    A first ``fit`` over ``warmup`` batches compiles the train step; a second ``fit`` over
+    ``steps`` batches (the copy of every batch to the device included) is timed.  Adam
+    and binary cross-entropy, as in train.py; neither tf.data nor TensorFlow is used.
+
+    Parameters
+    ----------
+    batch_size : int
+        ECGs per training step.
+    policy : str
+        Keras dtype policy: ``float32``, ``mixed_bfloat16``, ``mixed_float16``...
+    jit_compile : bool
+        Compile the train step with XLA (the JAX backend always does).
+    steps, warmup : int
+        Timed batches, and batches of the untimed first ``fit``.
+    factory : callable
+        Builds the model (default the paper's ResNet).
+
+    Returns
+    -------
+    dict
+        ``ecg_per_s`` (timed ``fit``) and ``warmup_s`` (seconds of the first ``fit``).
+    """
+    import keras
+
+    x, y = random_ecgs(batch_size * max(steps, warmup))
+    with dtype_policy(policy):
+        model = factory()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
+                      jit_compile=jit_compile)
+        first = batch_size * warmup
+        warmup_s = _seconds(lambda: model.fit(x[:first], y[:first], batch_size=batch_size,
+                                              epochs=1, shuffle=False, verbose=0))
+        timed = batch_size * steps
+        seconds = _seconds(lambda: model.fit(x[:timed], y[:timed], batch_size=batch_size,
+                                             epochs=1, shuffle=False, verbose=0))
+    return {"ecg_per_s": timed / seconds, "warmup_s": warmup_s}
+
+
+def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=10,
+                       factory=paper_model):
+    """Steady-state inference ECGs/s of ``model.predict`` on in-memory random ECGs.
+
+    One batch is predicted first (compilation, not timed), then ``batches`` batches are
+    timed.  Parameters as in ``train_throughput``; returns ``{"ecg_per_s": ...}``.
+    """
+    x, _ = random_ecgs(batch_size * batches)
+    with dtype_policy(policy):
+        model = factory()
+        model.jit_compile = jit_compile
+        model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
+        seconds = _seconds(lambda: model.predict(x, batch_size=batch_size, verbose=0))
+    return {"ecg_per_s": len(x) / seconds}
+
+
+def backend_description():
+    """Dict: Python and Keras versions, Keras backend and its devices (no TensorFlow import)."""
+    import keras
+
+    devices = "unknown"
+    with contextlib.suppress(Exception):  # backends without keras.distribution support
+        devices = ", ".join(keras.distribution.list_devices())
+    return {"python": platform.python_version(), "keras": keras.__version__,
+            "backend": keras.backend.backend(), "devices": devices}
+
+
+# --- Table rows and the markdown table (shared with bench.py) ------------------------------
+def row(section, measurement, value, unit, note=""):
+    """One table row (a dict)."""
+    return {"section": section, "measurement": measurement, "value": value, "unit": unit,
+            "note": note}
+
+
+def model_rows(batch_sizes=(PAPER_BATCH,), policies=("float32",), jits=(True,), steps=20,
+               factory=paper_model):
+    """Rows of the ``model`` section: training and inference ECGs/s of each setting.
+
+    Every combination of dtype policy, XLA setting and batch size is trained
+    (``train_throughput``, after 3 untimed batches) and predicted (``predict_throughput``,
+    after 1) for ``steps`` timed batches of in-memory random ECGs.  A setting that fails
+    (e.g. out of device memory) gets a NaN value and the error in its note; the others run.
+    """
+    rows = []
+    for policy, jit, batch in itertools.product(policies, jits, batch_sizes):
+        setting = f"{policy}, XLA {'on' if jit else 'off'}, batch {batch}"
+        for task, throughput in (("training", train_throughput),
+                                 ("inference", predict_throughput)):
+            try:
+                result = throughput(batch, policy, jit, steps, factory=factory)
+            except Exception as error:  # noqa: BLE001 - e.g. out of memory: report, go on
+                result = {"ecg_per_s": float("nan"),
+                          "error": "failed: " + str(error).strip().split("\n")[0][:120]}
+            note = result.get("error", f"{steps} timed batches")
+            if "warmup_s" in result:
+                note += f"; first fit (compilation) {result['warmup_s']:.1f} s"
+            rows.append(row("model", f"{task}, {setting}", result["ecg_per_s"], "ECGs/s", note))
+    return rows
+
+
+def format_table(rows, machine=None):
+    """Markdown: a machine line, then | section | measurement | value | unit | note |."""
+    lines = []
+    if machine:
+        lines.append("Machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()))
+        lines.append("")
+    lines.append("| section | measurement | value | unit | note |")
+    lines.append("|---|---|---:|---|---|")
+    for item in rows:
+        value = item["value"]
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"| {item['section']} | {item['measurement']} | {text} | {item['unit']} | "
+                     f"{item['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(text, path):
+    """Write the table atomically (when ``path`` is given)."""
+    if path:
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+# --- Command line ---------------------------------------------------------------------------
+def _comma_list(convert, allowed=None):
+    """An argparse type: "a,b" -> [convert(a), convert(b)], each in ``allowed`` if given."""
+    def parse(text):
+        values = [convert(item) for item in text.split(",") if item.strip()]
+        if not values or (allowed and not set(values) <= set(allowed)):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list"
+                                             + (f" of {', '.join(allowed)}" if allowed else ""))
+        return values
+
+    return parse
+
+
+def main(argv=None, prog="bench_model.py"):
+    """Print (and with ``--out`` write) the ``model`` section's markdown table."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Training and inference ECGs/s of the model alone on in-memory random "
+        "ECGs under any Keras 3 backend (no tf.data, no TensorFlow), e.g. KERAS_BACKEND=jax "
+        f"python {prog} --batch-sizes 64,256 --policies float32,mixed_bfloat16")
+    parser.add_argument("--batch-sizes", type=_comma_list(int), default=[PAPER_BATCH],
+                        help=f"comma-separated batch sizes (default {PAPER_BATCH})")
+    parser.add_argument("--policies", type=_comma_list(str, DTYPE_POLICIES),
+                        default=["float32"],
+                        help="comma-separated Keras dtype policies (default float32)")
+    parser.add_argument("--jit", type=_comma_list(str, ("on", "off")), default=["on"],
+                        help="XLA compilation: on, off or on,off (default on)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed batches per setting and task (default 20)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    rows = model_rows(args.batch_sizes, args.policies, [j == "on" for j in args.jit],
+                      args.steps, MODELS[args.model])
+    text = format_table(rows, backend_description())
+    print(text)
+    write_table(text, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
