@@ -20,3 +20,10 @@ def test_ci_runs_the_readme_test_command():
     test_command = _readme_commands()[1]
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_every_root_module_is_packaged():
+    config = (ROOT / "setup.cfg").read_text()
+    listed = re.search(r"py_modules =\n((?:    \w+\n)+)", config).group(1).split()
+    modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem != "setup")
+    assert sorted(listed) == modules
