@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ecg_common import CLASSES, INPUT_SHAPE, atomic_output
+from ecg_metrics import f1_optimal_thresholds
 
 STATE_FORMAT = 1
 RESUME_DIR = "resume"
@@ -103,17 +104,8 @@ def _best_f1_cut(y, s):
              "positives": int(y.sum())}
     if not y.any():
         return entry
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(~y_sorted)
-    last_of_value = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
-    tp, fp = tp[last_of_value], fp[last_of_value]
-    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
-    best = int(np.argmax(f1))  # highest cut among ties
-    cut = s_sorted[last_of_value[best]]
-    below = s[s < cut]
-    threshold = (cut + below.max()) / 2 if below.size else np.nextafter(cut, -np.inf)
+    # The rule of generate_figures.py (and of the original study): ties go to the lowest cut.
+    threshold = float(f1_optimal_thresholds(y[:, None].astype(int), s[:, None])[0])
     predicted = s > threshold
     true_pos = int((predicted & y).sum())
     precision = true_pos / max(int(predicted.sum()), 1)
