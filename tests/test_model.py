@@ -251,8 +251,10 @@ def test_cli_prints_parameter_count(capsys):
 def test_h5_save_keeps_the_optimizer_for_later_keras_saves(tmp_path):
     net = get_model(n_classes=2)
     net.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    net.optimizer.build(net.trainable_variables)  # optimizer state to save
     save_model(net, tmp_path / "first", formats=(".h5",))
     save_model(net, tmp_path / "second", formats=(".keras",))
     restored = keras.models.load_model(tmp_path / "second.keras")
     assert isinstance(restored.optimizer, keras.optimizers.Adam)
+    assert len(restored.optimizer.variables) == len(net.optimizer.variables)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.h5", "second.keras"]
