@@ -183,7 +183,9 @@ def make_dataset(
         collection (there are no files for FILE sharding to split).
     check_values : bool
         Fail (NonFiniteError inside the pipeline, surfacing as a tf.errors.OpError) on
-        NaN/inf; costs one extra pass over memory.
+        NaN/inf. Each row is checked the first time this dataset reads it (one extra pass
+        over its memory); rows found finite are not checked again in later passes, so a
+        file changed on disk during a run is not re-checked.
 
     Returns
     -------
@@ -201,20 +203,23 @@ def make_dataset(
     block_size = int(block_size or (32 if shuffle else 256))
     n_blocks = -(-len(rows) // block_size)
     window_blocks = max(1, int(shuffle_buffer) // block_size) if shuffle else 1
+    # Buffers alive at once: batches being read, prefetched, and held by the consumer.
     reader = RowReader(collection, pool_size=num_parallel_reads + prefetch + 3)
 
-    def read_window(block_ids, permutation_seed):
-        # block_ids: (window_blocks,) int64 -> rows of those blocks, permuted when shuffling.
-        window_rows = np.concatenate(
-            [rows[b * block_size : (b + 1) * block_size] for b in block_ids]
-        )
+    def window_rows(block_ids, permutation_seed):
+        # block_ids: (window_blocks,) int64 -> (rows,) int64 row numbers, permuted if shuffling.
+        chosen = np.concatenate([rows[b * block_size : (b + 1) * block_size] for b in block_ids])
         if shuffle:
             rng = np.random.default_rng(int(permutation_seed) % 2**63)
-            window_rows = window_rows[rng.permutation(len(window_rows))]
-        x = reader.read(window_rows, check_finite=check_values)  # (rows, 4096, 12)
+            chosen = chosen[rng.permutation(len(chosen))]
+        return chosen
+
+    def read_batch(batch_rows):
+        # batch_rows: (batch,) int64 -> x (batch, 4096, 12) [, y (batch, n_classes)].
+        x = reader.read(batch_rows, check_finite=check_values)  # (batch, 4096, 12)
         if labels is None:
             return (x,)
-        return x, labels[window_rows]
+        return x, labels[batch_rows]
 
     block_ids = tf.data.Dataset.range(n_blocks)
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -228,19 +233,27 @@ def make_dataset(
         windows = windows.repeat()
     permutation_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     windows = tf.data.Dataset.zip(windows, permutation_seeds)
-    out_types = (tf.float32,) if labels is None else (tf.float32, tf.float32)
 
     @tf.autograph.experimental.do_not_convert  # plain graph ops; silences AutoGraph
-    def read_op(ids, permutation_seed):
-        tensors = tf.numpy_function(read_window, [ids, permutation_seed], out_types)
-        x = tf.ensure_shape(tensors[0], (None,) + INPUT_SHAPE)  # (rows, 4096, 12)
+    def rows_op(ids, permutation_seed):
+        chosen = tf.numpy_function(window_rows, [ids, permutation_seed], tf.int64)
+        return tf.ensure_shape(chosen, (None,))  # (rows,)
+
+    # Only row numbers flow through windowing and batching; each batch's signals are then
+    # read straight into their own buffer (no copy of the signals to re-batch them).
+    batch_rows = windows.map(rows_op).rebatch(batch_size, drop_remainder=drop_remainder)
+    out_types = (tf.float32,) if labels is None else (tf.float32, tf.float32)
+
+    @tf.autograph.experimental.do_not_convert
+    def read_op(ids):
+        tensors = tf.numpy_function(read_batch, [ids], out_types)
+        x = tf.ensure_shape(tensors[0], ids.shape[:1] + INPUT_SHAPE)  # (batch, 4096, 12)
         if labels is None:
             return x
-        y = tf.ensure_shape(tensors[1], (None, labels.shape[1]))  # (rows, n_classes)
+        y = tf.ensure_shape(tensors[1], ids.shape[:1] + (labels.shape[1],))  # (batch, classes)
         return x, y
 
-    dataset = windows.map(read_op, num_parallel_calls=num_parallel_reads, deterministic=True)
-    dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
+    dataset = batch_rows.map(read_op, num_parallel_calls=num_parallel_reads, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)

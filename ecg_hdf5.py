@@ -305,6 +305,9 @@ class RowReader:
         self._fds = {}
         self._handles = {}
         self._offsets = {}
+        # Rows already found finite: the files are read-only inputs, so later passes
+        # (epochs) skip re-checking them.
+        self._verified = np.zeros(collection.n, dtype=bool)
         self._finalizer = weakref.finalize(self, RowReader._close, self._fds, self._handles)
 
     @staticmethod
@@ -374,7 +377,8 @@ class RowReader:
             (k, 4096, 12) float32 C-contiguous destination (a recycled buffer when None).
         check_finite : bool
             Raise NonFiniteError if a row holds NaN/inf (checked while the data are
-            still in the CPU cache).
+            still in the CPU cache; rows this reader already found finite are not
+            checked again).
 
         Returns
         -------
@@ -386,6 +390,7 @@ class RowReader:
             out = self.new_buffer(len(rows))
         if len(rows) == 0:
             return out
+        check_finite = check_finite and not self._verified[rows].all()
         order = np.argsort(rows, kind="stable")  # read the file forwards
         sorted_rows = rows[order]
         files, local = self.collection.locate(sorted_rows)
@@ -403,6 +408,8 @@ class RowReader:
                 raise NonFiniteError(
                     _nonfinite_message(self.collection, rows[bad.any(axis=(1, 2))], int(bad.sum()))
                 )
+        if check_finite:
+            self._verified[rows] = True
         return out
 
     def _read_run(self, file_number, first_row, destinations, out, check_finite):
@@ -414,23 +421,27 @@ class RowReader:
             source.read_direct(slab, source_sel=np.s_[first_row : first_row + count])
             out[destinations] = slab
             return not check_finite or _all_finite(slab)
+        # Lean per-row loop: with shuffled batches most runs are a single row.
+        destinations = destinations.tolist()
+        contiguous = destinations[-1] - destinations[0] == count - 1 and (
+            count == 1 or destinations == list(range(destinations[0], destinations[-1] + 1))
+        )
         finite = True
         for begin in range(0, count, PIECE_ROWS):
             piece = destinations[begin : begin + PIECE_ROWS]
-            if len(piece) == 1 or np.all(np.diff(piece) == 1):
-                targets = [out[piece[0] : piece[-1] + 1]]
-            else:
-                targets = [out[d] for d in piece]
+            targets = [out[piece[0] : piece[-1] + 1]] if contiguous else [out[d] for d in piece]
             position = offset + (first_row + begin) * ROW_BYTES
-            wanted = len(piece) * ROW_BYTES
-            got = os.preadv(source, [memoryview(t).cast("B") for t in targets], position)
-            if got != wanted:
+            got = os.preadv(source, targets, position)  # C-contiguous arrays: flat buffers
+            if got != len(piece) * ROW_BYTES:
                 raise TruncatedFileError(
-                    f"{self.collection.paths[file_number]}: read {got} of {wanted} bytes at "
-                    f"row {first_row + begin}; the file is truncated, copy it again"
+                    f"{self.collection.paths[file_number]}: read {got} of "
+                    f"{len(piece) * ROW_BYTES} bytes at row {first_row + begin}; the file is "
+                    "truncated, copy it again"
                 )
-            if check_finite:  # one cheap pass while the piece (<= 3 MB) is in cache
-                finite &= all(_all_finite(t) for t in targets)
+            # One cheap pass while the piece (<= 3 MB) is in cache; after a first alarm
+            # the caller's exact check decides.
+            if check_finite and finite:
+                finite = all(_all_finite(t) for t in targets)
         return finite
 
 

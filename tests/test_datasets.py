@@ -366,6 +366,17 @@ def test_non_finite_values_are_counted_and_located(make_hdf5):
     assert ids_of(clean).tolist() == list(range(5, 20))
 
 
+def test_rows_checked_once_still_fail_on_every_pass(make_hdf5):
+    data = synthetic_tracings(40)
+    data[33, 7, 1] = np.nan
+    path = make_hdf5("a.hdf5", 40, data=data)
+    options = {"batch_size": 8, "shuffle": True, "block_size": 4, "shuffle_buffer": 16}
+    dataset = datasets.make_dataset(path, **options)
+    for _ in range(2):  # clean rows are cached as checked; the bad one is never
+        with pytest.raises(tf.errors.OpError, match="NonFiniteError.*row 33"):
+            list(dataset)
+
+
 def test_label_csv_errors(make_hdf5, tmp_path):
     path = make_hdf5("a.hdf5", 6)
     labels = np.zeros((6, 6), np.float32)
