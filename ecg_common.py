@@ -63,6 +63,20 @@ def fail(message, status=2):
     raise SystemExit(status)
 
 
+def first_line(error, limit=None):
+    """The first line of an exception's message (its type name when empty), for one-line errors.
+
+    Parameters
+    ----------
+    error : BaseException
+    limit : int, optional
+        Cut the line to at most this many characters.
+    """
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line[:limit] if limit else line
+
+
 def run_cli(main_function, argv=None):
     """Run a command-line ``main_function(argv)``, turning ECGInputError into exit 2.
 
@@ -81,7 +95,7 @@ def run_cli(main_function, argv=None):
     try:
         status = main_function(argv)
     except ECGInputError as error:
-        fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        fail(first_line(error))
     return 0 if status is None else int(status)
 
 

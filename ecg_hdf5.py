@@ -40,6 +40,7 @@ from ecg_common import (
     N_LEADS,
     N_SAMPLES,
     ECGInputError,
+    first_line,
 )
 
 ROW_BYTES = N_SAMPLES * N_LEADS * 4
@@ -157,7 +158,7 @@ def open_hdf5(path):
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise TruncatedFileError(
             f"{path}: cannot be read as HDF5 ({reason}); the file is truncated or corrupt, "
             "download or copy it again"

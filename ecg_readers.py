@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_common import CLASSES, LEADS, ECGInputError
+from ecg_common import CLASSES, LEADS, ECGInputError, first_line
 
 # --- Names ---------------------------------------------------------------------------
 _LEAD_ALIASES = {
@@ -77,7 +77,7 @@ def read_wfdb(path):
     try:
         record = wfdb.rdrecord(record_path)
     except _READ_ERRORS as error:  # wfdb raises several kinds on malformed files
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = first_line(error)
         raise ECGInputError(f"{record_path}: cannot read WFDB record ({message}); "
                             "fix: check that the .hea and its signal files are complete") from None
     if record.p_signal is None:

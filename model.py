@@ -27,6 +27,7 @@ from ecg_common import (
     PUBLISHED_WEIGHTS_DOI,
     ECGInputError,
     atomic_output,
+    first_line,
     run_cli,
 )
 
@@ -219,7 +220,7 @@ def _load_keras_file(path, compile):
         return keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged zip
         raise ECGInputError(
-            f"{path}: cannot load this .keras file ({_first_line(error)}); "
+            f"{path}: cannot load this .keras file ({first_line(error, 200)}); "
             "is it complete? save it again or use its .h5 copy"
         ) from None
 
@@ -229,7 +230,7 @@ def _open_h5(path):
         return h5py.File(path, "r")
     except OSError as error:
         raise ECGInputError(
-            f"{path}: not a readable HDF5 file ({_first_line(error)}); "
+            f"{path}: not a readable HDF5 file ({first_line(error, 200)}); "
             "the file may be truncated: download or save it again"
         ) from None
 
@@ -254,7 +255,7 @@ def _load_h5_file(path, n_classes, compile):
     except Exception as error:  # noqa: BLE001 - any failure to rebuild the configuration
         if not keras_version.startswith("2."):
             raise ECGInputError(
-                f"{path}: cannot load this .h5 model ({_first_line(error)}); "
+                f"{path}: cannot load this .h5 model ({first_line(error, 200)}); "
                 "save it again with model.save_model()"
             ) from None
     # Keras 2.x configurations (e.g. 2.2.4's initializers) that Keras 3 cannot rebuild:
@@ -338,11 +339,6 @@ def _model_from_weights(path, n_classes, saved_by):
 
 def _as_str(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 # --- Command line ------------------------------------------------------------------
