@@ -46,11 +46,11 @@ from ecg_common import (
     LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
-    UNIT_VOLTS,
     ECGInputError,
     atomic_output,
     run_cli,
 )
+from ecg_hdf5 import create_tracings
 from ecg_readers import (
     PTBXL_DATABASE,
     PTBXL_TO_CLASSES,
@@ -326,12 +326,8 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
 
 def _create_layout(file, n):
     """Create the ``tracings`` dataset (contiguous, (n, 4096, 12) float32) and attributes."""
-    tracings = file.create_dataset("tracings", shape=(n, N_SAMPLES, len(LEADS)), dtype="float32")
-    for target in (file, tracings):
-        target.attrs["units"] = "1e-4 V"
-        target.attrs["unit_volts"] = UNIT_VOLTS
-        target.attrs["sampling_rate"] = SAMPLING_RATE
-        target.attrs["leads"] = list(LEADS)
+    tracings = create_tracings(file, n)
+    file.attrs.update(tracings.attrs)
     file.attrs["created_by"] = "ecg_convert"
     return tracings
 

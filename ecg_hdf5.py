@@ -37,8 +37,11 @@ import numpy as np
 from ecg_common import (
     DEFAULT_DATASET_NAME,
     INPUT_SHAPE,
+    LEADS,
     N_LEADS,
     N_SAMPLES,
+    SAMPLING_RATE,
+    UNIT_VOLTS,
     ECGInputError,
     first_line,
 )
@@ -131,6 +134,23 @@ def _as_path_list(paths):
     if not paths:
         raise EmptyCollectionError("no input files given: pass at least one HDF5 file")
     return paths
+
+
+def create_tracings(handle, n, dataset_name=DEFAULT_DATASET_NAME):
+    """Create the data contract's signal dataset in an open, writable HDF5 file.
+
+    Every writer of the project (conversion, synthetic data) uses it, so the layout and
+    its attributes (units, sampling rate, lead order) are defined once.
+
+    Returns
+    -------
+    h5py.Dataset
+        Contiguous (n, 4096, 12) float32, to be filled in 1e-4 V.
+    """
+    tracings = handle.create_dataset(dataset_name, shape=(n, *INPUT_SHAPE), dtype="float32")
+    tracings.attrs.update(units="1e-4 V", unit_volts=UNIT_VOLTS, sampling_rate=SAMPLING_RATE,
+                          leads=list(LEADS))
+    return tracings
 
 
 def open_hdf5(path):

@@ -39,13 +39,13 @@ import numpy as np
 
 from ecg_common import (
     CLASSES,
-    LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
     ECGInputError,
     atomic_output,
     run_cli,
 )
+from ecg_hdf5 import create_tracings
 from ecg_physiology import (
     PARTS,
     beat_dipole,
@@ -311,12 +311,11 @@ def write_synthetic(path, n, seed=0, prevalence=None, noise=True,
         raise ECGInputError(f"{path} is a directory; give an output file name such as out.hdf5")
     try:
         with atomic_output(path) as tmp_path, h5py.File(tmp_path, "w") as handle:
-            tracings = handle.create_dataset("tracings", (n, N_SAMPLES, len(LEADS)), "float32")
+            tracings = create_tracings(handle, n)
             labels = handle.create_dataset("labels", (n, len(CLASSES)), "float32")
             handle.create_dataset("exam_id", data=np.arange(first_exam_id, first_exam_id + n,
                                                             dtype=np.int64))
             labels.attrs["classes"] = list(CLASSES)
-            tracings.attrs.update(units="1e-4 V", sampling_rate=SAMPLING_RATE, leads=list(LEADS))
             handle.attrs.update(_file_attributes(n, seed, prevalence, noise, short_fraction))
             with tqdm(total=n, unit="ECG", desc="synthetic", disable=not progress) as bar:
                 for start, x, y, _ in _chunks(n, seed, prevalence, noise, short_fraction):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import row_ids, synthetic_tracings
 
 import datasets
-from ecg_common import CLASSES, run_cli
+from ecg_common import CLASSES, LEADS, run_cli
 
 CODE15_COLUMNS = [
     "exam_id",
@@ -413,3 +413,17 @@ def test_bench_pipeline_section_runs(make_hdf5):
     results = bench.bench_pipeline(make_hdf5("a.hdf5", 20), repeats=1, batch_size=8)
     assert results["shuffled_ecg_per_s_0"] > 0 and results["in_order_ecg_per_s_0"] > 0
     assert results["dd_GB_per_s_0"] > 0
+
+
+def test_writers_share_the_contract_layout(tmp_path):
+    import h5py
+
+    import ecg_synthetic
+
+    path = ecg_synthetic.write_synthetic(tmp_path / "s.hdf5", 3, seed=0, progress=False)
+    with h5py.File(path) as handle:
+        tracings = handle["tracings"]
+        assert tracings.shape == (3, 4096, 12) and tracings.dtype == np.float32
+        assert tracings.attrs["units"] == "1e-4 V"
+        assert tracings.attrs["sampling_rate"] == 400
+        assert list(tracings.attrs["leads"]) == list(LEADS)
