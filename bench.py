@@ -58,6 +58,8 @@ from bench_measure import (  # noqa: F401 - bench.X for tests and users
 from bench_model import (  # noqa: F401 - bench.X for tests and users
     MODELS,
     PAPER_BATCH,
+    fed_throughput,
+    file_batches,
     format_table,
     model_rows,
     paper_model,

@@ -9,7 +9,9 @@ Keras 3 backend::
 
 (``python bench.py model ...`` is the same).  Importing this module imports neither Keras
 nor TensorFlow nor ``bench_measure``: it needs only ``ecg_common.py`` next to it, and
-``model.py`` for the paper's model.  It also holds the table helpers (``row``,
+``model.py`` for the paper's model.  ``--data FILE`` also feeds each setting from the
+project's tf.data pipeline (``datasets.make_dataset``; TensorFlow needed for tf.data only,
+the model may run on any backend), which tells whether the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
 ``format_table``, ``write_table``) and model factories that ``bench.py`` shares.
 """
 
@@ -21,7 +23,7 @@ import time
 
 import numpy as np
 
-from ecg_common import CLASSES, INPUT_SHAPE, atomic_output, run_cli
+from ecg_common import CLASSES, INPUT_SHAPE, atomic_output, first_line, run_cli
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -86,12 +88,14 @@ def _seconds(run):
 
 
 def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, warmup=3,
-                     factory=paper_model):
+                     factory=paper_model, data=None):
     """Steady-state training ECGs/s of ``model.fit`` on in-memory random ECGs.
 
     A first ``fit`` over ``warmup`` batches compiles the train step; a second ``fit`` over
     ``steps`` batches (the copy of every batch to the device included) is timed.  Adam
-    and binary cross-entropy, as in train.py; neither tf.data nor TensorFlow is used.
+    and binary cross-entropy, as in train.py; neither tf.data nor TensorFlow is used,
+    unless ``data`` is given: then the same compiled model is also trained from
+    ``datasets.make_dataset`` over that file (``fed_throughput``).
 
     Parameters
     ----------
@@ -105,11 +109,14 @@ def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, w
         Timed batches, and batches of the untimed first ``fit``.
     factory : callable
         Builds the model (default the paper's ResNet).
+    data : str, optional
+        A CODE-style HDF5 file with labels (``bench.py make``) to feed training from.
 
     Returns
     -------
     dict
-        ``ecg_per_s`` (timed ``fit``) and ``warmup_s`` (seconds of the first ``fit``).
+        ``ecg_per_s`` (timed ``fit``) and ``warmup_s`` (seconds of the first ``fit``); with
+        ``data`` also ``fed_ecg_per_s`` and ``pipeline_ecg_per_s`` (``fed_throughput``).
     """
     import keras
 
@@ -124,15 +131,19 @@ def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, w
         timed = batch_size * steps
         seconds = _seconds(lambda: model.fit(x[:timed], y[:timed], batch_size=batch_size,
                                              epochs=1, shuffle=False, verbose=0))
-    return {"ecg_per_s": timed / seconds, "warmup_s": warmup_s}
+        result = {"ecg_per_s": timed / seconds, "warmup_s": warmup_s}
+        if data:
+            result.update(fed_throughput(model, data, batch_size, steps, train=True))
+    return result
 
 
 def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=10,
-                       factory=paper_model):
+                       factory=paper_model, data=None):
     """Steady-state inference ECGs/s of ``model.predict`` on in-memory random ECGs.
 
     One batch is predicted first (compilation, not timed), then ``batches`` batches are
-    timed.  Parameters as in ``train_throughput``; returns ``{"ecg_per_s": ...}``.
+    timed.  Parameters as in ``train_throughput``; returns ``{"ecg_per_s": ...}``, with
+    ``data`` also the rates of ``fed_throughput`` (in file order, as predict.py reads).
     """
     x, _ = random_ecgs(batch_size * batches)
     with dtype_policy(policy):
@@ -140,7 +151,77 @@ def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=1
         model.jit_compile = jit_compile
         model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
         seconds = _seconds(lambda: model.predict(x, batch_size=batch_size, verbose=0))
-    return {"ecg_per_s": len(x) / seconds}
+        result = {"ecg_per_s": len(x) / seconds}
+        if data:
+            result.update(fed_throughput(model, data, batch_size, batches, train=False))
+    return result
+
+
+def file_batches(path, batch_size, train, batches=None):
+    """``datasets.make_dataset`` over ``path`` as train.py and predict.py read it.
+
+    Training: shuffled (x, y) batches of the file's ``labels``, repeated forever.
+    Inference: x alone in file order, over the first ``batches`` whole batches (or all
+    whole batches of the file), so that every batch has the compiled shape.
+    """
+    import datasets
+
+    collection = datasets.open_collection(path)
+    if train:
+        labels = datasets.load_labels(collection).labels  # (n, 6)
+        return datasets.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
+                                     repeat=True, drop_remainder=True)
+    import tensorflow as tf
+
+    whole = collection.n // batch_size
+    count = min(whole, batches or whole)
+    dataset = datasets.make_dataset(collection, batch_size=batch_size,
+                                    indices=np.arange(batch_size * count), check_values=False)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))  # as predict.py
+
+
+def fed_throughput(model, path, batch_size, steps, train=True):
+    """ECGs/s of a compiled ``model`` fed by the project's input pipeline, and of the pipeline.
+
+    Does the input pipeline keep the accelerator busy?  Compare ``fed_ecg_per_s`` (``fit``
+    or ``predict`` on ``file_batches``, after one untimed pass over the file so that every
+    row's NaN check is done, as from the second epoch of a training run) with the
+    in-memory rate of the same model; ``pipeline_ecg_per_s`` is the pipeline alone (the
+    same batches converted to numpy, as Keras does, with no model).  Needs TensorFlow
+    (tf.data) but runs under any Keras backend.
+
+    Returns
+    -------
+    dict
+        ``fed_ecg_per_s``, ``pipeline_ecg_per_s`` and ``fed_batches`` (timed batches).
+    """
+    import datasets
+
+    n = datasets.open_collection(path).n
+    if train:
+        dataset = file_batches(path, batch_size, train=True)
+        first_pass = max(1, -(-n // batch_size))
+        model.fit(dataset, epochs=1, steps_per_epoch=first_pass, shuffle=False, verbose=0)
+        seconds = _seconds(lambda: model.fit(dataset, epochs=1, steps_per_epoch=steps,
+                                             shuffle=False, verbose=0))
+        timed = steps
+        pipeline_seconds = _seconds(lambda: _drain(dataset.take(steps)))
+    else:
+        dataset = file_batches(path, batch_size, train=False, batches=steps)
+        timed = n // batch_size if steps is None else min(steps, n // batch_size)
+        if timed < 1:
+            raise ValueError(f"{path}: {n} rows, fewer than one batch of {batch_size}")
+        model.predict(dataset, verbose=0)  # first pass: page cache, thread pools
+        seconds = _seconds(lambda: model.predict(dataset, verbose=0))
+        pipeline_seconds = _seconds(lambda: _drain(dataset))
+    return {"fed_ecg_per_s": timed * batch_size / seconds,
+            "pipeline_ecg_per_s": timed * batch_size / pipeline_seconds,
+            "fed_batches": timed}
+
+
+def _drain(dataset):
+    for _batch in dataset.as_numpy_iterator():
+        pass
 
 
 def backend_description():
@@ -162,13 +243,15 @@ def row(section, measurement, value, unit, note=""):
 
 
 def model_rows(batch_sizes=(PAPER_BATCH,), policies=("float32",), jits=(True,), steps=20,
-               factory=paper_model):
+               factory=paper_model, data=None):
     """Rows of the ``model`` section: training and inference ECGs/s of each setting.
 
     Every combination of dtype policy, XLA setting and batch size is trained
     (``train_throughput``, after 3 untimed batches) and predicted (``predict_throughput``,
-    after 1) for ``steps`` timed batches of in-memory random ECGs.  A setting that fails
-    (e.g. out of device memory) gets a NaN value and the error in its note; the others run.
+    after 1) for ``steps`` timed batches of in-memory random ECGs.  With ``data`` (an
+    HDF5 file with labels) each setting also gets rows fed by ``make_dataset`` from that
+    file, and of the pipeline alone (``fed_throughput``).  A setting that fails (e.g. out
+    of device memory) gets a NaN value and the error in its note; the others run.
     """
     rows = []
     for policy, jit, batch in itertools.product(policies, jits, batch_sizes):
@@ -176,15 +259,27 @@ def model_rows(batch_sizes=(PAPER_BATCH,), policies=("float32",), jits=(True,), 
         for task, throughput in (("training", train_throughput),
                                  ("inference", predict_throughput)):
             try:
-                result = throughput(batch, policy, jit, steps, factory=factory)
+                result = throughput(batch, policy, jit, steps, factory=factory, data=data)
             except Exception as error:  # noqa: BLE001 - e.g. out of memory: report, go on
-                result = {"ecg_per_s": float("nan"),
-                          "error": "failed: " + str(error).strip().split("\n")[0][:120]}
+                result = {"ecg_per_s": float("nan"), "error": "failed: " + first_line(error, 120)}
             note = result.get("error", f"{steps} timed batches")
             if "warmup_s" in result:
                 note += f"; first fit (compilation) {result['warmup_s']:.1f} s"
             rows.append(row("model", f"{task}, {setting}", result["ecg_per_s"], "ECGs/s", note))
+            if "fed_ecg_per_s" in result:
+                rows += _fed_rows(task, setting, batch, result)
     return rows
+
+
+def _fed_rows(task, setting, batch, result):
+    """The two rows of ``fed_throughput``'s numbers for one task and setting."""
+    order = "shuffled" if task == "training" else "in file order"
+    share = result["fed_ecg_per_s"] / result["ecg_per_s"]
+    batches = f"{result['fed_batches']} timed batches"
+    return [row("model", f"{task} fed by make_dataset ({order}), {setting}",
+                result["fed_ecg_per_s"], "ECGs/s", f"{batches}; {share:.0%} of in-memory"),
+            row("model", f"make_dataset alone ({order}, no model), batch {batch}",
+                result["pipeline_ecg_per_s"], "ECGs/s", batches)]
 
 
 def format_table(rows, machine=None):
@@ -241,10 +336,14 @@ def main(argv=None, prog="bench_model.py"):
                         help="timed batches per setting and task (default 20)")
     parser.add_argument("--model", choices=sorted(MODELS), default="paper",
                         help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--data", metavar="FILE",
+                        help="also feed each setting from datasets.make_dataset over this "
+                        "HDF5 file with labels (bench.py make; needs TensorFlow for tf.data, "
+                        "any Keras backend): does the input pipeline keep up?")
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
     rows = model_rows(args.batch_sizes, args.policies, [j == "on" for j in args.jit],
-                      args.steps, MODELS[args.model])
+                      args.steps, MODELS[args.model], args.data)
     text = format_table(rows, backend_description())
     print(text)
     write_table(text, args.out)

@@ -149,3 +149,34 @@ def test_model_section_rejects_unknown_policies(capsys):
     with pytest.raises(SystemExit) as raised:
         bench.main(["model", "--policies", "float32,float64"])
     assert raised.value.code == 2 and "float64" in capsys.readouterr().err
+
+
+def test_model_section_fed_by_the_pipeline(bench_file, tmp_path):
+    out = tmp_path / "fed.md"
+    status = bench.main(["model", "--model", "tiny", "--batch-sizes", "16", "--jit", "off",
+                         "--steps", "3", "--data", bench_file, "--out", str(out)])
+    assert status == 0
+    lines = table_lines(out.read_text())
+    names = [line.split("|")[2].strip() for line in lines]
+    assert names == [
+        "training, float32, XLA off, batch 16",
+        "training fed by make_dataset (shuffled), float32, XLA off, batch 16",
+        "make_dataset alone (shuffled, no model), batch 16",
+        "inference, float32, XLA off, batch 16",
+        "inference fed by make_dataset (in file order), float32, XLA off, batch 16",
+        "make_dataset alone (in file order, no model), batch 16"]
+    assert all(float(line.split("|")[3]) > 0 for line in lines)
+    assert "% of in-memory" in lines[1] and "3 timed batches" in lines[2]
+
+
+def test_file_batches_read_the_file_as_train_and_predict_do(bench_file):
+    training = bench.file_batches(bench_file, 64, train=True)
+    batches = list(training.take(5).as_numpy_iterator())  # 200 rows: passes repeat
+    assert all(x.shape == (64,) + INPUT_SHAPE and y.shape == (64, len(CLASSES))
+               for x, y in batches)
+    with h5py.File(bench_file, "r") as handle:
+        first_rows = handle["tracings"][:64]
+    inference = list(bench.file_batches(bench_file, 64, train=False).as_numpy_iterator())
+    assert len(inference) == 3  # whole batches only: 200 // 64
+    np.testing.assert_array_equal(inference[0], first_rows)  # file order
+    assert len(list(bench.file_batches(bench_file, 64, train=False, batches=2))) == 2
