@@ -219,6 +219,17 @@ def fed_throughput(model, path, batch_size, steps, train=True):
             "fed_batches": timed}
 
 
+def check_data_file(path):
+    """Raise the project's one-line ``ECGInputError`` unless ``path`` holds tracings and labels.
+
+    Checked before any setting runs, so that a bad ``--data`` file stops the run (exit 2)
+    instead of turning every fed row into a failure.
+    """
+    import datasets
+
+    datasets.load_labels(datasets.open_collection(path))
+
+
 def _drain(dataset):
     for _batch in dataset.as_numpy_iterator():
         pass
@@ -342,6 +353,8 @@ def main(argv=None, prog="bench_model.py"):
                         "any Keras backend): does the input pipeline keep up?")
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
+    if args.data:
+        check_data_file(args.data)
     rows = model_rows(args.batch_sizes, args.policies, [j == "on" for j in args.jit],
                       args.steps, MODELS[args.model], args.data)
     text = format_table(rows, backend_description())

@@ -180,3 +180,18 @@ def test_file_batches_read_the_file_as_train_and_predict_do(bench_file):
     assert len(inference) == 3  # whole batches only: 200 // 64
     np.testing.assert_array_equal(inference[0], first_rows)  # file order
     assert len(list(bench.file_batches(bench_file, 64, train=False, batches=2))) == 2
+
+
+@pytest.mark.parametrize("problem", ["missing", "no labels"])
+def test_model_section_rejects_a_bad_data_file_up_front(tmp_path, problem):
+    path = tmp_path / "bad.hdf5"
+    if problem == "no labels":
+        with h5py.File(path, "w") as handle:
+            handle.create_dataset("tracings", data=np.zeros((4,) + INPUT_SHAPE, np.float32))
+    result = subprocess.run(
+        [sys.executable, "bench.py", "model", "--model", "tiny", "--data", str(path)],
+        check=False, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if str(path) in line]
+    assert len(error_lines) == 1 and "Traceback" not in result.stderr
+    assert "| model |" not in result.stdout  # no setting ran
