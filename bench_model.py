@@ -157,16 +157,17 @@ def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=1
     return result
 
 
-def file_batches(path, batch_size, train, batches=None):
-    """``datasets.make_dataset`` over ``path`` as train.py and predict.py read it.
+def file_batches(path_or_collection, batch_size, train, batches=None):
+    """``datasets.make_dataset`` over a file as train.py and predict.py read it.
 
     Training: shuffled (x, y) batches of the file's ``labels``, repeated forever.
     Inference: x alone in file order, over the first ``batches`` whole batches (or all
-    whole batches of the file), so that every batch has the compiled shape.
+    whole batches of the file), so that every batch has the compiled shape; the dataset's
+    cardinality is that number of batches.
     """
     import datasets
 
-    collection = datasets.open_collection(path)
+    collection = datasets.open_collection(path_or_collection)
     if train:
         labels = datasets.load_labels(collection).labels  # (n, 6)
         return datasets.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
@@ -174,6 +175,9 @@ def file_batches(path, batch_size, train, batches=None):
     import tensorflow as tf
 
     whole = collection.n // batch_size
+    if whole < 1:
+        raise ValueError(f"{', '.join(collection.paths)}: {collection.n} rows, fewer than "
+                         f"one batch of {batch_size}")
     count = min(whole, batches or whole)
     dataset = datasets.make_dataset(collection, batch_size=batch_size,
                                     indices=np.arange(batch_size * count), check_values=False)
@@ -197,20 +201,18 @@ def fed_throughput(model, path, batch_size, steps, train=True):
     """
     import datasets
 
-    n = datasets.open_collection(path).n
+    collection = datasets.open_collection(path)
     if train:
-        dataset = file_batches(path, batch_size, train=True)
-        first_pass = max(1, -(-n // batch_size))
+        dataset = file_batches(collection, batch_size, train=True)
+        first_pass = max(1, -(-collection.n // batch_size))
         model.fit(dataset, epochs=1, steps_per_epoch=first_pass, shuffle=False, verbose=0)
         seconds = _seconds(lambda: model.fit(dataset, epochs=1, steps_per_epoch=steps,
                                              shuffle=False, verbose=0))
         timed = steps
         pipeline_seconds = _seconds(lambda: _drain(dataset.take(steps)))
     else:
-        dataset = file_batches(path, batch_size, train=False, batches=steps)
-        timed = n // batch_size if steps is None else min(steps, n // batch_size)
-        if timed < 1:
-            raise ValueError(f"{path}: {n} rows, fewer than one batch of {batch_size}")
+        dataset = file_batches(collection, batch_size, train=False, batches=steps)
+        timed = int(dataset.cardinality())
         model.predict(dataset, verbose=0)  # first pass: page cache, thread pools
         seconds = _seconds(lambda: model.predict(dataset, verbose=0))
         pipeline_seconds = _seconds(lambda: _drain(dataset))

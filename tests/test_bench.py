@@ -195,3 +195,8 @@ def test_model_section_rejects_a_bad_data_file_up_front(tmp_path, problem):
     error_lines = [line for line in result.stderr.splitlines() if str(path) in line]
     assert len(error_lines) == 1 and "Traceback" not in result.stderr
     assert "| model |" not in result.stdout  # no setting ran
+
+
+def test_file_batches_for_inference_need_one_whole_batch(bench_file):
+    with pytest.raises(ValueError, match="200 rows, fewer than one batch of 256"):
+        bench.file_batches(bench_file, 256, train=False)
