@@ -411,7 +411,6 @@ def main(argv=None):
     return 0
 
 
-
 def cli():
     """Console-script entry point: run :func:`main` on ``sys.argv``, exit with its status."""
     raise SystemExit(run_cli(main))

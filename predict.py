@@ -352,13 +352,13 @@ def main(argv=None):
     """Command line of predict.py; returns the exit status."""
     args = build_parser().parse_args(argv)
     tracing_paths, model_argument = split_positionals(args.paths)
-    output_format(args.output_file)
+    extension = output_format(args.output_file)  # checked before any work
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     model_path, run_thresholds_path = resolve_model(model_argument)
     thresholds = choose_thresholds(args, run_thresholds_path)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
-    if unknown and output_format(args.output_file) == ".csv":
+    if unknown and extension == ".csv":
         print(
             f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
             "it was chosen); their _pred columns are left empty",
