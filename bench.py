@@ -23,39 +23,53 @@ memory
 model
     Training and inference ECGs/s of the model alone on in-memory random ECGs, for given
     batch sizes, dtype policies and XLA settings, under any Keras 3 backend (no tf.data, no
-    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or ``bench_model.py``,
-    which needs only ``ecg_common.py`` and ``model.py``) runs where TensorFlow is
-    unavailable.  Not part of ``all``.
+    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or
+    ``python -m ecgcode.bench.model_speed``, which needs only ``ecgcode.common`` and
+    ``ecgcode.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
 
 Timed runs exclude compilation and warm-up batches and, in ``speed`` and ``memory``, are
-separate processes; tables show medians of window rates (the method, and every measured
-path, are in ``bench_measure``).  On a GPU the speed section adds mixed-precision and XLA
-variants.
+separate processes; tables show medians of window rates (the method is in
+``ecgcode.bench.measure``; the measured paths of the scripts are below).  On a GPU the speed
+section adds mixed-precision and XLA variants.
 """
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 
-import bench_measure
-import bench_model
-from bench_measure import (  # noqa: F401 - bench.X for tests and users
+import numpy as np
+
+from ecgcode.bench import measure as bench_measure
+from ecgcode.bench import model_speed as bench_model
+from ecgcode.bench.measure import (  # noqa: F401 - bench.X for tests and users
     BASELINE_PREDICT_BATCH,
     BYTES_PER_ECG,
+    batch_timer,
     bench_pipeline,
+    ensure_bench_file,
+    flops_rows,
     machine_description,
-    measure,
-    measure_in_subprocess,
+    make_h5_sequence,
+    max_rss_mb,
     measure_peak,
     model_flops,
+    peak_rows,
+    pipeline_rows,
+    predict_baseline,
     rows_for_gigabytes,
+    timed_batches,
+    train_baseline,
     window_rates,
     write_bench_file,
 )
-from bench_model import (  # noqa: F401 - bench.X for tests and users
+from ecgcode.bench.model_speed import (  # noqa: F401 - bench.X for tests and users
     MODELS,
     PAPER_BATCH,
     fed_throughput,
@@ -69,47 +83,197 @@ from bench_model import (  # noqa: F401 - bench.X for tests and users
     train_throughput,
     write_table,
 )
-from ecg_common import run_cli
+from ecgcode.common import run_cli
+
+# --- The measured paths: the scripts' own code, one path per process ----------------------
+RESULT_PREFIX = "BENCH_RESULT "
 
 
-# --- Sections: each returns a list of table rows (``row``, from bench_model) ---------------
-def pipeline_rows(path, repeats=2, batch_size=PAPER_BATCH):
-    """Rows of the ``pipeline`` section (medians over ``repeats``)."""
-    results = bench_pipeline(path, repeats, batch_size)
-    medians = {name: statistics.median(results[f"{name}_{r}"] for r in range(repeats))
-               for name in ("dd_GB_per_s", "shuffled_ecg_per_s", "in_order_ecg_per_s")}
-    dd_ecgs = medians["dd_GB_per_s"] * 1e9 / BYTES_PER_ECG
-    note = f"{results['size_GB']:.2f} GB file, page-cached, batch {batch_size}"
-    return [
-        row("pipeline", "raw sequential read (dd bs=1M)", dd_ecgs, "ECGs/s",
-            f"{medians['dd_GB_per_s']:.2f} GB/s; {note}"),
-        row("pipeline", "make_dataset, shuffled (training order)",
-            medians["shuffled_ecg_per_s"], "ECGs/s",
-            f"{medians['shuffled_ecg_per_s'] / dd_ecgs:.0%} of raw read"),
-        row("pipeline", "make_dataset, in order (inference)", medians["in_order_ecg_per_s"],
-            "ECGs/s", f"{medians['in_order_ecg_per_s'] / dd_ecgs:.0%} of raw read"),
-    ]
+def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH, jit=None,
+                  mixed_precision=False):
+    """Steady-state training ECGs/s through ``train.main`` (a throw-away run folder).
+
+    Only the batch end times of the first epoch matter; the validation set is made tiny
+    (a few rows) so that the end of the epoch is quick.
+    """
+    import train
+    from ecgcode.data import open_collection
+
+    steps = timed_batches(warmup, window, windows)
+    n = open_collection(path).n
+    if steps * batch_size > n * 0.99:
+        raise ValueError(f"{path}: {n} rows are too few for {steps} batches of {batch_size}")
+    timer = batch_timer()
+    argv = [path, "--epochs", "1", "--steps-per-epoch", str(steps), "--batch-size",
+            str(batch_size), "--val-split", str(min(0.5, 4 / n))]
+    if jit is not None:
+        argv.append("--jit" if jit else "--no-jit")
+    if mixed_precision:
+        argv.append("--mixed-precision")
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as out, _quiet_stdout():
+        status = train.main(argv + ["--out", os.path.join(out, "run")], model_factory=factory,
+                            extra_callbacks=[timer])
+    if status != 0:
+        raise RuntimeError(f"train.main returned {status}")
+    return window_rates(timer.times, batch_size, warmup, window)
 
 
-def peak_rows(size=4096, repeats=5):
-    """Rows of the ``peak`` section; the peak is also returned for fractions of it."""
-    peak = measure_peak(size, repeats)
-    rows = [row("peak", f"float32 matmul {size}x{size}, numpy", peak["numpy_gflops"],
-                "GFLOP/s"),
-            row("peak", f"float32 matmul {size}x{size}, TensorFlow", peak["tf_gflops"],
-                "GFLOP/s", "the larger of the two is the peak below")]
-    return rows, peak["peak_gflops"]
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Send train.main's progress bars to /dev/null (results are reported separately)."""
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+def predict_default(path, factory, warmup, window, windows, batch_size=None, jit=False):
+    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
+
+    ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
+    ``predict.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
+    """
+    import tensorflow as tf
+
+    import predict
+    from ecgcode.data import make_dataset, open_collection
+
+    batch_size = batch_size or predict.DEFAULT_BATCH_SIZE
+    model = factory()
+    if jit:
+        model.jit_compile = True
+    batches = timed_batches(warmup, window, windows)
+    collection = open_collection(path)
+    rows = np.arange(min(collection.n, batches * batch_size))
+    dataset = make_dataset(
+        collection, None, batch_size=batch_size, shuffle=False, indices=rows,
+        dataset_name=collection.dataset_name, check_values=False)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
+    timer = batch_timer()
+    model.predict(dataset, verbose=0, callbacks=[timer])
+    return window_rates(timer.times, batch_size, warmup, window)
+
+def predict_full_pass(path, factory, batch_size=None):
+    """Run predict.py's ``predict_collection`` over the whole file (for peak memory)."""
+    import predict
+    from ecgcode.data import open_collection
+
+    collection = open_collection(path)
+    start = time.perf_counter()
+    predict.predict_collection(factory(), collection, batch_size or predict.DEFAULT_BATCH_SIZE,
+                               verbose=0)
+    return [collection.n / (time.perf_counter() - start)]
 
 
-def flops_rows(model_name="paper"):
-    """Rows of the ``flops`` section; the forward FLOPs per ECG are also returned."""
-    forward = model_flops(MODELS[model_name]())
-    return [row("flops", f"{model_name} model, forward", forward / 1e9, "GFLOP/ECG",
-                "Conv1D + Dense multiply-adds x 2"),
-            row("flops", f"{model_name} model, training step", 3 * forward / 1e9, "GFLOP/ECG",
-                "~3 x forward (forward + two backward products)")], forward
+KINDS = {
+    "train_default": train_default,
+    "train_baseline": train_baseline,
+    "predict_default": predict_default,
+    "predict_baseline": predict_baseline,
+    "predict_full_pass": predict_full_pass,
+}
+
+def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **options):
+    """Run one measured path in this process.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS``.
+    path : str
+        CODE-style HDF5 file with a ``labels`` dataset.
+    model_name : str
+        ``paper`` or ``tiny`` (see ``MODELS``).
+    warmup, window, windows : int
+        Batches excluded, batches per timed window, number of windows.
+    **options
+        ``batch_size``, ``jit``, ``mixed_precision`` (where the path has them).
+
+    Returns
+    -------
+    dict
+        ``rates`` (ECGs/s of each window), ``ecg_per_s`` (their median),
+        ``max_rss_MB`` (this process's peak resident memory so far).
+    """
+    factory = MODELS[model_name]
+    if options.pop("mixed_precision", False):
+        _use_mixed_precision(kind, options)
+    function = KINDS[kind]
+    if kind == "predict_full_pass":
+        rates = function(path, factory, **options)
+    else:
+        rates = function(path, factory, warmup, window, windows, **options)
+    return {"rates": rates, "ecg_per_s": statistics.median(rates) if rates else float("nan"),
+            "max_rss_MB": max_rss_mb()}
 
 
+def _use_mixed_precision(kind, options):
+    if kind == "train_default":
+        options["mixed_precision"] = True  # train.py's --mixed-precision
+    elif kind.startswith("predict"):
+        import keras
+
+        import train
+
+        keras.mixed_precision.set_global_policy(train.device_defaults()[2])
+    else:
+        raise ValueError(f"{kind}: the baseline has no mixed-precision variant")
+
+def apply_threads(intra=None, inter=None):
+    """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
+    if intra is None and inter is None:
+        return
+    import tensorflow as tf
+
+    if intra is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def measure_in_subprocess(kind, path, model_name="paper", warmup=2, window=2, windows=3,
+                          env=None, timeout=None, **options):
+    """``measure`` in a fresh ``python bench.py measure`` process; returns its dict.
+
+    ``env`` adds environment variables (e.g. ``TF_ENABLE_ONEDNN_OPTS``); ``options`` may
+    also hold ``intra``/``inter`` thread counts.
+    """
+    command = [sys.executable, os.path.abspath(__file__), "measure", kind, path,
+               "--model", model_name, "--warmup", str(warmup), "--window", str(window),
+               "--windows", str(windows), "--options", json.dumps(options)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment,
+                          timeout=timeout, check=False, cwd=os.path.dirname(command[1]))
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"bench.py measure {kind} failed ({done.returncode}): "
+                           + " | ".join(tail))
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def measure_main(argv=None):
+    """Measure one path in this process and print its ``BENCH_RESULT`` JSON line."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py measure",
+        description="Measure one path in this process and print a BENCH_RESULT JSON line "
+        "(used by the other sections; handy for trying settings).")
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("file", help="CODE-style HDF5 file with labels (bench.py make)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper")
+    parser.add_argument("--warmup", type=int, default=2, help="batches not timed (>= 1)")
+    parser.add_argument("--window", type=int, default=2, help="batches per timed window")
+    parser.add_argument("--windows", type=int, default=3, help="number of timed windows")
+    parser.add_argument("--options", default="{}",
+                        help='JSON: {"batch_size": N, "jit": bool, "mixed_precision": bool, '
+                        '"intra": N, "inter": N}')
+    args = parser.parse_args(argv)
+    options = json.loads(args.options)
+    apply_threads(options.pop("intra", None), options.pop("inter", None))
+    result = measure(args.kind, args.file, args.model, args.warmup, args.window, args.windows,
+                     **options)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+# --- Sections: each returns a list of table rows (``row``, from model_speed) ---------------
 SPEED_RUNS = (
     ("train_default", "training, train.py default path (batch 64)", {}),
     ("train_baseline", "training, BASELINE PyDataset + model.fit (batch 64)", {}),
@@ -225,15 +389,6 @@ def _add_timing_arguments(parser):
     parser.add_argument("--out", help="also write the markdown table to this file")
 
 
-def _ensure_file(path, gigabytes, rows=None):
-    if not os.path.isfile(path):
-        n = rows or rows_for_gigabytes(gigabytes)
-        print(f"writing {path}: {n} tracings ({n * BYTES_PER_ECG / 1e9:.2f} GB)",
-              file=sys.stderr)
-        write_bench_file(path, n)
-    return path
-
-
 def _all_main(argv):
     parser = argparse.ArgumentParser(
         prog="bench.py all",
@@ -263,7 +418,7 @@ def _all_main(argv):
 
 def _run_all(args, data_dir):
     rows_small, rows_large = args.rows or (None, None)
-    small = _ensure_file(os.path.join(data_dir, "bench_small.hdf5"), args.small_gb, rows_small)
+    small = ensure_bench_file(os.path.join(data_dir, "bench_small.hdf5"), args.small_gb, rows_small)
     machine = machine_description()
     rows, peak, forward = [], None, None
     if "pipeline" not in args.skip:
@@ -277,7 +432,7 @@ def _run_all(args, data_dir):
         rows += speed_rows(small, args.model, args.repeats, args.warmup, args.window,
                            args.windows, args.predict_window_ecgs, peak, forward)
     if "memory" not in args.skip:
-        large = _ensure_file(os.path.join(data_dir, "bench_large.hdf5"), args.large_gb,
+        large = ensure_bench_file(os.path.join(data_dir, "bench_large.hdf5"), args.large_gb,
                              rows_large)
         files = {f"{os.path.getsize(p) / 1e9:.2f} GB": p for p in (small, large)}
         rows += memory_rows(files, args.model)
@@ -343,7 +498,7 @@ SECTIONS = {
     "speed": _section_main("speed"),
     "memory": _section_main("memory"),
     "make": _make_main,
-    "measure": bench_measure.main,
+    "measure": measure_main,
     "model": lambda argv: bench_model.main(argv, prog="bench.py model"),
 }
 

@@ -21,7 +21,7 @@ import time
 
 import pandas as pd
 
-from ecg_common import CLASSES, ECGInputError, read_thresholds, run_cli
+from ecgcode.common import CLASSES, ECGInputError, read_thresholds, run_cli
 
 DEMO_DEFAULTS = {"n_train": 1400, "n_test": 400, "epochs": 3, "batch_size": 16, "val_split": 0.1}
 
@@ -68,7 +68,7 @@ def _step(title, function, argv):
 
 def write_gold_csv(tracings, path):
     """Write the held-out labels as a gold-standard CSV (exam_id + one 0/1 column per class)."""
-    from ecg_labels import load_labels
+    from ecgcode.data.labels import load_labels
 
     table = load_labels(tracings)
     frame = pd.DataFrame(table.labels.astype(int), columns=list(CLASSES))

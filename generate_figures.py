@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-import ecg_metrics as em
-from ecg_common import (
+from ecgcode import metrics as em
+from ecgcode.common import (
     CLASSES,
     CODE_TEST_DOI,
     PAPER_THRESHOLDS,

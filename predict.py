@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from ecg_common import (
+from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
     N_CLASSES,
@@ -327,8 +327,7 @@ def plot_path(output_file, row, plot_format):
 def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
                model_path=None):
     """Draw each requested row as an ECG sheet; return the written paths."""
-    import ecg_plot
-
+    from ecgcode import plotting as ecg_plot
     written = []
     for row in rows:
         path, local_row = locate_row(collection, row)

@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 
-import train_state as ts
-from ecg_common import CLASSES, ECGInputError, atomic_output, run_cli
-from train_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
+from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
+from ecgcode.training import state as ts
+from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
     DEFAULTS,  # noqa: F401
     check_options,
     device_defaults,
@@ -111,7 +111,7 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
     global_batch : int
         Batch size summed over all replicas of all workers.
     seed : int
-        Data-order seed of the epoch (``train_state.epoch_seed``).
+        Data-order seed of the epoch (``ecgcode.training.state.epoch_seed``).
     input_context : tf.distribute.InputContext
         From ``strategy.distribute_datasets_from_function``.
 

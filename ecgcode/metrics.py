@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, cohen_kappa_score, precision_recall_curve
 from statsmodels.stats.contingency_tables import mcnemar
 
-from ecg_common import CLASSES, CODE_TEST_DOI, ECGInputError, read_thresholds
+from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, read_thresholds
 
 METRICS = ("Precision", "Recall", "Specificity", "F1 score")
 """Metrics of Table 2, in the paper's column order."""
@@ -125,7 +125,7 @@ def read_decision_columns(path):
 
 
 def read_thresholds_json(path):
-    """Per-class thresholds from a JSON file (formats: ``ecg_common.read_thresholds``).
+    """Per-class thresholds from a JSON file (formats: ``ecgcode.common.read_thresholds``).
 
     Returns ndarray (n_classes,); a class without a threshold is an error here, since
     every class must be decided to be evaluated.

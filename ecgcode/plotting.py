@@ -9,7 +9,7 @@ at 100 % keeps the true scale.
 
 Usage::
 
-    python ecg_plot.py exams.hdf5 3 -o exam3.png [--predictions dnn_output.npy]
+    python -m ecgcode.plotting exams.hdf5 3 -o exam3.png [--predictions dnn_output.npy]
 
 Only matplotlib, h5py and numpy are needed (no TensorFlow), so this is quick to run.
 """
@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ecg_common import (
+from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
     LEADS,
@@ -353,9 +353,9 @@ def read_prediction_row(path, index):
 
 
 def build_parser():
-    """Return the argument parser of ``python ecg_plot.py``."""
+    """Return the argument parser of ``python -m ecgcode.plotting``."""
     parser = argparse.ArgumentParser(
-        prog="ecg_plot.py",
+        prog="python -m ecgcode.plotting",
         description="Draw one exam of a CODE-style HDF5 file as a standard 12-lead ECG sheet "
         "(25 mm/s, 10 mm/mV, 3x4 layout plus a lead II rhythm strip).",
         allow_abbrev=False,

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ecg_common import CLASSES, N_SAMPLES, SAMPLING_RATE
+from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE
 
 SHARED = ROOT.parent / "shared"
 """The read-only shared data folder (may be absent)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bench
-from ecg_common import CLASSES, INPUT_SHAPE
+from ecgcode.common import CLASSES, INPUT_SHAPE
 
 keras = pytest.importorskip("keras")
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +107,9 @@ def test_unknown_section_is_a_usage_error(capsys):
 
 
 def test_importing_bench_imports_neither_keras_nor_tensorflow():
-    """The ``model`` section (bench_model.py, carried alone) must run without TensorFlow."""
-    code = ("import sys, bench_model\n"
-            "assert not {'keras', 'tensorflow', 'bench_measure'} & set(sys.modules), 'model'\n"
+    """The ``model`` section (ecgcode.bench.model_speed) must run without TensorFlow."""
+    code = ("import sys, ecgcode.bench.model_speed\n"
+            "assert not {'keras', 'tensorflow', 'ecgcode.bench.measure'} & set(sys.modules)\n"
             "import bench\n"
             "assert not {'keras', 'tensorflow'} & set(sys.modules), 'imported at load'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

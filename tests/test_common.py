@@ -2,7 +2,7 @@
 
 import pytest
 
-from ecg_common import ECGInputError, atomic_output, first_line, run_cli
+from ecgcode.common import ECGInputError, atomic_output, first_line, run_cli
 
 
 def test_first_line_keeps_one_line_and_names_empty_errors():

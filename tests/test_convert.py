@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy.signal import resample_poly
 
-import ecg_convert
-from ecg_common import CLASSES, LEADS, N_SAMPLES, ECGInputError, run_cli
+from ecgcode.common import CLASSES, LEADS, N_SAMPLES, ECGInputError, run_cli
+from ecgcode.formats import convert as ecg_convert
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PTB_RECORD = SHARED / "ecg-samples" / "s0010_re"

@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import row_ids, synthetic_tracings
 
 import datasets
-from ecg_common import CLASSES, LEADS, run_cli
+from ecgcode.common import CLASSES, LEADS, run_cli
 
 CODE15_COLUMNS = [
     "exam_id",
@@ -418,8 +418,7 @@ def test_bench_pipeline_section_runs(make_hdf5):
 def test_writers_share_the_contract_layout(tmp_path):
     import h5py
 
-    import ecg_synthetic
-
+    from ecgcode.synthetic import generate as ecg_synthetic
     path = ecg_synthetic.write_synthetic(tmp_path / "s.hdf5", 3, seed=0, progress=False)
     with h5py.File(path) as handle:
         tracings = handle["tracings"]

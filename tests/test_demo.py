@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import demo
-from ecg_common import CLASSES, run_cli
+from ecgcode.common import CLASSES, run_cli
 
 
 def test_demo_runs_every_step_and_says_where_things_went(tmp_path, capsys):

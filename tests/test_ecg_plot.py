@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_tracings, write_hdf5
 
-import ecg_plot
-from ecg_common import CLASSES, LEADS, SAMPLING_RATE, ECGInputError, run_cli
+from ecgcode import plotting as ecg_plot
+from ecgcode.common import CLASSES, LEADS, SAMPLING_RATE, ECGInputError, run_cli
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF"
 

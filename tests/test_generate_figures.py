@@ -14,9 +14,9 @@ import pytest
 from scipy.stats import chi2
 from sklearn.metrics import precision_recall_fscore_support
 
-import ecg_metrics as em
 import generate_figures as gf
-from ecg_common import CLASSES, CODE_TEST_DOI, run_cli
+from ecgcode import metrics as em
+from ecgcode.common import CLASSES, CODE_TEST_DOI, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import model as model_module
-from ecg_common import INPUT_SHAPE, ECGInputError
+from ecgcode import modelfiles, network
+from ecgcode.common import INPUT_SHAPE, ECGInputError
 from model import get_model, load_model, save_model
 
 keras = pytest.importorskip("keras")
@@ -39,7 +40,7 @@ def tf_keras_model():
     """The same architecture built and saved by tf.keras 2.x (the tf_keras package)."""
     tf_keras = pytest.importorskip("tf_keras")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_module, "keras", tf_keras)
+        patch.setattr(network, "keras", tf_keras)
         tf_keras.utils.set_random_seed(1)
         legacy = get_model()
     # Give the batch-norm statistics non-trivial values so that loading them matters.
@@ -105,7 +106,7 @@ def test_h5_loads_without_this_project(tmp_path, paper_model, ecgs):
     code = (
         "import sys, numpy as np, keras\n"
         "m = keras.models.load_model('net.h5')\n"
-        "assert 'model' not in sys.modules and 'ecg_common' not in sys.modules\n"
+        "assert not {'model', 'ecgcode'} & set(sys.modules)\n"
         "np.save('y.npy', m.predict(np.load('x.npy'), verbose=0))\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
@@ -196,7 +197,7 @@ def test_weights_only_h5_by_name_and_by_order(tmp_path, tf_keras_model, ecgs):
     by_order = tmp_path / "renamed_weights.h5"
     shutil.copy(by_name, by_order)
     with h5py.File(by_order, "r+") as f:  # names no longer match: only the order can
-        names = [model_module._as_str(n) for n in f.attrs["layer_names"]]
+        names = [modelfiles._as_str(n) for n in f.attrs["layer_names"]]
         for name in names:
             f.move(name, "x" + name)
         f.attrs["layer_names"] = [("x" + n).encode() for n in names]

@@ -13,7 +13,7 @@ import pytest
 from conftest import synthetic_tracings, write_hdf5
 
 import predict
-from ecg_common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
+from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
 
 keras = pytest.importorskip("keras")
 

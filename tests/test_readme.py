@@ -27,3 +27,20 @@ def test_every_root_module_is_packaged():
     listed = re.search(r"py_modules =\n((?:    \w+\n)+)", config).group(1).split()
     modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem != "setup")
     assert sorted(listed) == modules
+    assert "packages = find:" in config and "include = ecgcode, ecgcode.*" in config
+
+
+def test_the_root_holds_only_the_scripts():
+    """At most the seven scripts and setup.py at the root; the library is one package."""
+    root_files = sorted(p.name for p in ROOT.glob("*.py"))
+    assert len(root_files) <= 8, root_files
+    folders = {p.parent for p in (ROOT / "ecgcode").rglob("*.py")}
+    assert all((folder / "__init__.py").is_file() for folder in folders), folders
+
+
+def test_the_package_never_imports_the_root_scripts():
+    scripts = {p.stem for p in ROOT.glob("*.py")}
+    pattern = re.compile(r"^\s*(?:import|from)\s+(\w+)", re.MULTILINE)
+    for path in (ROOT / "ecgcode").rglob("*.py"):
+        imported = set(pattern.findall(path.read_text())) & scripts
+        assert not imported, f"{path.relative_to(ROOT)} imports {sorted(imported)}"

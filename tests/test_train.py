@@ -20,8 +20,8 @@ import pytest
 from conftest import row_ids
 
 import train
-import train_state as ts
-from ecg_common import CLASSES, run_cli
+from ecgcode.common import CLASSES, run_cli
+from ecgcode.training import state as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["--epochs", "2", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]
@@ -232,7 +232,7 @@ SCRIPT = textwrap.dedent("""
     import keras
     import numpy as np
     import train
-    from ecg_common import run_cli
+    from ecgcode.common import run_cli
     from test_train import AtBatch, tiny_model
 
     class DumpWeights(keras.callbacks.Callback):

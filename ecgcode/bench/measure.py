@@ -1,20 +1,21 @@
 """The benchmark's measurements: each function runs one thing and returns numbers.
 
-``bench.py`` turns these numbers into table rows; this module holds what is measured and
-how.  Every path of the ``speed`` and ``memory`` sections is run in a separate process
-(``python bench_measure.py KIND FILE``, also ``bench.py measure``), so thread settings,
+``bench.py`` turns these numbers into table rows; this module holds the measurements that
+need none of the root scripts: the benchmark file, the pipeline, the machine's peak, the
+model's FLOPs, the original study's baseline and the timing method.  The paths that run
+the scripts' own code (``train.main``, predict.py's path) live in ``bench.py``, each run
+in a separate process (``python bench.py measure KIND FILE``) so that thread settings,
 environment variables and peak memory are isolated.  Timings exclude compilation and the
 first ``warmup`` batches: batch end times are recorded by a callback, and the rate of each
 of ``windows`` later windows of ``window`` batches is kept.
 
 The model factories (``MODELS``) and the ``model`` section, which needs neither tf.data
-nor TensorFlow, live in ``bench_model``.  Importing this module imports neither Keras
+nor TensorFlow, live in ``model_speed``.  Importing this module imports neither Keras
 nor TensorFlow; each function imports what it needs.
 """
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -23,17 +24,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from bench_model import MODELS, PAPER_BATCH
-from ecg_common import CLASSES, DEFAULT_DATASET_NAME, INPUT_SHAPE, atomic_output, run_cli
+from ecgcode.bench.model_speed import MODELS, PAPER_BATCH, row
+from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, INPUT_SHAPE, atomic_output
 
 BASELINE_PREDICT_BATCH = 32
 """Keras' default ``model.predict`` batch size (the original study's predict.py default)."""
-RESULT_PREFIX = "BENCH_RESULT "
 BYTES_PER_ECG = int(np.prod(INPUT_SHAPE)) * 4
 
 
@@ -98,9 +97,9 @@ def pipeline_speed(path, shuffle, batch_size=64, passes=2, **options):
         Tracings per second of wall time, and per second of this process's CPU time
         (less sensitive to other processes on a shared machine).
     """
-    import datasets
+    from ecgcode import data
 
-    dataset = datasets.make_dataset(path, batch_size=batch_size, shuffle=shuffle, **options)
+    dataset = data.make_dataset(path, batch_size=batch_size, shuffle=shuffle, **options)
     for _ in range(passes - 1):
         for _x in dataset:
             pass
@@ -247,7 +246,7 @@ def model_flops(model):
 
 
 # --- Timing ------------------------------------------------------------------------------
-def _batch_timer():
+def batch_timer():
     import keras
 
     class BatchTimer(keras.callbacks.Callback):
@@ -288,42 +287,6 @@ def timed_batches(warmup, window, windows):
 
 
 # --- The measured paths --------------------------------------------------------------------
-def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH, jit=None,
-                  mixed_precision=False):
-    """Steady-state training ECGs/s through ``train.main`` (a throw-away run folder).
-
-    Only the batch end times of the first epoch matter; the validation set is made tiny
-    (a few rows) so that the end of the epoch is quick.
-    """
-    import datasets
-    import train
-
-    steps = timed_batches(warmup, window, windows)
-    n = datasets.open_collection(path).n
-    if steps * batch_size > n * 0.99:
-        raise ValueError(f"{path}: {n} rows are too few for {steps} batches of {batch_size}")
-    timer = _batch_timer()
-    argv = [path, "--epochs", "1", "--steps-per-epoch", str(steps), "--batch-size",
-            str(batch_size), "--val-split", str(min(0.5, 4 / n))]
-    if jit is not None:
-        argv.append("--jit" if jit else "--no-jit")
-    if mixed_precision:
-        argv.append("--mixed-precision")
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as out, _quiet_stdout():
-        status = train.main(argv + ["--out", os.path.join(out, "run")], model_factory=factory,
-                            extra_callbacks=[timer])
-    if status != 0:
-        raise RuntimeError(f"train.main returned {status}")
-    return window_rates(timer.times, batch_size, warmup, window)
-
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Send train.main's progress bars to /dev/null (results are reported separately)."""
-    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
-        yield
-
-
 def make_h5_sequence(path, batch_size, with_labels, dataset_name=DEFAULT_DATASET_NAME):
     """The original study's ``ECGSequence``: h5py slices, batch by batch, in file order."""
     import h5py
@@ -355,37 +318,10 @@ def train_baseline(path, factory, warmup, window, windows, batch_size=PAPER_BATC
 
     model = factory()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    timer = _batch_timer()
+    timer = batch_timer()
     sequence = make_h5_sequence(path, batch_size, with_labels=True)
     model.fit(sequence, epochs=1, steps_per_epoch=timed_batches(warmup, window, windows),
               callbacks=[timer], verbose=0)
-    return window_rates(timer.times, batch_size, warmup, window)
-
-
-def predict_default(path, factory, warmup, window, windows, batch_size=None, jit=False):
-    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
-
-    ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
-    ``predict.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
-    """
-    import tensorflow as tf
-
-    import datasets
-    import predict
-
-    batch_size = batch_size or predict.DEFAULT_BATCH_SIZE
-    model = factory()
-    if jit:
-        model.jit_compile = True
-    batches = timed_batches(warmup, window, windows)
-    collection = datasets.open_collection(path)
-    rows = np.arange(min(collection.n, batches * batch_size))
-    dataset = datasets.make_dataset(
-        collection, None, batch_size=batch_size, shuffle=False, indices=rows,
-        dataset_name=collection.dataset_name, check_values=False)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
-    timer = _batch_timer()
-    model.predict(dataset, verbose=0, callbacks=[timer])
     return window_rates(timer.times, batch_size, warmup, window)
 
 
@@ -394,81 +330,12 @@ def predict_baseline(path, factory, warmup, window, windows, batch_size=BASELINE
     model = factory()
     sequence = make_h5_sequence(path, batch_size, with_labels=False)
     steps = min(len(sequence), timed_batches(warmup, window, windows))
-    timer = _batch_timer()
+    timer = batch_timer()
     model.predict(sequence, steps=steps, verbose=0, callbacks=[timer])
     return window_rates(timer.times, batch_size, warmup, window)
 
 
-def predict_full_pass(path, factory, batch_size=None):
-    """Run predict.py's ``predict_collection`` over the whole file (for peak memory)."""
-    import datasets
-    import predict
-
-    collection = datasets.open_collection(path)
-    start = time.perf_counter()
-    predict.predict_collection(factory(), collection, batch_size or predict.DEFAULT_BATCH_SIZE,
-                               verbose=0)
-    return [collection.n / (time.perf_counter() - start)]
-
-
-KINDS = {
-    "train_default": train_default,
-    "train_baseline": train_baseline,
-    "predict_default": predict_default,
-    "predict_baseline": predict_baseline,
-    "predict_full_pass": predict_full_pass,
-}
-
-
-# --- One measured path per process ------------------------------------------------------
-def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **options):
-    """Run one measured path in this process.
-
-    Parameters
-    ----------
-    kind : str
-        One of ``KINDS``.
-    path : str
-        CODE-style HDF5 file with a ``labels`` dataset.
-    model_name : str
-        ``paper`` or ``tiny`` (see ``MODELS``).
-    warmup, window, windows : int
-        Batches excluded, batches per timed window, number of windows.
-    **options
-        ``batch_size``, ``jit``, ``mixed_precision`` (where the path has them).
-
-    Returns
-    -------
-    dict
-        ``rates`` (ECGs/s of each window), ``ecg_per_s`` (their median),
-        ``max_rss_MB`` (this process's peak resident memory so far).
-    """
-    factory = MODELS[model_name]
-    if options.pop("mixed_precision", False):
-        _use_mixed_precision(kind, options)
-    function = KINDS[kind]
-    if kind == "predict_full_pass":
-        rates = function(path, factory, **options)
-    else:
-        rates = function(path, factory, warmup, window, windows, **options)
-    return {"rates": rates, "ecg_per_s": statistics.median(rates) if rates else float("nan"),
-            "max_rss_MB": _max_rss_mb()}
-
-
-def _use_mixed_precision(kind, options):
-    if kind == "train_default":
-        options["mixed_precision"] = True  # train.py's --mixed-precision
-    elif kind.startswith("predict"):
-        import keras
-
-        import train
-
-        keras.mixed_precision.set_global_policy(train.device_defaults()[2])
-    else:
-        raise ValueError(f"{kind}: the baseline has no mixed-precision variant")
-
-
-def _max_rss_mb():
+def max_rss_mb():
     """Peak resident memory of this process in MB (2**20 bytes).
 
     Linux: ``VmHWM`` of /proc/self/status, since ``ru_maxrss`` keeps the parent's peak
@@ -482,62 +349,49 @@ def _max_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def apply_threads(intra=None, inter=None):
-    """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
-    if intra is None and inter is None:
-        return
-    import tensorflow as tf
-
-    if intra is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter is not None:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-
-
-def measure_in_subprocess(kind, path, model_name="paper", warmup=2, window=2, windows=3,
-                          env=None, timeout=None, **options):
-    """``measure`` in a fresh ``python bench_measure.py`` process; returns its dict.
-
-    ``env`` adds environment variables (e.g. ``TF_ENABLE_ONEDNN_OPTS``); ``options`` may
-    also hold ``intra``/``inter`` thread counts.
-    """
-    command = [sys.executable, os.path.abspath(__file__), kind, path,
-               "--model", model_name, "--warmup", str(warmup), "--window", str(window),
-               "--windows", str(windows), "--options", json.dumps(options)]
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    done = subprocess.run(command, capture_output=True, text=True, env=environment,
-                          timeout=timeout, check=False, cwd=os.path.dirname(command[1]))
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"bench_measure.py {kind} failed ({done.returncode}): "
-                           + " | ".join(tail))
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+# --- Table rows of the sections that need no script -------------------------------------
+def pipeline_rows(path, repeats=2, batch_size=PAPER_BATCH):
+    """Rows of the ``pipeline`` section (medians over ``repeats``)."""
+    results = bench_pipeline(path, repeats, batch_size)
+    medians = {name: statistics.median(results[f"{name}_{r}"] for r in range(repeats))
+               for name in ("dd_GB_per_s", "shuffled_ecg_per_s", "in_order_ecg_per_s")}
+    dd_ecgs = medians["dd_GB_per_s"] * 1e9 / BYTES_PER_ECG
+    note = f"{results['size_GB']:.2f} GB file, page-cached, batch {batch_size}"
+    return [
+        row("pipeline", "raw sequential read (dd bs=1M)", dd_ecgs, "ECGs/s",
+            f"{medians['dd_GB_per_s']:.2f} GB/s; {note}"),
+        row("pipeline", "make_dataset, shuffled (training order)",
+            medians["shuffled_ecg_per_s"], "ECGs/s",
+            f"{medians['shuffled_ecg_per_s'] / dd_ecgs:.0%} of raw read"),
+        row("pipeline", "make_dataset, in order (inference)", medians["in_order_ecg_per_s"],
+            "ECGs/s", f"{medians['in_order_ecg_per_s'] / dd_ecgs:.0%} of raw read"),
+    ]
 
 
-def main(argv=None):
-    """Measure one path in this process and print its ``BENCH_RESULT`` JSON line."""
-    parser = argparse.ArgumentParser(
-        prog="bench.py measure",
-        description="Measure one path in this process and print a BENCH_RESULT JSON line "
-        "(used by the other sections; handy for trying settings).")
-    parser.add_argument("kind", choices=sorted(KINDS))
-    parser.add_argument("file", help="CODE-style HDF5 file with labels (bench.py make)")
-    parser.add_argument("--model", choices=sorted(MODELS), default="paper")
-    parser.add_argument("--warmup", type=int, default=2, help="batches not timed (>= 1)")
-    parser.add_argument("--window", type=int, default=2, help="batches per timed window")
-    parser.add_argument("--windows", type=int, default=3, help="number of timed windows")
-    parser.add_argument("--options", default="{}",
-                        help='JSON: {"batch_size": N, "jit": bool, "mixed_precision": bool, '
-                        '"intra": N, "inter": N}')
-    args = parser.parse_args(argv)
-    options = json.loads(args.options)
-    apply_threads(options.pop("intra", None), options.pop("inter", None))
-    result = measure(args.kind, args.file, args.model, args.warmup, args.window, args.windows,
-                     **options)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-    return 0
+def peak_rows(size=4096, repeats=5):
+    """Rows of the ``peak`` section; the peak is also returned for fractions of it."""
+    peak = measure_peak(size, repeats)
+    rows = [row("peak", f"float32 matmul {size}x{size}, numpy", peak["numpy_gflops"],
+                "GFLOP/s"),
+            row("peak", f"float32 matmul {size}x{size}, TensorFlow", peak["tf_gflops"],
+                "GFLOP/s", "the larger of the two is the peak below")]
+    return rows, peak["peak_gflops"]
 
 
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+def flops_rows(model_name="paper"):
+    """Rows of the ``flops`` section; the forward FLOPs per ECG are also returned."""
+    forward = model_flops(MODELS[model_name]())
+    return [row("flops", f"{model_name} model, forward", forward / 1e9, "GFLOP/ECG",
+                "Conv1D + Dense multiply-adds x 2"),
+            row("flops", f"{model_name} model, training step", 3 * forward / 1e9, "GFLOP/ECG",
+                "~3 x forward (forward + two backward products)")], forward
+
+
+def ensure_bench_file(path, gigabytes, rows=None):
+    """Write a benchmark file of ``rows`` tracings (or about ``gigabytes`` GB) unless present."""
+    if not os.path.isfile(path):
+        n = rows or rows_for_gigabytes(gigabytes)
+        print(f"writing {path}: {n} tracings ({n * BYTES_PER_ECG / 1e9:.2f} GB)",
+              file=sys.stderr)
+        write_bench_file(path, n)
+    return path

@@ -5,13 +5,14 @@ and XLA setting is trained with ``model.fit`` and predicted with ``model.predict
 random ECGs held in memory, with neither tf.data nor TensorFlow, so that it runs under any
 Keras 3 backend::
 
-    KERAS_BACKEND=jax python bench_model.py --batch-sizes 64,256 --policies float32,mixed_bfloat16
+    KERAS_BACKEND=jax python bench.py model --batch-sizes 64,256 --policies float32,mixed_bfloat16
 
-(``python bench.py model ...`` is the same).  Importing this module imports neither Keras
-nor TensorFlow nor ``bench_measure``: it needs only ``ecg_common.py`` next to it, and
-``model.py`` for the paper's model.  ``--data FILE`` also feeds each setting from the
-project's tf.data pipeline (``datasets.make_dataset``; TensorFlow needed for tf.data only,
-the model may run on any backend), which tells whether the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
+(``python -m ecgcode.bench.model_speed ...`` is the same).  Importing this module imports
+neither Keras nor TensorFlow nor ``ecgcode.bench.measure``: it needs only
+``ecgcode.common``, and ``ecgcode.network`` for the paper's model.  ``--data FILE`` also
+feeds each setting from the project's tf.data pipeline (``ecgcode.data.make_dataset``;
+TensorFlow needed for tf.data only, the model may run on any backend), which tells whether
+the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
 ``format_table``, ``write_table``) and model factories that ``bench.py`` shares.
 """
 
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 
-from ecg_common import CLASSES, INPUT_SHAPE, atomic_output, first_line, run_cli
+from ecgcode.common import CLASSES, INPUT_SHAPE, atomic_output, first_line, run_cli
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -34,9 +35,9 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 # --- Models ------------------------------------------------------------------------------
 def paper_model():
     """The paper's ResNet (``model.get_model``)."""
-    import model as ecg_model
+    from ecgcode.network import get_model
 
-    return ecg_model.get_model()
+    return get_model()
 
 
 def tiny_model():
@@ -95,7 +96,7 @@ def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, w
     ``steps`` batches (the copy of every batch to the device included) is timed.  Adam
     and binary cross-entropy, as in train.py; neither tf.data nor TensorFlow is used,
     unless ``data`` is given: then the same compiled model is also trained from
-    ``datasets.make_dataset`` over that file (``fed_throughput``).
+    ``ecgcode.data.make_dataset`` over that file (``fed_throughput``).
 
     Parameters
     ----------
@@ -158,19 +159,19 @@ def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=1
 
 
 def file_batches(path_or_collection, batch_size, train, batches=None):
-    """``datasets.make_dataset`` over a file as train.py and predict.py read it.
+    """``ecgcode.data.make_dataset`` over a file as train.py and predict.py read it.
 
     Training: shuffled (x, y) batches of the file's ``labels``, repeated forever.
     Inference: x alone in file order, over the first ``batches`` whole batches (or all
     whole batches of the file), so that every batch has the compiled shape; the dataset's
     cardinality is that number of batches.
     """
-    import datasets
+    from ecgcode import data
 
-    collection = datasets.open_collection(path_or_collection)
+    collection = data.open_collection(path_or_collection)
     if train:
-        labels = datasets.load_labels(collection).labels  # (n, 6)
-        return datasets.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
+        labels = data.load_labels(collection).labels  # (n, 6)
+        return data.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
                                      repeat=True, drop_remainder=True)
     import tensorflow as tf
 
@@ -179,7 +180,7 @@ def file_batches(path_or_collection, batch_size, train, batches=None):
         raise ValueError(f"{', '.join(collection.paths)}: {collection.n} rows, fewer than "
                          f"one batch of {batch_size}")
     count = min(whole, batches or whole)
-    dataset = datasets.make_dataset(collection, batch_size=batch_size,
+    dataset = data.make_dataset(collection, batch_size=batch_size,
                                     indices=np.arange(batch_size * count), check_values=False)
     return dataset.apply(tf.data.experimental.assert_cardinality(count))  # as predict.py
 
@@ -199,9 +200,9 @@ def fed_throughput(model, path, batch_size, steps, train=True):
     dict
         ``fed_ecg_per_s``, ``pipeline_ecg_per_s`` and ``fed_batches`` (timed batches).
     """
-    import datasets
+    from ecgcode import data
 
-    collection = datasets.open_collection(path)
+    collection = data.open_collection(path)
     if train:
         dataset = file_batches(collection, batch_size, train=True)
         first_pass = max(1, -(-collection.n // batch_size))
@@ -227,9 +228,9 @@ def check_data_file(path):
     Checked before any setting runs, so that a bad ``--data`` file stops the run (exit 2)
     instead of turning every fed row into a failure.
     """
-    import datasets
+    from ecgcode import data
 
-    datasets.load_labels(datasets.open_collection(path))
+    data.load_labels(data.open_collection(path))
 
 
 def _drain(dataset):
@@ -331,7 +332,7 @@ def _comma_list(convert, allowed=None):
     return parse
 
 
-def main(argv=None, prog="bench_model.py"):
+def main(argv=None, prog="python -m ecgcode.bench.model_speed"):
     """Print (and with ``--out`` write) the ``model`` section's markdown table."""
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -350,7 +351,7 @@ def main(argv=None, prog="bench_model.py"):
     parser.add_argument("--model", choices=sorted(MODELS), default="paper",
                         help="paper (default) or tiny (a quick check of the script)")
     parser.add_argument("--data", metavar="FILE",
-                        help="also feed each setting from datasets.make_dataset over this "
+                        help="also feed each setting from make_dataset over this "
                         "HDF5 file with labels (bench.py make; needs TensorFlow for tf.data, "
                         "any Keras backend): does the input pipeline keep up?")
     parser.add_argument("--out", help="also write the markdown table to this file")

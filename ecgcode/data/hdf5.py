@@ -1,6 +1,6 @@
 """Open, validate and read CODE-style HDF5 ECG collections, without TensorFlow.
 
-The data contract (see ``ecg_common``): an HDF5 file holds a dataset ``tracings`` of shape
+The data contract (see ``ecgcode.common``): an HDF5 file holds a dataset ``tracings`` of shape
 (N, 4096, 12), float32, in units of 1e-4 V, leads in ``LEADS`` order; optionally an
 ``exam_id`` (N,) integer dataset and a ``labels`` (N, 6) dataset whose attribute
 ``classes`` names its columns.  Several files (e.g. the 18 shards of CODE-15%) are read
@@ -21,7 +21,7 @@ For the usual uncompressed, contiguous float32 dataset, ``RowReader`` reads with
 of rows, which releases the GIL, copies each row once into its (possibly permuted) slot
 of the output buffer, and needs no HDF5 library call.  Chunked, compressed or
 non-float32 datasets fall back to h5py slab reads (correct, slower: h5py serialises its
-calls).  Labels live in ``ecg_labels``, statistics in ``ecg_inspect`` and the tf.data
+calls).  Labels live in ``ecgcode.data.labels``, statistics in ``ecgcode.data.inspection`` and the tf.data
 pipeline in ``datasets``.
 """
 
@@ -34,7 +34,7 @@ import weakref
 
 import numpy as np
 
-from ecg_common import (
+from ecgcode.common import (
     DEFAULT_DATASET_NAME,
     INPUT_SHAPE,
     LEADS,

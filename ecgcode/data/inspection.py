@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from ecg_common import (
+from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
     LEADS,
@@ -26,8 +26,8 @@ from ecg_common import (
     UNITS_PER_MV,
     run_cli,
 )
-from ecg_hdf5 import RowReader, check_finite, open_collection
-from ecg_labels import LabelError, load_labels
+from ecgcode.data.hdf5 import RowReader, check_finite, open_collection
+from ecgcode.data.labels import LabelError, load_labels
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""
@@ -205,7 +205,7 @@ def inspect_collection(
 
 def main(argv=None):
     """The ``inspect`` command line (``python datasets.py inspect FILE... [options]``)."""
-    standalone = os.path.basename(sys.argv[0]) == "ecg_inspect.py"
+    standalone = os.path.basename(sys.argv[0]) == "inspection.py"
     parser = argparse.ArgumentParser(
         prog=None if standalone else "datasets.py inspect",
         description="Summarise CODE-style HDF5 file(s): size, labels, amplitudes in mV; warn "

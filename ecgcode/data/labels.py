@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from ecg_common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError
-from ecg_hdf5 import MissingFileError, open_collection, open_hdf5
+from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError
+from ecgcode.data.hdf5 import MissingFileError, open_collection, open_hdf5
 
 
 # --- Errors --------------------------------------------------------------------------

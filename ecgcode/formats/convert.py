@@ -3,7 +3,7 @@
 Reads WFDB records (PhysioNet ``.hea`` + ``.dat``), CSV files with one column per
 lead, ``.npy`` arrays and the PTB-XL collection, and writes one CODE-style HDF5 file:
 
-* ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecg_common.LEADS`` order, 400 Hz;
+* ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
 * ``labels``    (N, 6) float32 with attribute ``classes`` (PTB-XL only);
 * ``strat_fold`` and ``patient_id`` (N,) int64 (PTB-XL only);
@@ -24,10 +24,10 @@ derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
 samples.
 
-Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecg_readers``;
+Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``;
 its public readers are re-exported here.
 
-Usage: ``python ecg_convert.py INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
+Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
 """
 
 import argparse
@@ -41,7 +41,7 @@ import numpy as np
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from ecg_common import (
+from ecgcode.common import (
     CLASSES,
     LEADS,
     N_SAMPLES,
@@ -50,8 +50,8 @@ from ecg_common import (
     atomic_output,
     run_cli,
 )
-from ecg_hdf5 import create_tracings
-from ecg_readers import (
+from ecgcode.data.hdf5 import create_tracings
+from ecgcode.formats.readers import (
     PTBXL_DATABASE,
     PTBXL_TO_CLASSES,
     canonical_lead,
@@ -224,7 +224,7 @@ def to_contract(signal, fs, lead_names, units, source="input"):
     Returns
     -------
     np.ndarray, shape (4096, 12), float32
-        In 1e-4 V, ``ecg_common.LEADS`` order, 400 Hz, centred.
+        In 1e-4 V, ``ecgcode.common.LEADS`` order, 400 Hz, centred.
 
     Raises
     ------

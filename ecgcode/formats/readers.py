@@ -1,4 +1,4 @@
-"""Read real-world ECG recordings: the sources that ``ecg_convert`` turns into the data contract.
+"""Read real-world ECG recordings: the sources that ``ecgcode.formats.convert`` turns into the data contract.
 
 Every reader returns one record as ``(signal, fs, lead_names, units)``: ``signal`` a
 (n_samples, n_channels) float array, ``fs`` the sampling rate in Hz, ``lead_names`` one
@@ -9,7 +9,7 @@ with one column per lead, ``.npy`` arrays and the PTB-XL collection (its
 
 :func:`plan_inputs` validates a list of user inputs up front and returns lazy loaders, so
 that a bad input fails before any output is written. This module does not depend on
-``ecg_convert``; the conversion into the contract lives there.
+``ecgcode.formats.convert``; the conversion into the contract lives there.
 """
 
 import ast
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_common import CLASSES, LEADS, ECGInputError, first_line
+from ecgcode.common import CLASSES, LEADS, ECGInputError, first_line
 
 # --- Names ---------------------------------------------------------------------------
 _LEAD_ALIASES = {
@@ -243,7 +243,7 @@ def plan_inputs(inputs, fs, units, leads, low_rate):
         WFDB records, folders of WFDB records, ``.csv`` and ``.npy`` files, or one PTB-XL
         folder (or its ``ptbxl_database.csv``) alone.
     fs, units, leads : optional
-        As for ``ecg_convert.convert``: required for CSV/.npy, override WFDB headers.
+        As for ``ecgcode.formats.convert.convert``: required for CSV/.npy, override WFDB headers.
     low_rate : bool
         PTB-XL: use the 100 Hz records.
 

@@ -2,7 +2,7 @@
 
 Each exam is built the way a vectorcardiogram (VCG) is: every beat is a sum of Gaussian
 P, Q, R, S, T waves of a 3-D cardiac dipole, projected onto the 12 leads with Dower's
-transform, with noise added at the electrodes (the signal model is in ``ecg_physiology``).
+transform, with noise added at the electrodes (the signal model is in ``ecgcode.synthetic.physiology``).
 This module draws the labels and per-exam rhythm parameters, assembles exams in
 reproducible chunks and writes them to HDF5.
 
@@ -27,7 +27,7 @@ zero-padded on both sides like CODE.
 
 Command line (also ``python datasets.py synthetic ...``)::
 
-    python ecg_synthetic.py OUT.hdf5 --n 2000 --seed 1 [--prevalence code]
+    python -m ecgcode.synthetic.generate OUT.hdf5 --n 2000 --seed 1 [--prevalence code]
 """
 
 import argparse
@@ -37,7 +37,7 @@ import sys
 
 import numpy as np
 
-from ecg_common import (
+from ecgcode.common import (
     CLASSES,
     N_SAMPLES,
     SAMPLING_RATE,
@@ -45,8 +45,8 @@ from ecg_common import (
     atomic_output,
     run_cli,
 )
-from ecg_hdf5 import create_tracings
-from ecg_physiology import (
+from ecgcode.data.hdf5 import create_tracings
+from ecgcode.synthetic.physiology import (
     PARTS,
     beat_dipole,
     beat_onsets,
@@ -382,7 +382,7 @@ def build_parser(prog=None):
 
 
 def main(argv=None):
-    """Command line: ``python ecg_synthetic.py OUT.hdf5 --n N --seed S [options]``."""
+    """Command line: ``python -m ecgcode.synthetic.generate OUT.hdf5 --n N --seed S [options]``."""
     called_by_datasets = os.path.basename(sys.argv[0]) == "datasets.py"
     parser = build_parser("datasets.py synthetic" if called_by_datasets else None)
     args = parser.parse_args(argv)

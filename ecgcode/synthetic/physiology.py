@@ -11,12 +11,12 @@ This module turns per-exam parameters (labels, heart rate, PR interval, RR irreg
 beat weights, recording length) into tracings: per-class wave morphology (``wave_table``),
 beat timing and AF (``beat_onsets``, ``fibrillatory_waves``), beat placement
 (``beat_dipole``), noise (``electrode_noise``) and lead derivation (``to_tracings``).
-Label sampling, parameter drawing and file writing live in ``ecg_synthetic``.
+Label sampling, parameter drawing and file writing live in ``ecgcode.synthetic.generate``.
 """
 
 import numpy as np
 
-from ecg_common import CLASSES, LEADS, N_SAMPLES, SAMPLING_RATE, UNITS_PER_MV
+from ecgcode.common import CLASSES, LEADS, N_SAMPLES, SAMPLING_RATE, UNITS_PER_MV
 
 # Dower et al. 1980: lead voltage = Frank VCG (X left, Y down, Z back) @ DOWER.
 DOWER = np.array(

@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-import train_state as ts
-from ecg_common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+from ecgcode.training import state as ts
 
 DEFAULTS = {
     "epochs": 70,
@@ -134,10 +134,10 @@ def load_data(options):
     (Collection, numpy.ndarray, numpy.ndarray, numpy.ndarray)
         Collection, labels (n, 6), train rows, validation rows.
     """
-    import datasets
+    from ecgcode import data
 
-    collection = datasets.open_collection(options["data"], options["dataset_name"])
-    table = datasets.load_labels(collection, options["labels"], options["dataset_name"])
+    collection = data.open_collection(options["data"], options["dataset_name"])
+    table = data.load_labels(collection, options["labels"], options["dataset_name"])
     groups = None
     if options["val_split_by"]:
         column = options["val_split_by"]
@@ -146,7 +146,7 @@ def load_data(options):
             raise ECGInputError(f"{where}: no column {column!r} for --val-split-by; give a "
                                 "label CSV that has it, or drop --val-split-by")
         groups = table.frame[column].to_numpy()
-    train_rows, val_rows = datasets.split_indices(
+    train_rows, val_rows = data.split_indices(
         collection.n, options["val_split"], groups, options["seed"])
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise ECGInputError(f"{', '.join(collection.paths)}: {collection.n} rows give "

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ecg_common import CLASSES, INPUT_SHAPE, atomic_output
-from ecg_metrics import f1_optimal_thresholds
+from ecgcode.common import CLASSES, INPUT_SHAPE, atomic_output
+from ecgcode.metrics import f1_optimal_thresholds
 
 STATE_FORMAT = 1
 RESUME_DIR = "resume"
