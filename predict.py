@@ -7,10 +7,10 @@ file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights) or a ru
 written by train.py, whose best model and thresholds are then used. The original study's
 form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still works.
 
-Outputs: ``.npy`` holds float32 (N, 6) probabilities in file order (the original study's
-format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files have no
-ids), one probability column per class and, when thresholds are known, one 0/1
-``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
+Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the original
+study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
+have no ids), one probability column per class, named from the classes stored in the model,
+and, when thresholds are known, one 0/1 ``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
 """
 
 import argparse
@@ -19,10 +19,10 @@ import sys
 
 import numpy as np
 
+from ecgcode.classnames import is_paper_set, model_classes, parse_classes
 from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
-    N_CLASSES,
     PAPER_THRESHOLDS,
     ECGInputError,
     atomic_output,
@@ -51,8 +51,8 @@ def build_parser():
         prog="predict.py",
         usage="%(prog)s [options] TRACINGS.hdf5 [MORE.hdf5 ...] MODEL",
         description="Run a model on 12-lead ECG tracings (CODE-style HDF5 files: a "
-        "(N, 4096, 12) dataset in 1e-4 V) and write the six class probabilities "
-        f"({', '.join(CLASSES)}).",
+        "(N, 4096, 12) dataset in 1e-4 V) and write its class probabilities (the paper's "
+        f"six: {', '.join(CLASSES)}; or the classes stored in the model).",
         epilog="example: python predict.py exams_part0.hdf5 exams_part1.hdf5 runs/run1 "
         "--output-file scores.csv --paper-thresholds --plot 0",
         allow_abbrev=False,
@@ -65,8 +65,8 @@ def build_parser():
     )
     parser.add_argument(
         "--output-file", "--output_file", default=DEFAULT_OUTPUT, metavar="OUT",
-        help=".npy: float32 (N, 6) probabilities in file order; .csv: exam_id (or row), one "
-        "probability column per class and, with thresholds, 0/1 <class>_pred columns "
+        help=".npy: float32 (N, n_classes) probabilities in file order; .csv: exam_id (or "
+        "row), one probability column per class and, with thresholds, 0/1 <class>_pred columns "
         f"(default: {DEFAULT_OUTPUT}, as in the original study). Written atomically.",
     )
     thresholds = parser.add_mutually_exclusive_group()
@@ -79,7 +79,13 @@ def build_parser():
     thresholds.add_argument(
         "--paper-thresholds", action="store_true",
         help="use the original study's thresholds ("
-        + ", ".join(f"{name} {value}" for name, value in PAPER_THRESHOLDS.items()) + ")",
+        + ", ".join(f"{name} {value}" for name, value in PAPER_THRESHOLDS.items())
+        + "); only for a model of the paper's six classes",
+    )
+    parser.add_argument(
+        "--classes", metavar="A,B,...",
+        help="names of the model's outputs, for a model that stores none (models written by "
+        "this project store theirs; without names a 6-output model is taken as the paper's)",
     )
     parser.add_argument(
         "--batch-size", "--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -181,14 +187,19 @@ def _refuse_tracings_as_model(path):
         )
 
 
-def choose_thresholds(args, run_thresholds_path):
+def choose_thresholds(args, run_thresholds_path, classes=CLASSES):
     """Thresholds from --paper-thresholds, --thresholds, else the run folder's, else None."""
     if args.paper_thresholds:
+        if not is_paper_set(classes):
+            raise ECGInputError(
+                f"--paper-thresholds: the model's classes are {','.join(classes)}, not the "
+                f"paper's {','.join(CLASSES)}; give --thresholds FILE.json for them"
+            )
         return dict(PAPER_THRESHOLDS)
     if args.thresholds:
-        return read_thresholds(args.thresholds)
+        return read_thresholds(args.thresholds, classes)
     if run_thresholds_path:
-        return read_thresholds(run_thresholds_path)
+        return read_thresholds(run_thresholds_path, classes)
     return None
 
 
@@ -198,7 +209,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     Parameters
     ----------
     model : keras.Model
-        Maps (batch, 4096, 12) to (batch, 6).
+        Maps (batch, 4096, 12) to (batch, n_classes).
     collection : datasets.Collection
     batch_size : int
     verbose : int
@@ -206,7 +217,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
 
     Returns
     -------
-    numpy.ndarray, shape (collection.n, 6), float32
+    numpy.ndarray, shape (collection.n, n_classes), float32
     """
     import tensorflow as tf
 
@@ -218,25 +229,28 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     )  # NaN/inf tracings give NaN rows, reported after the run instead of aborting it
     n_batches = -(-collection.n // batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))  # progress bar
-    probabilities = model.predict(dataset, verbose=verbose)  # (n, 6)
+    probabilities = model.predict(dataset, verbose=verbose)  # (n, n_classes)
     probabilities = np.asarray(probabilities, dtype=np.float32)
-    if probabilities.shape != (collection.n, N_CLASSES):
+    n_classes = int(model.outputs[0].shape[-1])
+    if probabilities.shape != (collection.n, n_classes):
         raise RuntimeError(
-            f"predicted {probabilities.shape}, expected ({collection.n}, {N_CLASSES})"
+            f"predicted {probabilities.shape}, expected ({collection.n}, {n_classes})"
         )
     return probabilities
 
 
-def predictions_frame(probabilities, exam_ids=None, thresholds=None):
+def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLASSES):
     """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
 
     Parameters
     ----------
-    probabilities : numpy.ndarray, shape (n, 6)
+    probabilities : numpy.ndarray, shape (n, n_classes)
     exam_ids : numpy.ndarray, shape (n,), optional
         Used as the ``exam_id`` column; without it a ``row`` column holds 0..n-1.
     thresholds : dict, optional
         Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
+    classes : sequence of str
+        Column names of the probabilities (the paper's six by default).
     """
     import pandas as pd
 
@@ -245,10 +259,10 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None):
         frame["exam_id"] = np.asarray(exam_ids)
     else:
         frame["row"] = np.arange(len(probabilities))
-    for column, name in enumerate(CLASSES):
+    for column, name in enumerate(classes):
         frame[name] = probabilities[:, column]
     if thresholds is not None:
-        for column, name in enumerate(CLASSES):
+        for column, name in enumerate(classes):
             if thresholds[name] is None:  # no threshold known for this class: empty column
                 frame[f"{name}_pred"] = pd.array([pd.NA] * len(probabilities), dtype="Int8")
             else:
@@ -257,15 +271,16 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None):
     return frame
 
 
-def write_predictions(path, probabilities, exam_ids=None, thresholds=None):
-    """Write probabilities atomically as .npy (float32 (n, 6)) or .csv (see predictions_frame)."""
+def write_predictions(path, probabilities, exam_ids=None, thresholds=None, classes=CLASSES):
+    """Write probabilities atomically as .npy (float32 (n, n_classes)) or .csv (see
+    predictions_frame)."""
     extension = output_format(path)
     with atomic_output(path) as tmp_path:
         if extension == ".npy":
             with open(tmp_path, "wb") as handle:
                 np.save(handle, np.asarray(probabilities, dtype=np.float32))
         else:
-            frame = predictions_frame(probabilities, exam_ids, thresholds)
+            frame = predictions_frame(probabilities, exam_ids, thresholds, classes)
             frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
 
 
@@ -325,7 +340,7 @@ def plot_path(output_file, row, plot_format):
 
 
 def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
-               model_path=None):
+               model_path=None, classes=CLASSES):
     """Draw each requested row as an ECG sheet; return the written paths."""
     from ecgcode import plotting as ecg_plot
     written = []
@@ -340,7 +355,7 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
         destination = plot_path(output_file, row, plot_format)
         ecg_plot.save_ecg_sheet(
             tracing, destination, title=title, probabilities=probabilities[row],
-            thresholds=thresholds,
+            thresholds=thresholds, classes=classes,
         )
         written.append(destination)
     return written
@@ -355,14 +370,9 @@ def main(argv=None):
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     model_path, run_thresholds_path = resolve_model(model_argument)
-    thresholds = choose_thresholds(args, run_thresholds_path)
-    unknown = [name for name, value in (thresholds or {}).items() if value is None]
-    if unknown and extension == ".csv":
-        print(
-            f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
-            "it was chosen); their _pred columns are left empty",
-            file=sys.stderr,
-        )
+    given_classes = parse_classes(args.classes) if args.classes else None
+    if args.thresholds:
+        read_thresholds(args.thresholds, ())  # the file is readable; its classes are checked below
 
     import datasets  # imports TensorFlow: after the cheap checks
 
@@ -374,7 +384,18 @@ def main(argv=None):
 
     import model as model_module
 
-    model = model_module.load_model(model_path)  # checks the input and output shapes
+    model = model_module.load_model(model_path, n_classes=None)  # checks the input shape
+    classes, guessed = model_classes(model_path, int(model.outputs[0].shape[-1]), given_classes)
+    if guessed:
+        print(f"warning: {guessed}", file=sys.stderr)
+    thresholds = choose_thresholds(args, run_thresholds_path, classes)
+    unknown = [name for name, value in (thresholds or {}).items() if value is None]
+    if unknown and extension == ".csv":
+        print(
+            f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
+            "it was chosen); their _pred columns are left empty",
+            file=sys.stderr,
+        )
     probabilities = predict_collection(
         model, collection, args.batch_size, verbose=0 if args.quiet else 1
     )
@@ -388,13 +409,14 @@ def main(argv=None):
             "not a sigmoid, so these are not probabilities",
             file=sys.stderr,
         )
-    write_predictions(args.output_file, probabilities, collection.exam_ids, thresholds)
+    write_predictions(args.output_file, probabilities, collection.exam_ids, thresholds, classes)
     written = plot_exams(
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
-        model_path,
+        model_path, classes,
     )
     if not args.quiet:
-        print(f"wrote {args.output_file}: {collection.n} exams x {N_CLASSES} classes")
+        print(f"wrote {args.output_file}: {collection.n} exams x {len(classes)} classes "
+              f"({','.join(classes)})")
         for path in written:
             print(f"wrote {path}")
     return 0

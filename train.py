@@ -10,11 +10,14 @@ Examples::
     python train.py data.hdf5 annotations.csv             # the original two-argument form
     python train.py exams_part*.hdf5 exams.csv --val-split-by patient_id --out runs/a
     python train.py --resume --out runs/a                  # continue a killed run
+    python train.py ptbxl.hdf5 --classes NORM,MI,STTC,CD,HYP --val-where strat_fold=9 \
+        --test-where strat_fold=10 --init model.hdf5           # fine-tune on other classes
 
 Exit status: 0 done, 2 bad input / NaN loss / non-empty output folder, 130 Ctrl-C.
 """
 
 import argparse
+import inspect
 import math
 import os
 import shutil
@@ -22,6 +25,9 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
+from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
 from ecgcode.training import state as ts
 from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
@@ -37,6 +43,7 @@ from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-export
     split_inputs,  # noqa: F401
     write_history,
 )
+from ecgcode.training.transfer import freeze_backbone, transfer_weights
 
 INTERRUPTED = 130
 
@@ -87,6 +94,23 @@ def build_parser():
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                         help="deterministic ops (slower): a killed and resumed run ends with "
                         "the same weights as an uninterrupted one")
+    labels = parser.add_argument_group("classes, rows and fine-tuning")
+    labels.add_argument("--classes", metavar="A,B,...",
+                        help="label columns to learn, in this order (CSV columns or names in "
+                        "the HDF5 labels' `classes`); default the paper's six "
+                        f"({','.join(CLASSES)})")
+    labels.add_argument("--val-where", metavar="COLUMN=V[,V]",
+                        help="validation rows: those whose COLUMN (label CSV, or a 1-D HDF5 "
+                        "dataset such as PTB-XL's strat_fold) has one of the values")
+    labels.add_argument("--test-where", metavar="COLUMN=V[,V]",
+                        help="held-out test rows, in neither training nor validation "
+                        "(e.g. strat_fold=10)")
+    labels.add_argument("--init", metavar="MODEL",
+                        help="start from the weights of a model file or run folder (e.g. the "
+                        "original study's model.hdf5); with other classes the output layer "
+                        "is new. Not with --resume")
+    labels.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction,
+                        help="with --init: train only the output layer")
     return parser
 
 
@@ -118,7 +142,7 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
     Returns
     -------
     tf.data.Dataset
-        Endless (x, y) batches: x (per-replica batch, 4096, 12), y (per-replica batch, 6).
+        Endless (x, y) batches: x (per-replica batch, 4096, 12), y (per-replica batch, n_classes).
     """
     import datasets
 
@@ -135,12 +159,18 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
 
 
 # --- Model ----------------------------------------------------------------------------
-def build_model(model_factory, options, state, out, jit):
-    """A compiled model: new from ``model_factory``, or the checkpoint of a resumed run."""
+def build_model(model_factory, options, state, out, jit, data):
+    """A compiled model: new from ``model_factory`` (weights from ``--init`` if given), or
+    the checkpoint of a resumed run."""
     import keras
 
     if state is None:
-        model = model_factory()
+        model = new_model(model_factory, len(data.classes))
+        if options["init"]:
+            prevalence = np.nanmean(data.labels[data.train_rows], axis=0)  # (n_classes,)
+            transfer_weights(model, options["init"], data.classes, prevalence)
+        if options["freeze_backbone"]:
+            freeze_backbone(model)
         model.compile(optimizer=keras.optimizers.Adam(options["lr"]),
                       loss="binary_crossentropy", jit_compile=jit)
         return model
@@ -153,6 +183,25 @@ def build_model(model_factory, options, state, out, jit):
     model.optimizer.learning_rate.assign(state["lr"])
     ts.restore_seed_states(model, state["seed_states"])
     return model
+
+
+def new_model(model_factory, n_classes):
+    """``model_factory(n_classes)`` (or ``model_factory()``), checked for its output count."""
+    takes_classes = bool(inspect.signature(model_factory).parameters)
+    model = model_factory(n_classes) if takes_classes else model_factory()
+    outputs = int(model.outputs[0].shape[-1])
+    if outputs != n_classes:
+        raise ECGInputError(f"the model has {outputs} outputs but {n_classes} classes are "
+                            "learned; give a model_factory that takes n_classes")
+    return model
+
+
+def init_description(options):
+    """What the start-up line says about the initial weights."""
+    if not options["init"]:
+        return "weights: new"
+    frozen = ", backbone frozen" if options["freeze_backbone"] else ""
+    return f"weights: from {options['init']}{frozen}"
 
 
 def paper_callbacks(lr):
@@ -183,18 +232,19 @@ def tensorboard_callbacks(out):
 class Run:
     """One training run: the model, its data, its callbacks and its run folder."""
 
-    def __init__(self, model, options, collection, labels, train_rows, val_rows, out,
-                 writes, state, global_batch, replicas, jit, extra_callbacks=(),
-                 worker_strategy=None):
+    def __init__(self, model, options, data, out, writes, state, global_batch, replicas, jit,
+                 extra_callbacks=(), worker_strategy=None):
         import datasets
 
         self.model, self.options, self.out, self.writes = model, options, out, writes
         self.worker_strategy = worker_strategy  # multi-worker: each reads its own rows
-        self.collection, self.labels, self.train_rows = collection, labels, train_rows
+        self.collection, self.labels = data.collection, data.labels
+        self.train_rows, self.classes = data.train_rows, data.classes
         self.global_batch, self.replicas = global_batch, replicas
-        val_dataset = datasets.make_dataset(collection, labels, batch_size=global_batch,
-                                            indices=val_rows, shuffle=False)
-        self.validation = ts.ValidationMetrics(val_dataset, jit_compile=jit)
+        val_dataset = datasets.make_dataset(data.collection, data.labels,
+                                            batch_size=global_batch, indices=data.val_rows,
+                                            shuffle=False)
+        self.validation = ts.ValidationMetrics(val_dataset, data.classes, jit_compile=jit)
         self.nan_guard, self.timer = ts.NanGuard(), ts.EpochTimer()
         self.reduce_lr, self.early_stopping = paper_callbacks(options["lr"])
         self.counters = ts.RestoreCounters(
@@ -269,15 +319,18 @@ class Run:
         state["seed_states"] = ts.capture_seed_states(self.model)
         state["stopped_early"] = bool(self.early_stopping.stopped_epoch > 0)
         if improved:
-            ecg_model.save_model(self.model, os.path.join(self.out, "model_best"))
-            thresholds = ts.f1_max_thresholds(self.validation.y_true, self.validation.y_score)
+            ecg_model.save_model(self.model, os.path.join(self.out, "model_best"),
+                                 classes=self.classes)
+            thresholds = ts.f1_max_thresholds(self.validation.y_true, self.validation.y_score,
+                                              self.classes)
             ts.write_json(os.path.join(self.out, "thresholds.json"),
                           {"epoch": epoch + 1, "val_loss": row["val_loss"],
                            "rule": "positive when score > threshold", "classes": thresholds})
         write_history(self.out, state["history"])
-        ts.commit_epoch(self.out, self.model, state)
+        ts.commit_epoch(self.out, self.model, state, self.classes)
         # model_last.keras is a link to the resume checkpoint; add the legacy copy.
-        ecg_model.save_model(self.model, os.path.join(self.out, "model_last"), formats=(".h5",))
+        ecg_model.save_model(self.model, os.path.join(self.out, "model_last"), formats=(".h5",),
+                             classes=self.classes)
 
     def finish(self):
         """Write final_model.h5: the weights of the best epoch, in the legacy HDF5 format."""
@@ -295,8 +348,10 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     argv : list of str, optional
         Command-line arguments (``sys.argv[1:]`` when None).
     model_factory : callable, optional
-        Returns a new, uncompiled keras.Model with input (4096, 12) and 6 sigmoid outputs;
-        ``model.get_model`` (the paper's ResNet) when None. Tests pass tiny models here.
+        ``model_factory(n_classes)`` returns a new, uncompiled keras.Model with input
+        (4096, 12) and n_classes sigmoid outputs (a factory without parameters is called
+        as ``model_factory()``); ``model.get_model`` (the paper's ResNet) when None. Tests
+        pass tiny models here.
     extra_callbacks : sequence of keras.callbacks.Callback
         Appended to the training callbacks (tests use this to kill a run mid-epoch).
 
@@ -306,6 +361,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
         0 done, 2 NaN loss, 130 interrupted (bad input raises ECGInputError: exit 2).
     """
     args = build_parser().parse_args(argv)
+    if args.classes is not None:
+        args.classes = list(parse_classes(args.classes))
     out, options, state = resolve_run(args)
     check_options(options)
     strategy, kind = make_strategy(options["distribute"])
@@ -313,7 +370,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     import tensorflow as tf
 
     writes = is_chief(strategy)
-    collection, labels, train_rows, val_rows = load_data(options)
+    data = load_data(options)
+    collection, train_rows, val_rows = data.collection, data.train_rows, data.val_rows
     device, jit_default, policy = device_defaults()
     jit = jit_default if options["jit"] is None else options["jit"]
     mixed = bool(options["mixed_precision"])
@@ -325,22 +383,24 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     global_batch = options["batch_size"] * replicas
     setup = {"device": device, "strategy": kind, "replicas": replicas,
              "global_batch": global_batch, "precision": policy if mixed else "float32",
-             "jit": jit, "model": getattr(model_factory, "__name__", "model.get_model")}
-    print_setup(setup, options, collection, len(train_rows), len(val_rows))
+             "jit": jit, "model": getattr(model_factory, "__name__", "model.get_model"),
+             "classes": list(data.classes), "init": init_description(options)}
+    print_setup(setup, options, collection, len(train_rows), len(val_rows), len(data.test_rows))
     run_dir = out if writes else tempfile.mkdtemp(prefix="ecg-train-worker-")
     try:
         if writes:
             os.makedirs(out, exist_ok=True)
-            config = run_config(options, collection, len(train_rows), len(val_rows), setup)
+            config = run_config(options, collection, len(train_rows), len(val_rows), setup,
+                                len(data.test_rows))
             if state is not None:
                 config["resumed_at_epoch"] = state["completed_epochs"]
             ts.write_json(os.path.join(out, "config.json"), config)
         with strategy.scope():
-            model = build_model(model_factory or _paper_model, options, state, out, jit)
+            model = build_model(model_factory or _paper_model, options, state, out, jit, data)
             if kind == "multi-worker":
                 ts.patch_multi_worker_build(model, strategy)
-            run = Run(model, options, collection, labels, train_rows, val_rows, run_dir,
-                      writes, state, global_batch, replicas, jit, extra_callbacks,
+            run = Run(model, options, data, run_dir, writes, state, global_batch, replicas, jit,
+                      extra_callbacks,
                       worker_strategy=strategy if kind == "multi-worker" else None)
         return train(run, out, verbose=1 if writes else 0)
     finally:
@@ -348,10 +408,10 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _paper_model():
+def _paper_model(n_classes):
     import model as ecg_model
 
-    return ecg_model.get_model()
+    return ecg_model.get_model(n_classes)
 
 
 def train(run, out, verbose):
@@ -412,7 +472,7 @@ def print_summary(run, out, seconds):
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             classes = json.load(handle)["classes"]
-        f1 = ", ".join(f"{c} {_fmt(classes[c]['f1'])}" for c in CLASSES)
+        f1 = ", ".join(f"{c} {_fmt(classes[c]['f1'])}" for c in run.classes)
     stop = "stopped early" if state["stopped_early"] else "reached --epochs"
     print(f"\nSummary: {len(history)} epoch(s) in total ({stop}); this session took "
           f"{seconds:.0f} s, training at {samples / max(train_seconds, 1e-9):.1f} ECGs/s. "

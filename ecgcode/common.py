@@ -137,7 +137,7 @@ def atomic_output(path, suffix=None):
             os.remove(tmp_path)
 
 
-def read_thresholds(path):
+def read_thresholds(path, classes=CLASSES):
     """Read per-class decision thresholds from a JSON file.
 
     Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}``, or either under
@@ -145,10 +145,16 @@ def read_thresholds(path):
     ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
     choice for a class without positive validation exams) is kept as None.
 
+    Parameters
+    ----------
+    path : str
+    classes : sequence of str
+        The classes that need a threshold (the paper's six by default).
+
     Returns
     -------
     dict
-        Class name -> float or None, for every name in ``CLASSES``.
+        Class name -> float or None, for every name in ``classes``.
 
     Raises
     ------
@@ -168,14 +174,14 @@ def read_thresholds(path):
     if not isinstance(content, dict):
         raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
     thresholds = {}
-    for name in CLASSES:
+    for name in classes:
         value = content.get(name, "missing")
         if isinstance(value, dict):
             value = value.get("threshold", "missing")
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ECGInputError(
                 f"{path}: no numeric threshold for class {name}; the file must give one for "
-                f"each of {', '.join(CLASSES)}"
+                f"each of {', '.join(classes)}"
             )
         thresholds[name] = None if value is None else float(value)
     return thresholds

@@ -15,6 +15,7 @@ import h5py
 import keras
 import numpy as np
 
+from ecgcode.classnames import default_classes, write_model_classes
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -27,12 +28,13 @@ from ecgcode.network import get_model
 
 
 # --- Saving ------------------------------------------------------------------------
-def save_model(model, stem, formats=(".keras", ".h5")):
-    """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``.
+def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
+    """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``, with its class names.
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
     process, without importing this project. Each file is written to a temporary file
-    and renamed, so an interrupted save never leaves a partial file.
+    and renamed, so an interrupted save never leaves a partial file. The class names go
+    inside each file (see ``ecgcode.classnames``).
 
     Parameters
     ----------
@@ -41,6 +43,8 @@ def save_model(model, stem, formats=(".keras", ".h5")):
         Destination without extension (an extension ``.keras``/``.h5`` is stripped).
     formats : sequence of str
         Which of ``.keras`` and ``.h5`` to write.
+    classes : sequence of str, optional
+        Names of the outputs; default the paper's six for 6 outputs, else ``class_0..``.
 
     Returns
     -------
@@ -51,10 +55,21 @@ def save_model(model, stem, formats=(".keras", ".h5")):
     if os.path.splitext(stem)[1] in (".keras", ".h5", ".hdf5"):
         stem = os.path.splitext(stem)[0]
     paths = tuple(stem + suffix for suffix in formats)
+    classes = _output_names(model, classes)
     for path in paths:
         with atomic_output(path) as tmp, _keeping_compile_config(model):
             model.save(tmp)
+            write_model_classes(tmp, classes)
     return paths
+
+
+def _output_names(model, classes):
+    n_outputs = int(model.outputs[0].shape[-1])
+    if classes is None:
+        return default_classes(n_outputs)
+    if len(classes) != n_outputs:
+        raise ValueError(f"{len(classes)} class names for a model with {n_outputs} outputs")
+    return tuple(classes)
 
 
 @contextlib.contextmanager

@@ -127,19 +127,21 @@ def sheet_segments():
     return segments
 
 
-def format_probabilities(probabilities, thresholds=None):
-    """Format six class probabilities for a title, marking those above threshold with ``*``.
+def format_probabilities(probabilities, thresholds=None, classes=CLASSES):
+    """Format class probabilities for a title, marking those above threshold with ``*``.
 
     Parameters
     ----------
     probabilities : sequence of float
-        One score per class, in ``CLASSES`` order.
+        One score per class, in ``classes`` order.
     thresholds : dict, optional
         Class name -> threshold (or None when unknown); a score strictly greater than it
         is marked.
+    classes : sequence of str
+        The class names (the paper's six by default).
     """
     parts = []
-    for name, value in zip(CLASSES, probabilities):
+    for name, value in zip(classes, probabilities):
         threshold = None if thresholds is None else thresholds.get(name)
         mark = "*" if threshold is not None and value > threshold else ""
         parts.append(f"{name} {value:.3f}{mark}")
@@ -199,7 +201,7 @@ def _draw_segment(axes, signal, segment):
         )
 
 
-def draw_ecg_sheet(tracing, title=None, probabilities=None, thresholds=None):
+def draw_ecg_sheet(tracing, title=None, probabilities=None, thresholds=None, classes=CLASSES):
     """Draw a 12-lead ECG sheet and return the matplotlib Figure.
 
     Parameters
@@ -209,9 +211,11 @@ def draw_ecg_sheet(tracing, title=None, probabilities=None, thresholds=None):
     title : str, optional
         First title line (e.g. file and exam id).
     probabilities : sequence of float, optional
-        The model's six class scores, printed on the second title line.
+        The model's class scores, printed on the second title line.
     thresholds : dict, optional
         Class name -> threshold; scores above it are marked with ``*``.
+    classes : sequence of str
+        Names of the scores (the paper's six by default).
 
     Returns
     -------
@@ -249,7 +253,7 @@ def draw_ecg_sheet(tracing, title=None, probabilities=None, thresholds=None):
 
     lines = [title] if title else []
     if probabilities is not None:
-        lines.append(format_probabilities(probabilities, thresholds))
+        lines.append(format_probabilities(probabilities, thresholds, classes))
     if lines:
         figure.text(
             _MARGINS["left"] / fig_width, 1.0 - 3.0 / fig_height, "\n".join(lines),

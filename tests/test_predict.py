@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import synthetic_tracings, write_hdf5
 
+import model as model_module
 import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
 
@@ -231,13 +232,56 @@ def test_transposed_tracings(models, tmp_path, capsys):
     assert_one_line_error(status, err, "transposed.hdf5")
 
 
-@pytest.mark.parametrize("input_shape, n_outputs", [((2048, 12), 6), ((4096, 12), 5)])
-def test_model_of_wrong_shape(exams, tmp_path, capsys, input_shape, n_outputs):
+def test_model_of_wrong_input_shape(exams, tmp_path, capsys):
     path, _ = exams
     model_path = str(tmp_path / "wrong.keras")
-    tiny_model(input_shape, n_outputs).save(model_path)
+    tiny_model((2048, 12), 6).save(model_path)
     status, _, err = run_main([path, model_path, "--output-file", str(tmp_path / "o.npy")], capsys)
     assert_one_line_error(status, err, "wrong.keras")
+
+
+# --- Class names -------------------------------------------------------------------
+def test_csv_columns_come_from_the_classes_stored_in_the_model(exams, tmp_path, capsys):
+    path, _ = exams
+    stem = tmp_path / "three"
+    keras_path, h5_path = model_module.save_model(tiny_model(n_outputs=3), stem,
+                                                  classes=("NORM", "MI", "CD"))
+    thresholds = tmp_path / "t.json"
+    thresholds.write_text(json.dumps({"NORM": 0.5, "MI": 0.5, "CD": 0.5}))
+    for model_path in (keras_path, h5_path):
+        out = tmp_path / "o.csv"
+        status, _, err = run_main([path, model_path, "--output-file", str(out),
+                                   "--thresholds", str(thresholds), "--quiet"], capsys)
+        assert status == 0, err
+        columns = list(pd.read_csv(out).columns)
+        assert columns == ["exam_id", "NORM", "MI", "CD", "NORM_pred", "MI_pred", "CD_pred"]
+
+
+def test_unnamed_model_gets_class_numbers_with_a_warning_or_given_names(exams, tmp_path,
+                                                                         capsys):
+    path, _ = exams
+    model_path = str(tmp_path / "five.keras")
+    tiny_model(n_outputs=5).save(model_path)  # plain Keras: no class names stored
+    out = tmp_path / "o.csv"
+    status, _, err = run_main([path, model_path, "--output-file", str(out), "--quiet"], capsys)
+    assert status == 0 and "stores no class names" in err and "--classes" in err
+    assert list(pd.read_csv(out).columns)[1:] == [f"class_{k}" for k in range(5)]
+    status, _, err = run_main([path, model_path, "--output-file", str(out), "--quiet",
+                               "--classes", "a,b,c,d,e"], capsys)
+    assert status == 0 and "warning" not in err
+    assert list(pd.read_csv(out).columns)[1:] == list("abcde")
+    status, _, err = run_main([path, model_path, "--output-file", str(out), "--quiet",
+                               "--classes", "a,b"], capsys)
+    assert_one_line_error(status, err, "--classes", "5 outputs")
+
+
+def test_paper_thresholds_refused_for_other_classes(exams, tmp_path, capsys):
+    path, _ = exams
+    keras_path, _ = model_module.save_model(tiny_model(n_outputs=2), tmp_path / "two",
+                                            classes=("A", "B"))
+    status, _, err = run_main([path, keras_path, "--output-file", str(tmp_path / "o.csv"),
+                               "--paper-thresholds"], capsys)
+    assert_one_line_error(status, err, "--paper-thresholds", "A,B")
 
 
 def test_tracings_given_as_model(exams, tmp_path, capsys):

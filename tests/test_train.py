@@ -20,20 +20,20 @@ import pytest
 from conftest import row_ids
 
 import train
-from ecgcode.common import CLASSES, run_cli
+from ecgcode.common import CLASSES, N_CLASSES, run_cli
 from ecgcode.training import state as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["--epochs", "2", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]
 
 
-def tiny_model():
+def tiny_model(n_classes=N_CLASSES):
     """A tiny functional model with the project's input and output shapes and a dropout."""
     signal_in = keras.Input((4096, 12), name="signal")
     x = keras.layers.Conv1D(4, 16, strides=64)(signal_in)  # (batch, 64, 4)
     x = keras.layers.Dropout(0.3)(x)
     x = keras.layers.Flatten()(x)  # (batch, 256)
-    out = keras.layers.Dense(len(CLASSES), activation="sigmoid", dtype="float32")(x)
+    out = keras.layers.Dense(n_classes, activation="sigmoid", dtype="float32")(x)
     return keras.Model(signal_in, out)
 
 
@@ -71,13 +71,13 @@ def test_f1_max_thresholds_match_brute_force():
     rng = np.random.default_rng(0)
     y = (rng.random((200, len(CLASSES))) < 0.3).astype(float)
     s = np.clip(y * 0.3 + rng.random(y.shape) * 0.7, 0, 1).round(2)  # ties on purpose
-    result = ts.f1_max_thresholds(y, s)
+    result = ts.f1_max_thresholds(y, s, CLASSES)
     for k, name in enumerate(CLASSES):
         best = max(_f1(y[:, k], s[:, k] > t) for t in np.r_[-1, np.unique(s[:, k])])
         entry = result[name]
         assert entry["f1"] == pytest.approx(best)
         assert _f1(y[:, k], s[:, k] > entry["threshold"]) == pytest.approx(entry["f1"])
-    no_positives = ts.f1_max_thresholds(np.zeros((5, 6)), rng.random((5, 6)))
+    no_positives = ts.f1_max_thresholds(np.zeros((5, 6)), rng.random((5, 6)), CLASSES)
     assert no_positives["AF"]["threshold"] is None
 
 

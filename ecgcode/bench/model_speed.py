@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ecgcode.common import CLASSES, INPUT_SHAPE, atomic_output, first_line, run_cli
+from ecgcode.common import CLASSES, INPUT_SHAPE, N_CLASSES, atomic_output, first_line, run_cli
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -33,21 +33,21 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 
 
 # --- Models ------------------------------------------------------------------------------
-def paper_model():
+def paper_model(n_classes=N_CLASSES):
     """The paper's ResNet (``model.get_model``)."""
     from ecgcode.network import get_model
 
-    return get_model()
+    return get_model(n_classes)
 
 
-def tiny_model():
+def tiny_model(n_classes=N_CLASSES):
     """A few-thousand-parameter stand-in with the same input and output (for tests)."""
     import keras
 
     signal = keras.Input(shape=INPUT_SHAPE, name="signal")  # (batch, 4096, 12)
     x = keras.layers.Conv1D(8, 16, strides=16, use_bias=False)(signal)  # (batch, 256, 8)
     x = keras.layers.GlobalAveragePooling1D()(x)  # (batch, 8)
-    outputs = keras.layers.Dense(len(CLASSES), activation="sigmoid")(x)  # (batch, 6)
+    outputs = keras.layers.Dense(n_classes, activation="sigmoid")(x)  # (batch, n_classes)
     return keras.Model(signal, outputs, name="tiny")
 
 

@@ -48,7 +48,8 @@ class LabelTable:
     Attributes
     ----------
     labels : numpy.ndarray
-        (n, 6) float32, columns in ``CLASSES`` order (NaN rows where ``matched`` is False).
+        (n, n_classes) float32, columns in ``classes`` order (NaN rows where ``matched`` is
+        False).
     exam_ids : numpy.ndarray or None
         (n,) int64 exam ids of the rows, when known.
     frame : pandas.DataFrame or None
@@ -57,6 +58,8 @@ class LabelTable:
         (n,) bool, rows that have labels (all True unless ``allow_missing``).
     source : str
         Where the labels came from.
+    classes : tuple of str
+        Names of the label columns (the paper's six by default).
     """
 
     labels: np.ndarray
@@ -64,49 +67,102 @@ class LabelTable:
     frame: object
     matched: np.ndarray
     source: str
+    classes: tuple = CLASSES
 
 
-def _check_label_values(values, source):
+def _check_label_values(values, source, classes):
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
         row, column = np.argwhere(bad)[0]
         raise LabelValuesError(
             f"{source}: {int(bad.sum())} label values are not 0 or 1 (first: row {row}, "
-            f"class {CLASSES[column]}, value {values[row, column]!r}); labels must be 0/1"
+            f"class {classes[column]}, value {values[row, column]:g}); labels must be 0/1"
         )
     return values.astype(np.float32)
 
 
-def _labels_from_hdf5(collection):
-    """(n, 6) labels from the ``labels`` datasets of every file, or None if any lacks one."""
+def zero_one_columns(frame):
+    """Names of the columns of ``frame`` whose non-missing values are all 0 or 1."""
+    found = []
+    for name in frame.columns:
+        values = frame[name].dropna()
+        if len(values) and values.isin((0, 1, True, False)).all():
+            found.append(str(name))
+    return found
+
+
+def choose_classes(available, classes, source, zero_one=None):
+    """The label columns to learn: ``classes`` if given, else the paper's six.
+
+    Parameters
+    ----------
+    available : sequence of str
+        Column names of the labels (CSV columns or the HDF5 ``classes`` attribute).
+    classes : sequence of str or None
+        The requested names (``--classes``), matched by name, in this order.
+    source : str
+        File named in the error messages.
+    zero_one : sequence of str, optional
+        The 0/1 columns, listed when the paper's six are absent and nothing was requested.
+
+    Returns
+    -------
+    tuple of str
+    """
+    available = [str(name) for name in available]
+    if classes is not None:
+        missing = [name for name in classes if name not in available]
+        if missing:
+            raise LabelColumnsError(
+                f"{source}: no label column {', '.join(missing)} (columns found: "
+                f"{', '.join(available)}); fix the class names given to --classes"
+            )
+        return tuple(classes)
+    missing = [name for name in CLASSES if name not in available]
+    if not missing:
+        return tuple(CLASSES)
+    candidates = list(zero_one if zero_one is not None else available)
+    raise LabelColumnsError(
+        f"{source}: no paper class column {', '.join(missing)}; its 0/1 columns are "
+        f"{', '.join(candidates) or 'none'}: choose the ones to learn with --classes "
+        f"{','.join(candidates[:3]) or 'A,B'} (classes= in the API)"
+    )
+
+
+def _hdf5_label_classes(handle, path):
+    classes = handle["labels"].attrs.get("classes")
+    if classes is None:
+        raise LabelColumnsError(
+            f"{path}: dataset 'labels' has no attribute 'classes' naming its columns; "
+            f"set it to the column names, e.g. {list(CLASSES)}"
+        )
+    return [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
+
+
+def _labels_from_hdf5(collection, classes=None):
+    """(n, n_classes) labels from every file's ``labels`` dataset, and their names.
+
+    Without ``classes``: the paper's six (a LabelColumnsError listing the file's columns
+    when it lacks them). Returns (None, None) if a file has no ``labels`` dataset.
+    """
     parts = []
     for path in collection.paths:
         with open_hdf5(path) as handle:
             if "labels" not in handle:
-                return None
+                return None, None
             dataset = handle["labels"]
-            classes = dataset.attrs.get("classes")
-            if classes is None:
-                raise LabelColumnsError(
-                    f"{path}: dataset 'labels' has no attribute 'classes' naming its columns; "
-                    f"set it to {list(CLASSES)}"
-                )
-            classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
+            columns = _hdf5_label_classes(handle, path)
             rows = handle[collection.dataset_name].shape[0]
-            if dataset.ndim != 2 or dataset.shape != (rows, len(classes)):
+            if dataset.ndim != 2 or dataset.shape != (rows, len(columns)):
                 raise LabelRowCountError(
                     f"{path}: dataset 'labels' has shape {dataset.shape}, expected "
-                    f"({rows}, {len(classes)}): one row per tracing, one column per class"
+                    f"({rows}, {len(columns)}): one row per tracing, one column per class"
                 )
-            missing = [c for c in CLASSES if c not in classes]
-            if missing:
-                raise LabelColumnsError(
-                    f"{path}: dataset 'labels' lacks classes {missing} (has {classes})"
-                )
-            values = dataset[()][:, [classes.index(c) for c in CLASSES]]
-            parts.append(_check_label_values(values, f"{path}:labels"))
-    return np.concatenate(parts)
+            classes = choose_classes(columns, classes, f"{path}:labels")
+            values = dataset[()][:, [columns.index(c) for c in classes]]
+            parts.append(_check_label_values(values, f"{path}:labels", classes))
+    return np.concatenate(parts), tuple(classes)
 
 
 def _read_label_csv(csv_path):
@@ -119,12 +175,6 @@ def _read_label_csv(csv_path):
         frame = pd.read_csv(csv_path)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise LabelError(f"{csv_path}: cannot be parsed as CSV ({error}); check the file") from None
-    missing = [c for c in CLASSES if c not in frame.columns]
-    if missing:
-        raise LabelColumnsError(
-            f"{csv_path}: missing class columns {missing} (columns found: "
-            f"{list(frame.columns)}); the CSV needs one 0/1 column per class, matched by name"
-        )
     return frame
 
 
@@ -160,7 +210,8 @@ def _align_csv(frame, collection, csv_path, allow_missing):
 
 
 def load_labels(
-    paths_or_collection, labels_csv=None, dataset_name=DEFAULT_DATASET_NAME, *, allow_missing=False
+    paths_or_collection, labels_csv=None, dataset_name=DEFAULT_DATASET_NAME, *,
+    allow_missing=False, classes=None,
 ):
     """Labels (and exam ids) aligned with the rows of a collection, without reading signals.
 
@@ -168,6 +219,10 @@ def load_labels(
     columns); else ``labels_csv``, whose class columns are matched by NAME (extra columns
     ignored) and whose rows are joined on ``exam_id`` when both the HDF5 files and the CSV
     have it, and otherwise taken as one row per tracing in file order.
+
+    Which columns: ``classes`` when given; else the paper's six when all are present (a
+    CSV such as CODE-15%'s exams.csv also has 0/1 columns like ``is_male`` or ``death``
+    that are not learned); else a LabelColumnsError that lists the 0/1 columns found.
 
     Parameters
     ----------
@@ -177,6 +232,8 @@ def load_labels(
     allow_missing : bool
         With an exam-id join, keep tracings absent from the CSV (``matched`` False,
         NaN labels) instead of raising ExamIdJoinError.
+    classes : sequence of str, optional
+        The label columns to use, in this order.
 
     Returns
     -------
@@ -191,24 +248,26 @@ def load_labels(
     """
     collection = open_collection(paths_or_collection, dataset_name)
     if labels_csv is None:
-        labels = _labels_from_hdf5(collection)
+        labels, classes = _labels_from_hdf5(collection, classes)
         if labels is None:
             raise LabelError(
                 f"{', '.join(collection.paths)}: no 'labels' dataset in the file(s) and no "
                 "label CSV given; pass a CSV with one 0/1 column per class"
             )
         matched = np.ones(collection.n, dtype=bool)
-        return LabelTable(labels, collection.exam_ids, None, matched, "hdf5")
+        return LabelTable(labels, collection.exam_ids, None, matched, "hdf5", classes)
     frame = _read_label_csv(labels_csv)
+    classes = choose_classes(frame.columns, classes, os.fspath(labels_csv),
+                             zero_one_columns(frame.drop(columns=["exam_id"], errors="ignore")))
     aligned, matched = _align_csv(frame, collection, labels_csv, allow_missing)
-    labels = np.full((collection.n, len(CLASSES)), np.nan, dtype=np.float32)
+    labels = np.full((collection.n, len(classes)), np.nan, dtype=np.float32)
     labels[matched] = _check_label_values(
-        aligned.loc[matched, list(CLASSES)].to_numpy(), os.fspath(labels_csv)
+        aligned.loc[matched, list(classes)].to_numpy(), os.fspath(labels_csv), classes
     )
     exam_ids = collection.exam_ids
     if exam_ids is None and "exam_id" in aligned.columns:
         exam_ids = aligned["exam_id"].to_numpy(dtype=np.int64)
-    return LabelTable(labels, exam_ids, aligned, matched, os.fspath(labels_csv))
+    return LabelTable(labels, exam_ids, aligned, matched, os.fspath(labels_csv), classes)
 
 
 # --- Splits --------------------------------------------------------------------------
@@ -250,3 +309,54 @@ def split_indices(n, val_split=0.02, groups=None, seed=0):
     is_val_group[order[:n_groups]] = True
     is_val = is_val_group[inverse]
     return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
+
+def row_values(collection, table, column):
+    """(n,) values of ``column`` for every row: a label-CSV column, else an HDF5 dataset.
+
+    The HDF5 form is a 1-D root dataset with one value per tracing in every file (e.g. the
+    ``strat_fold`` and ``patient_id`` that ``datasets.py convert`` writes for PTB-XL).
+
+    Raises
+    ------
+    LabelColumnsError
+        Neither the CSV nor every HDF5 file has the column.
+    """
+    if table.frame is not None and column in table.frame.columns:
+        return table.frame[column].to_numpy()
+    parts = []
+    for path in collection.paths:
+        with open_hdf5(path) as handle:
+            rows = handle[collection.dataset_name].shape[0]
+            if column not in handle or handle[column].shape != (rows,):
+                where = table.source if table.frame is not None else "the label CSV (none given)"
+                raise LabelColumnsError(
+                    f"{path}: no column {column!r} in {where} nor a ({rows},) dataset "
+                    f"{column!r} in the file; name an existing column"
+                )
+            parts.append(handle[column][()])
+    return np.concatenate(parts)
+
+
+def parse_where(text, option):
+    """``"COLUMN=V1,V2"`` -> (column, [values as str]) for row selection options."""
+    column, sep, values = str(text).partition("=")
+    values = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not column.strip() or not values:
+        raise ECGInputError(f"{option} {text!r}: give COLUMN=VALUE[,VALUE...], e.g. "
+                            f"{option} strat_fold=9")
+    return column.strip(), values
+
+
+def rows_where(values, wanted):
+    """Boolean mask of the rows whose value (compared as text, so 9 == 9.0) is wanted."""
+    def text(value):
+        if isinstance(value, bytes):
+            value = value.decode()
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        return f"{number:g}"
+
+    wanted = {text(value) for value in wanted}
+    return np.array([text(value) in wanted for value in values], dtype=bool)

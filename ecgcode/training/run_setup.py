@@ -9,6 +9,7 @@ folder's ``config.json`` and ``history.csv`` (:func:`run_config`, :func:`git_com
 :func:`write_history`).
 """
 
+import dataclasses
 import datetime
 import json
 import os
@@ -34,6 +35,11 @@ DEFAULTS = {
     "jit": None,
     "distribute": "auto",
     "deterministic": False,
+    "classes": None,  # None: the paper's six (see ecgcode.data.labels.choose_classes)
+    "val_where": None,
+    "test_where": None,
+    "init": None,
+    "freeze_backbone": False,
 }
 """Options of a new run; on --resume the saved options replace them."""
 
@@ -72,12 +78,18 @@ def resolve_run(args):
     if args.resume:
         if not args.out:
             raise ECGInputError("--resume needs --out DIR: the folder of the run to continue")
+        if args.init:
+            raise ECGInputError("--init starts a new run from a model's weights and --resume "
+                                "continues a run from its own checkpoint: give one of them")
         state = ts.read_state(args.out)  # None: killed before its first epoch ended
         saved = _read_config(args.out)
         if saved is None:
             raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
                                 "a new run without --resume")
         options = dict(DEFAULTS, **saved["options"])
+        if "classes" in given and given["classes"] != (options["classes"] or given["classes"]):
+            raise ECGInputError(f"{args.out}: the run learns {options['classes']}; --classes "
+                                "cannot change on --resume (start a new run with --init)")
         for key, value in given.items():
             if options.get(key) != value:
                 print(f"note: option {key} changed on resume: {options.get(key)} -> {value}")
@@ -124,35 +136,68 @@ def check_options(options):
         raise ECGInputError(f"--lr {options['lr']}: must be > 0")
     if not 0 < options["val_split"] < 1:
         raise ECGInputError(f"--val-split {options['val_split']}: must be in (0, 1)")
+    if options["val_where"] and options["val_split_by"]:
+        raise ECGInputError("--val-where and --val-split-by both choose the validation rows; "
+                            "give one of them")
+    if options["freeze_backbone"] and not options["init"]:
+        raise ECGInputError("--freeze-backbone trains only the output layer of a pretrained "
+                            "model; give the model with --init MODEL")
+    if options["init"] and not os.path.exists(options["init"]):
+        raise ECGInputError(f"{options['init']}: --init model not found; give a model file "
+                            "(.keras/.h5/.hdf5) or a train.py run folder")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The inputs of a run: tracings, labels, their class names and the row split."""
+
+    collection: object
+    labels: np.ndarray  # (n, n_classes)
+    classes: tuple
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray  # held out (--test-where): in neither training nor validation
 
 
 def load_data(options):
-    """Open the tracings and labels and split the rows.
+    """Open the tracings and labels, choose the classes and split the rows.
+
+    Validation rows: the last ``val_split`` of the rows, whole groups of ``val_split_by``,
+    or the rows whose ``val_where`` column has the given values; ``test_where`` rows are
+    held out of both training and validation.
 
     Returns
     -------
-    (Collection, numpy.ndarray, numpy.ndarray, numpy.ndarray)
-        Collection, labels (n, 6), train rows, validation rows.
+    TrainingData
     """
     from ecgcode import data
+    from ecgcode.data.labels import parse_where, row_values, rows_where
 
     collection = data.open_collection(options["data"], options["dataset_name"])
-    table = data.load_labels(collection, options["labels"], options["dataset_name"])
-    groups = None
-    if options["val_split_by"]:
-        column = options["val_split_by"]
-        if table.frame is None or column not in table.frame.columns:
-            where = options["labels"] or "the HDF5 labels (no CSV given)"
-            raise ECGInputError(f"{where}: no column {column!r} for --val-split-by; give a "
-                                "label CSV that has it, or drop --val-split-by")
-        groups = table.frame[column].to_numpy()
-    train_rows, val_rows = data.split_indices(
-        collection.n, options["val_split"], groups, options["seed"])
+    table = data.load_labels(collection, options["labels"], options["dataset_name"],
+                             classes=options["classes"])
+    held_out = np.zeros(collection.n, dtype=bool)
+    if options["test_where"]:
+        column, values = parse_where(options["test_where"], "--test-where")
+        held_out = rows_where(row_values(collection, table, column), values)
+    if options["val_where"]:
+        column, values = parse_where(options["val_where"], "--val-where")
+        is_val = rows_where(row_values(collection, table, column), values) & ~held_out
+        train_rows, val_rows = np.flatnonzero(~is_val & ~held_out), np.flatnonzero(is_val)
+    else:
+        groups = None
+        if options["val_split_by"]:
+            groups = row_values(collection, table, options["val_split_by"])[~held_out]
+        kept = np.flatnonzero(~held_out)
+        train_at, val_at = data.split_indices(len(kept), options["val_split"], groups,
+                                              options["seed"])
+        train_rows, val_rows = kept[train_at], kept[val_at]
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise ECGInputError(f"{', '.join(collection.paths)}: {collection.n} rows give "
                             f"{len(train_rows)} training and {len(val_rows)} validation rows; "
-                            "adjust --val-split or add data")
-    return collection, table.labels, train_rows, val_rows
+                            "adjust --val-split/--val-where/--test-where or add data")
+    return TrainingData(collection, table.labels, tuple(table.classes), train_rows.astype(np.int64),
+                        val_rows.astype(np.int64), np.flatnonzero(held_out).astype(np.int64))
 
 
 # --- Devices and distribution ------------------------------------------------------------
@@ -199,10 +244,12 @@ def device_defaults():
 
 
 # --- What a run prints and writes --------------------------------------------------------
-def print_setup(setup, options, collection, n_train, n_val):
+def print_setup(setup, options, collection, n_train, n_val, n_test=0):
     """Print the resolved devices, precision, XLA and data sizes before training starts."""
+    held_out = f", {n_test} held out (--test-where)" if n_test else ""
     print(f"train.py: {collection.n} ECGs in {len(collection.paths)} file(s): {n_train} "
-          f"training, {n_val} validation; device {setup['device']}; strategy "
+          f"training, {n_val} validation{held_out}; classes {','.join(setup['classes'])}; "
+          f"{setup['init']}; device {setup['device']}; strategy "
           f"{setup['strategy']} ({setup['replicas']} replica(s)), global batch "
           f"{setup['global_batch']}; precision {setup['precision']}; XLA "
           f"{'on' if setup['jit'] else 'off'}; seed {options['seed']}"
@@ -220,7 +267,7 @@ def write_history(out, rows):
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def run_config(options, collection, n_train, n_val, setup):
+def run_config(options, collection, n_train, n_val, setup, n_test=0):
     """The content of config.json: options, inputs, setup, versions and git commit."""
     import h5py
     import keras
@@ -231,7 +278,9 @@ def run_config(options, collection, n_train, n_val, setup):
         "options": options,
         "inputs": {"paths": collection.paths, "sizes": collection.sizes, "rows": collection.n,
                    "labels": options["labels"] or "labels dataset in the HDF5 files",
-                   "train_rows": int(n_train), "validation_rows": int(n_val)},
+                   "train_rows": int(n_train), "validation_rows": int(n_val),
+                   "held_out_rows": int(n_test)},
+        "classes": list(setup["classes"]),
         "setup": setup,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__,

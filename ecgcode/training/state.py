@@ -17,7 +17,8 @@ import keras
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ecgcode.common import CLASSES, INPUT_SHAPE, atomic_output
+from ecgcode.classnames import default_classes, write_model_classes
+from ecgcode.common import INPUT_SHAPE, atomic_output
 from ecgcode.metrics import f1_optimal_thresholds
 
 STATE_FORMAT = 1
@@ -62,16 +63,23 @@ def binary_cross_entropy(y_true, y_score):
     return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
 
 
-def per_class_scores(y_true, y_score):
+def per_class_scores(y_true, y_score, classes):
     """Per-class AUROC and average precision; NaN for a class without both outcomes.
+
+    Parameters
+    ----------
+    y_true, y_score : numpy.ndarray
+        (n, n_classes) labels and scores.
+    classes : sequence of str
+        The names of the columns.
 
     Returns
     -------
     dict
-        ``{"auroc_<class>": float, "ap_<class>": float}`` for every class in ``CLASSES``.
+        ``{"auroc_<class>": float, "ap_<class>": float}`` for every class.
     """
     scores = {}
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         y, s = y_true[:, k], y_score[:, k]
         both = 0 < y.sum() < len(y)
         scores[f"auroc_{name}"] = float(roc_auc_score(y, s)) if both else math.nan
@@ -79,7 +87,7 @@ def per_class_scores(y_true, y_score):
     return scores
 
 
-def f1_max_thresholds(y_true, y_score):
+def f1_max_thresholds(y_true, y_score, classes):
     """Per class, the threshold on ``y_score`` that maximises F1 (``score > threshold``).
 
     The threshold lies halfway between the chosen cut score and the next lower score, so
@@ -92,7 +100,7 @@ def f1_max_thresholds(y_true, y_score):
         None for a class without positive exams.
     """
     result = {}
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         y = np.asarray(y_true[:, k]) > 0.5
         s = np.asarray(y_score[:, k], dtype=np.float64)
         result[name] = _best_f1_cut(y, s)
@@ -125,13 +133,16 @@ class ValidationMetrics(keras.callbacks.Callback):
     ----------
     val_dataset : tf.data.Dataset
         (x, y) batches of the validation rows, not shuffled.
+    classes : sequence of str
+        Names of the label columns (per-class scores are logged under them).
     jit_compile : bool
         Compile the prediction function with XLA.
     """
 
-    def __init__(self, val_dataset, jit_compile=False):
+    def __init__(self, val_dataset, classes, jit_compile=False):
         super().__init__()
         self.val_dataset = val_dataset
+        self.classes = tuple(classes)
         self.jit_compile = jit_compile
         self.y_true = None
         self.y_score = None
@@ -160,7 +171,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         if not np.isfinite(self.y_score).all():
             logs["val_loss"], self.scores = math.nan, {}
             return
-        self.scores = per_class_scores(self.y_true, self.y_score)
+        self.scores = per_class_scores(self.y_true, self.y_score, self.classes)
         aurocs = [v for k, v in self.scores.items() if k.startswith("auroc_")]
         logs["val_loss"] = binary_cross_entropy(self.y_true, self.y_score)
         logs["val_auroc"] = float(np.nanmean(aurocs)) if not np.isnan(aurocs).all() else math.nan
@@ -298,7 +309,7 @@ def checkpoint_path(out_dir, state):
     return os.path.join(out_dir, RESUME_DIR, state["checkpoint"])
 
 
-def commit_epoch(out_dir, model, state):
+def commit_epoch(out_dir, model, state, classes=None):
     """Save the checkpoint of a completed epoch, then commit ``state`` pointing to it.
 
     Parameters
@@ -309,6 +320,8 @@ def commit_epoch(out_dir, model, state):
         Compiled model; saved with its optimizer state.
     state : dict
         Must hold ``completed_epochs``; ``checkpoint`` is set here.
+    classes : sequence of str, optional
+        Class names stored inside the checkpoint (``ecgcode.classnames``).
 
     Returns
     -------
@@ -320,6 +333,7 @@ def commit_epoch(out_dir, model, state):
     checkpoint = os.path.join(resume_dir, name)
     with atomic_output(checkpoint) as tmp:
         model.save(tmp)
+        write_model_classes(tmp, classes or default_classes(model.outputs[0].shape[-1]))
     write_json(state_path(out_dir), dict(state, checkpoint=name, format=STATE_FORMAT))
     for old in os.listdir(resume_dir):
         if old.startswith("epoch_") and old != name:
