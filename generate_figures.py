@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from ecgcode import metrics as em
+from ecgcode.classnames import parse_classes
 from ecgcode.common import (
     CLASSES,
     CODE_TEST_DOI,
@@ -58,11 +59,13 @@ individual_patients>.npy from --predictions (download all from doi:DOI).
 Among the 10 seeds the model ranked 6th by micro-averaged average precision is thresholded
 (paper thresholds, score > t).
 
-Evaluation mode (--gold FILE --predictions FILE) evaluates any model's output:
-  * --gold: CSV with 0/1 columns 1dAVb,RBBB,LBBB,SB,AF,ST (+ optional exam_id);
-  * --predictions: .npy array (n_exams, 6) of scores, or a CSV (e.g. from predict.py) with one
-    probability column per class name and an optional exam_id column; decisions are recomputed
-    from the probabilities with --thresholds (paper thresholds by default) so that every model
+Evaluation mode (--gold FILE --predictions FILE) evaluates any model's output on any classes:
+  * --gold: CSV with one 0/1 column per class (+ optional exam_id); the classes are --classes,
+    else the paper's six (1dAVb,RBBB,LBBB,SB,AF,ST) when present, else all its 0/1 columns;
+  * --predictions: .npy array (n_exams, n_classes) of scores, or a CSV (e.g. from predict.py)
+    with one probability column per class name and an optional exam_id column; every file's
+    columns are matched by class name; decisions are recomputed from the probabilities with
+    --thresholds (paper thresholds by default, for the paper's six only) so that every model
     is judged by the same rule; '--thresholds columns' instead uses the CSV's 0/1
     <class>_pred columns as written by predict.py, and '--thresholds FILE.json' reads
     train.py's thresholds.json ({class: t} or {class: {"threshold": t}});
@@ -86,12 +89,17 @@ def build_parser():
                         help="evaluation mode: gold-standard CSV (switches paper mode off)")
     parser.add_argument("--annotator", action="append", default=[], metavar="NAME=FILE",
                         help="evaluation mode: a 0/1 annotation CSV to compare (repeatable)")
+    parser.add_argument("--classes", metavar="A,B,...",
+                        help="evaluation mode: the classes to evaluate, matched by name in "
+                             "every file (default: the paper's six when the gold standard has "
+                             "them, else all its 0/1 columns)")
     parser.add_argument("--name", default="model",
                         help="evaluation mode: the model's name in tables (default: %(default)s)")
     parser.add_argument("--thresholds", default="paper",
                         help="'paper' (1dAVb 0.124, RBBB 0.07, LBBB 0.05, SB 0.278, AF 0.39, "
                              "ST 0.174), 'f1' (F1-optimal on the gold standard itself: optimistic), "
-                             "six comma-separated numbers, a thresholds.json, or (evaluation "
+                             "one number per class (comma-separated), a thresholds.json, or "
+                             "(evaluation "
                              "mode, CSV) 'columns' for its <class>_pred columns; positive when "
                              "score > threshold "
                              "(default: %(default)s)")
@@ -106,24 +114,28 @@ def build_parser():
     return parser
 
 
-def parse_thresholds(text, y_true=None, scores=None):
-    """Thresholds from --thresholds: 'paper', 'f1', six numbers or a thresholds.json file.
+def parse_thresholds(text, y_true=None, scores=None, classes=CLASSES):
+    """Thresholds from --thresholds: 'paper', 'f1', one number per class or a .json file.
 
     'columns' is handled by the caller (it uses a CSV's own 0/1 columns, not thresholds).
     """
     if text == "paper":
+        if tuple(classes) != tuple(CLASSES):
+            raise ECGInputError(f"--thresholds paper: the paper's thresholds are for "
+                                f"{','.join(CLASSES)}, not {','.join(classes)}; give 'f1', "
+                                "a thresholds.json or one number per class")
         return np.array([PAPER_THRESHOLDS[name] for name in CLASSES])
     if text == "f1":
         return em.f1_optimal_thresholds(y_true, scores)
     if text.endswith(".json"):
-        return em.read_thresholds_json(text)
+        return em.read_thresholds_json(text, classes)
     try:
         values = np.array([float(v) for v in text.split(",")])
     except ValueError:
         values = np.array([])
-    if values.shape != (len(CLASSES),):
+    if values.shape != (len(classes),):
         raise ECGInputError(f"--thresholds {text!r}: give 'paper', 'f1', 'columns', a .json "
-                            f"file or {len(CLASSES)} comma-separated numbers")
+                            f"file or {len(classes)} comma-separated numbers")
     return values
 
 
@@ -166,43 +178,49 @@ def load_paper_inputs(annotations, predictions, thresholds_text):
             raise ECGInputError(f"{name}: {len(values)} exams, gold standard has {len(y_true)}")
     return {"y_true": y_true, "predictors": predictors, "scores": seeds[selected],
             "seeds": seeds, "selected": selected, "thresholds": thresholds,
-            "cardiologists": cardiologists, "splits": splits}
+            "cardiologists": cardiologists, "splits": splits, "classes": tuple(CLASSES)}
 
 
-def load_evaluation_inputs(gold, predictions, annotators, name, thresholds_text):
-    """Read a user's gold standard, model scores and optional annotators."""
-    y_true, gold_ids = em.read_labels(gold)
-    scores, ids = em.read_scores(predictions)
+def load_evaluation_inputs(gold, predictions, annotators, name, thresholds_text, classes=None):
+    """Read a user's gold standard, model scores and optional annotators.
+
+    ``classes`` (default: see ``ecgcode.metrics.gold_classes``) are matched by name in the
+    gold standard, the predictions CSV and each annotator's CSV.
+    """
+    classes = em.gold_classes(gold, classes)
+    y_true, gold_ids = em.read_labels(gold, classes)
+    scores, ids = em.read_scores(predictions, classes)
     scores = em.align(scores, ids, gold_ids, predictions)
     if thresholds_text == "columns":
-        decisions, ids = em.read_decision_columns(predictions)
+        decisions, ids = em.read_decision_columns(predictions, classes)
         thresholds = None
         predictors = {name: em.align(decisions, ids, gold_ids, predictions)}
     else:
-        thresholds = parse_thresholds(thresholds_text, y_true, scores)
+        thresholds = parse_thresholds(thresholds_text, y_true, scores, classes)
         predictors = {name: em.binarize(scores, thresholds)}
     for spec in annotators:
         label, sep, path = spec.partition("=")
         if not sep or not label or not path:
             raise ECGInputError(f"--annotator {spec!r}: write NAME=FILE")
-        values, ids = em.read_labels(path)
+        values, ids = em.read_labels(path, classes)
         predictors[label] = em.align(values, ids, gold_ids, path)
     return {"y_true": y_true, "predictors": predictors, "scores": scores, "seeds": None,
-            "selected": None, "thresholds": thresholds, "cardiologists": None, "splits": None}
+            "selected": None, "thresholds": thresholds, "cardiologists": None, "splits": None,
+            "classes": classes}
 
 
 # --- Tables ----------------------------------------------------------------------------
 def compute_tables(data, seed=123, n_bootstrap=1000):
     """All tables as DataFrames (keyed by file stem) and the resampled scores for plots."""
-    y_true, predictors = data["y_true"], data["predictors"]
+    y_true, predictors, classes = data["y_true"], data["predictors"], data["classes"]
     indices = em.bootstrap_indices(len(y_true), n_bootstrap, seed)
-    tables = {"scores": em.table2_frame(y_true, predictors),
-              "confusion_matrices": em.confusion_frame(y_true, predictors)}
-    tables["bootstrap_ci"], resampled = em.bootstrap_frame(y_true, predictors, indices)
+    tables = {"scores": em.table2_frame(y_true, predictors, classes),
+              "confusion_matrices": em.confusion_frame(y_true, predictors, classes)}
+    tables["bootstrap_ci"], resampled = em.bootstrap_frame(y_true, predictors, indices, classes)
     if len(predictors) > 1:
         tables["mcnemar"] = em.pairwise_frame(
-            predictors, lambda a, b: em.mcnemar_pvalues(y_true, a, b))
-        tables["kappa"] = em.pairwise_frame(predictors, em.kappas)
+            predictors, lambda a, b: em.mcnemar_pvalues(y_true, a, b), classes=classes)
+        tables["kappa"] = em.pairwise_frame(predictors, em.kappas, classes=classes)
     if data["cardiologists"]:
         raters = {"DNN": predictors["DNN"], **data["cardiologists"]}
         tables["kappa_annotators"] = em.pairwise_frame(raters, em.kappas)
@@ -267,9 +285,14 @@ def draw_iso_f1(ax):
 
 def plot_precision_recall(data, table2):
     """Figure 2: precision-recall curves per class, the seeds' band and operating points."""
-    y_true, grid = data["y_true"], np.linspace(0, 1, 1001)
-    fig, axes = new_figure((13, 8.6), 2, 3)
-    for k, (ax, name) in enumerate(zip(axes.flat, CLASSES)):
+    y_true, grid, classes = data["y_true"], np.linspace(0, 1, 1001), data["classes"]
+    columns = min(3, len(classes))
+    rows = -(-len(classes) // columns)
+    fig, axes = new_figure((4.35 * columns, 4.3 * rows), rows, columns)
+    axes = np.atleast_1d(axes)
+    for ax in axes.flat[len(classes):]:
+        ax.set_axis_off()  # panels beyond the last class
+    for k, (ax, name) in enumerate(zip(axes.flat, classes)):
         draw_iso_f1(ax)
         if data["seeds"]:
             band = np.array([precision_at_recall(y_true[:, k], s[:, k], grid)
@@ -292,12 +315,12 @@ def plot_precision_recall(data, table2):
     return fig
 
 
-def grouped_boxplot(ax, resampled, metric_index, order=CLASSES, ylabel=""):
+def grouped_boxplot(ax, resampled, metric_index, classes=CLASSES, ylabel=""):
     """Box plots of one metric: groups per class, one colored box per predictor."""
-    names = list(resampled)
+    names, order = list(resampled), list(classes)
     width = 0.8 / len(names)
     for j, name in enumerate(names):
-        columns = [resampled[name][:, CLASSES.index(c), metric_index] for c in order]
+        columns = [resampled[name][:, k, metric_index] for k in range(len(order))]
         positions = np.arange(len(order)) - 0.4 + width * (j + 0.5)
         ax.boxplot(columns, positions=positions, widths=width * 0.85, patch_artist=True,
                    boxprops={"facecolor": COLORS[j % len(COLORS)], "alpha": 0.75, "lw": 0.6},
@@ -311,11 +334,11 @@ def grouped_boxplot(ax, resampled, metric_index, order=CLASSES, ylabel=""):
             for j, n in enumerate(names)]
 
 
-def plot_bootstrap(resampled):
+def plot_bootstrap(resampled, classes=CLASSES):
     """Supplementary Figure 1: bootstrap box plots of every metric."""
     fig, axes = new_figure((13, 8), 2, 2)
     for m, (ax, metric) in enumerate(zip(axes.flat, em.METRICS)):
-        handles = grouped_boxplot(ax, resampled, m, ylabel=metric)
+        handles = grouped_boxplot(ax, resampled, m, classes, ylabel=metric)
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
@@ -384,7 +407,8 @@ def write_report(path, tables, figure_stems, data):
     if data["selected"] is not None:
         lines += [f"Selected DNN: seed model_{data['selected'] + 1} (6th of {N_SEEDS} by "
                   "micro-averaged average precision), thresholds "
-                  + ", ".join(f"{c} {t:.3f}" for c, t in zip(CLASSES, data["thresholds"]))
+                  + ", ".join(f"{c} {t:.3f}" for c, t in zip(data["classes"],
+                                                               data["thresholds"]))
                   + " (positive when score > threshold).", ""]
     for stem, sentence in REPORT_SENTENCES.items():
         if stem in tables:
@@ -411,8 +435,9 @@ def main(argv=None):
     if args.gold:
         if not args.predictions:
             raise ECGInputError("--gold needs --predictions FILE.npy|FILE.csv (the model's scores)")
+        classes = parse_classes(args.classes) if args.classes else None
         data = load_evaluation_inputs(args.gold, args.predictions, args.annotator, args.name,
-                                      args.thresholds)
+                                      args.thresholds, classes)
     else:
         data = load_paper_inputs(args.annotations, args.predictions or "dnn_predicts",
                                  args.thresholds)
@@ -422,7 +447,7 @@ def main(argv=None):
     if "png" not in formats:
         formats.append("png")  # the report embeds PNGs
     figures = {"figure2_precision_recall": plot_precision_recall(data, tables["scores"]),
-               "supplementary_figure1_bootstrap": plot_bootstrap(resampled)}
+               "supplementary_figure1_bootstrap": plot_bootstrap(resampled, data["classes"])}
     if split_resampled:
         figures["supplementary_figure2_splits"] = plot_splits(split_resampled)
     print("saving figures...", file=sys.stderr)

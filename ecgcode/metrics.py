@@ -5,7 +5,8 @@ per-class precision, recall, specificity and F1 score against a gold standard, b
 percentiles over resampled exams, McNemar's test, Cohen's kappa, the choice of the
 representative network among several seeds and F1-optimal thresholds.
 
-Label and score arrays are ``(n_exams, n_classes)`` with the columns in ``CLASSES`` order.
+Label and score arrays are ``(n_exams, n_classes)``, their columns in the order of
+``classes`` (the paper's ``CLASSES`` by default; any class set can be evaluated).
 """
 
 import os
@@ -31,14 +32,31 @@ def require_file(path, hint=DOWNLOAD_HINT):
     return path
 
 
-def _class_columns(frame, path):
-    missing = [name for name in CLASSES if name not in frame.columns]
+def _class_columns(frame, path, classes):
+    missing = [name for name in classes if name not in frame.columns]
     if missing:
         raise ECGInputError(
             f"{path}: missing column(s) {', '.join(missing)}; "
-            f"the file needs one column per class: {','.join(CLASSES)}"
+            f"the file needs one column per class: {','.join(classes)}"
         )
-    return frame.loc[:, list(CLASSES)]
+    return frame.loc[:, list(classes)]
+
+
+def gold_classes(path, classes=None):
+    """The classes to evaluate: ``classes``, else the paper's six when the gold standard
+    has them all, else every 0/1 column of the gold standard (but ``exam_id``)."""
+    if classes is not None:
+        return tuple(classes)
+    frame = read_table(path)
+    if all(name in frame.columns for name in CLASSES):
+        return tuple(CLASSES)
+    from ecgcode.data.labels import zero_one_columns
+
+    found = zero_one_columns(frame.drop(columns=["exam_id"], errors="ignore"))
+    if not found:
+        raise ECGInputError(f"{path}: no 0/1 class columns in the gold standard; give one "
+                            "0/1 column per class (and optionally exam_id)")
+    return tuple(found)
 
 
 def read_table(path):
@@ -50,7 +68,7 @@ def read_table(path):
         raise ECGInputError(f"{path}: not a readable CSV file ({error}); fix or replace it") from error
 
 
-def read_labels(path):
+def read_labels(path, classes=CLASSES):
     """Read 0/1 annotations (one column per class; other columns such as exam_id ignored).
 
     Returns
@@ -60,14 +78,14 @@ def read_labels(path):
         The ``exam_id`` column when the file has one.
     """
     frame = read_table(path)
-    values = _class_columns(frame, path).to_numpy()
+    values = _class_columns(frame, path, classes).to_numpy()
     if not np.isin(values, (0, 1)).all():
-        raise ECGInputError(f"{path}: annotations must be 0 or 1 in columns {','.join(CLASSES)}")
+        raise ECGInputError(f"{path}: annotations must be 0 or 1 in columns {','.join(classes)}")
     exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
     return values.astype(int), exam_ids
 
 
-def read_scores(path):
+def read_scores(path, classes=CLASSES):
     """Read a model's scores from ``.npy`` (n_exams, n_classes) or ``.csv``.
 
     A CSV file needs one probability column per class name; an ``exam_id`` column is
@@ -87,21 +105,22 @@ def read_scores(path):
             raise ECGInputError(f"{path}: not a readable .npy file ({error})") from error
     elif path.endswith(".csv"):
         frame = read_table(path)
-        scores = _class_columns(frame, path).to_numpy()
+        scores = _class_columns(frame, path, classes).to_numpy()
         exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
     else:
         raise ECGInputError(f"{path}: predictions must be a .npy or .csv file")
     scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 2 or scores.shape[1] != len(CLASSES):
+    if scores.ndim != 2 or scores.shape[1] != len(classes):
         raise ECGInputError(
-            f"{path}: expected scores of shape (n_exams, {len(CLASSES)}), got {scores.shape}"
+            f"{path}: expected scores of shape (n_exams, {len(classes)}) for "
+            f"{','.join(classes)}, got {scores.shape}"
         )
     if not np.isfinite(scores).all():
         raise ECGInputError(f"{path}: scores contain NaN or infinite values")
     return scores, exam_ids
 
 
-def read_decision_columns(path):
+def read_decision_columns(path, classes=CLASSES):
     """Read the 0/1 ``<class>_pred`` columns of a predictions CSV (as written by predict.py).
 
     Returns
@@ -112,7 +131,7 @@ def read_decision_columns(path):
     if not path.endswith(".csv"):
         raise ECGInputError(f"{path}: '--thresholds columns' needs a .csv of predictions")
     frame = read_table(path)
-    names = [f"{name}_pred" for name in CLASSES]
+    names = [f"{name}_pred" for name in classes]
     missing = [name for name in names if name not in frame.columns]
     if missing:
         raise ECGInputError(f"{path}: no column(s) {', '.join(missing)}; rerun predict.py with "
@@ -124,19 +143,19 @@ def read_decision_columns(path):
     return decisions.astype(int), exam_ids
 
 
-def read_thresholds_json(path):
+def read_thresholds_json(path, classes=CLASSES):
     """Per-class thresholds from a JSON file (formats: ``ecgcode.common.read_thresholds``).
 
     Returns ndarray (n_classes,); a class without a threshold is an error here, since
     every class must be decided to be evaluated.
     """
     require_file(path, hint="check the path of the thresholds file")
-    thresholds = read_thresholds(path)
+    thresholds = read_thresholds(path, classes)
     missing = [name for name, value in thresholds.items() if value is None]
     if missing:
         raise ECGInputError(f"{path}: no threshold for {', '.join(missing)} (no positive "
-                            "validation exams?); give --thresholds paper or six numbers")
-    return np.array([thresholds[name] for name in CLASSES], dtype=float)
+                            "validation exams?); give one number per class to --thresholds")
+    return np.array([thresholds[name] for name in classes], dtype=float)
 
 
 def align(values, exam_ids, gold_ids, path):
@@ -248,12 +267,12 @@ def bootstrap_interval(resampled, percentiles=(2.5, 97.5)):
     return ordered[rows]
 
 
-def confusion_frame(y_true, predictions):
+def confusion_frame(y_true, predictions, classes=CLASSES):
     """Tidy 2x2 counts: predictor, diagnosis, true label, predicted label, count."""
     rows = []
     for name, y_pred in predictions.items():
         tp, fp, fn, tn = counts(y_true, y_pred)
-        for k, diagnosis in enumerate(CLASSES):
+        for k, diagnosis in enumerate(classes):
             cells = (("not present", "not present", tn[k]), ("not present", "present", fp[k]),
                      ("present", "not present", fn[k]), ("present", "present", tp[k]))
             rows += [(name, diagnosis, t, p, int(c)) for t, p, c in cells]
@@ -261,16 +280,16 @@ def confusion_frame(y_true, predictions):
                                        "predicted label", "count"])
 
 
-def table2_frame(y_true, predictions):
+def table2_frame(y_true, predictions, classes=CLASSES):
     """Table 2: rows diagnoses, columns (metric, predictor) as in the paper."""
     blocks = {name: scores_table(y_true, y_pred) for name, y_pred in predictions.items()}
     columns = pd.MultiIndex.from_product([METRICS, list(predictions)])
     values = np.stack([blocks[name][:, m] for m in range(len(METRICS)) for name in predictions],
                       axis=1)
-    return pd.DataFrame(values, index=list(CLASSES), columns=columns)
+    return pd.DataFrame(values, index=list(classes), columns=columns)
 
 
-def bootstrap_frame(y_true, predictions, indices):
+def bootstrap_frame(y_true, predictions, indices, classes=CLASSES):
     """Tidy bootstrap intervals and the resampled scores of every predictor.
 
     Returns
@@ -283,7 +302,7 @@ def bootstrap_frame(y_true, predictions, indices):
         resampled[name] = bootstrap_scores(y_true, y_pred, indices)
         low, high = bootstrap_interval(resampled[name])
         rows += [(name, d, m, low[k, j], high[k, j])
-                 for k, d in enumerate(CLASSES) for j, m in enumerate(METRICS)]
+                 for k, d in enumerate(classes) for j, m in enumerate(METRICS)]
     intervals = pd.DataFrame(rows, columns=["predictor", "diagnosis", "metric", "low", "high"])
     return intervals, resampled
 
@@ -313,7 +332,7 @@ def kappas(y_a, y_b):
     return np.array([cohen_kappa_score(y_a[:, k], y_b[:, k]) for k in range(y_a.shape[1])])
 
 
-def pairwise_frame(predictions, statistic, label=" vs "):
+def pairwise_frame(predictions, statistic, label=" vs ", classes=CLASSES):
     """Apply ``statistic(y_a, y_b)`` to every pair of predictors (in order); rows 'a vs b'."""
     names = list(predictions)
     rows, index = [], []
@@ -321,4 +340,4 @@ def pairwise_frame(predictions, statistic, label=" vs "):
         for second in names[i + 1:]:
             rows.append(statistic(predictions[first], predictions[second]))
             index.append(f"{first}{label}{second}")
-    return pd.DataFrame(rows, index=index, columns=list(CLASSES))
+    return pd.DataFrame(rows, index=index, columns=list(classes))

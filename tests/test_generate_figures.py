@@ -16,7 +16,7 @@ from sklearn.metrics import precision_recall_fscore_support
 
 import generate_figures as gf
 from ecgcode import metrics as em
-from ecgcode.common import CLASSES, CODE_TEST_DOI, run_cli
+from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -307,3 +307,40 @@ def test_wrong_prediction_shape_is_reported(tmp_path, capsys):
         run_cli(gf.main, ["--gold", gold, "--predictions", str(tmp_path / "pred.npy"),
                           "--out", str(tmp_path / "out")])
     assert "pred.npy" in capsys.readouterr().err
+
+
+def test_evaluation_of_another_class_set_matches_columns_by_name(tmp_path):
+    """Four classes of one's own: columns found by name in files that order them otherwise."""
+    classes = ["NORM", "MI", "STTC", "CD"]
+    rng = np.random.default_rng(20)
+    n = 90
+    y_true = (rng.random((n, 4)) < 0.3).astype(int)
+    scores = np.clip(y_true * 0.5 + rng.random((n, 4)) * 0.6, 0, 1)
+    ids = np.arange(n)
+    gold = pd.DataFrame(y_true, columns=classes).assign(exam_id=ids, age=rng.integers(20, 90, n))
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    shuffled = classes[::-1]
+    pd.DataFrame(scores[:, ::-1], columns=shuffled).assign(exam_id=ids).to_csv(
+        tmp_path / "pred.csv", index=False)
+    reader = (rng.random((n, 4)) < 0.3).astype(int)
+    pd.DataFrame(reader[:, ::-1], columns=shuffled).to_csv(tmp_path / "reader.csv", index=False)
+    out = tmp_path / "out"
+    assert gf.main(["--gold", str(tmp_path / "gold.csv"), "--predictions",
+                    str(tmp_path / "pred.csv"), "--thresholds", "0.5,0.5,0.5,0.5",
+                    "--annotator", f"reader={tmp_path / 'reader.csv'}", "--out", str(out),
+                    "--format", "png", "--n-bootstrap", "20"]) == 0
+    table = pd.read_csv(out / "tables" / "scores.csv", header=[0, 1], index_col=0)
+    assert list(table.index) == classes  # every 0/1 column of the gold but age
+    expected = em.scores_table(y_true, (scores > 0.5).astype(int))
+    np.testing.assert_allclose(table["F1 score"]["model"], expected[:, 3], atol=5e-4)
+    np.testing.assert_allclose(table["Recall"]["reader"],
+                               em.scores_table(y_true, reader)[:, 1], atol=5e-4)
+    intervals = pd.read_csv(out / "tables" / "bootstrap_ci.csv")
+    assert set(intervals["diagnosis"]) == set(classes)
+    assert (out / "figures" / "figure2_precision_recall.png").is_file()
+    with pytest.raises(ECGInputError, match="paper"):
+        gf.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
+                                  "m", "paper")
+    only = gf.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
+                                     "m", "f1", classes=("MI",))
+    assert only["y_true"].shape == (n, 1)
