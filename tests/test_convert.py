@@ -223,6 +223,56 @@ def test_ptbxl_folder(tmp_path, low_rate):
     assert np.abs(tracing[:48]).max() == 0 and np.abs(tracing[48:4048]).max() > 1
 
 
+def write_scp_statements(folder):
+    """The rows of PTB-XL's scp_statements.csv that the mini database uses (real values)."""
+    rows = [  # code, diagnostic, form, rhythm, diagnostic_class, diagnostic_subclass
+        ("NORM", 1, None, None, "NORM", "NORM"), ("1AVB", 1, None, None, "CD", "_AVB"),
+        ("CRBBB", 1, None, None, "CD", "CRBBB"), ("CLBBB", 1, None, None, "CD", "CLBBB"),
+        ("IRBBB", 1, None, None, "CD", "IRBBB"), ("SR", None, None, 1, None, None),
+        ("AFIB", None, None, 1, None, None), ("SBRAD", None, None, 1, None, None),
+        ("STACH", None, None, 1, None, None), ("LVOLT", None, 1, None, None, None)]
+    frame = pd.DataFrame(rows, columns=["code", "diagnostic", "form", "rhythm",
+                                        "diagnostic_class", "diagnostic_subclass"])
+    frame["description"] = frame["code"]
+    frame.set_index("code").to_csv(folder / "scp_statements.csv")
+
+
+@pytest.mark.parametrize("label_set, classes, positives", [
+    ("superdiagnostic", ["CD", "NORM"], [[0, 1], [1, 0], [1, 0], [0, 0]]),
+    ("subdiagnostic", ["CLBBB", "CRBBB", "IRBBB", "NORM", "_AVB"],
+     [[0, 0, 0, 1, 0], [0, 1, 0, 0, 1], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]]),
+    ("rhythm", ["AFIB", "SBRAD", "SR", "STACH"],
+     [[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]),
+    ("all", ["1AVB", "AFIB", "CLBBB", "CRBBB", "IRBBB", "NORM", "SBRAD", "SR", "STACH"], None),
+])
+def test_ptbxl_label_sets(tmp_path, label_set, classes, positives):
+    folder = make_ptbxl(tmp_path / "ptbxl")
+    write_scp_statements(folder)
+    output = tmp_path / "out.hdf5"
+    argv = [str(folder), "-o", str(output), "-q", "--ptbxl-labels", label_set]
+    assert run_cli(ecg_convert.main, argv) == 0
+    with h5py.File(output) as file:
+        assert [c.decode() if isinstance(c, bytes) else c
+                for c in file["labels"].attrs["classes"]] == classes
+        labels = file["labels"][()]
+        assert file["strat_fold"][()].tolist() == [1, 2, 3, 4]
+    assert labels.shape == (4, len(classes))
+    if positives is not None:
+        np.testing.assert_array_equal(labels, positives)
+    else:
+        assert labels.sum() == 9  # every statement of the four records
+
+
+def test_ptbxl_label_set_needs_the_statements_table(tmp_path, capsys):
+    folder = make_ptbxl(tmp_path / "ptbxl")
+    output = tmp_path / "out.hdf5"
+    with pytest.raises(SystemExit) as stop:
+        run_cli(ecg_convert.main, [str(folder), "-o", str(output), "-q",
+                                   "--ptbxl-labels", "superdiagnostic"])
+    assert stop.value.code == 2
+    assert "scp_statements.csv" in capsys.readouterr().err and not output.exists()
+
+
 # --- Bad inputs: clear error, exit 2, nothing written or destroyed ------------------------------
 def bad_inputs(tmp_path):
     write_csv(tmp_path / "noheader.csv", random_leads(100), [f"{x}" for x in range(12)])

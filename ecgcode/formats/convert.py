@@ -5,7 +5,8 @@ lead, ``.npy`` arrays and the PTB-XL collection, and writes one CODE-style HDF5 
 
 * ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
-* ``labels``    (N, 6) float32 with attribute ``classes`` (PTB-XL only);
+* ``labels``    (N, n_classes) float32 with attribute ``classes`` (PTB-XL only: the paper's
+  six, or PTB-XL's own statements with ``--ptbxl-labels``);
 * ``strat_fold`` and ``patient_id`` (N,) int64 (PTB-XL only);
 * ``records/``  a group of per-record metadata, one (N,) dataset each: ``source``
   (file or record name), ``sampling_rate`` (original Hz), ``n_samples`` (original
@@ -42,7 +43,6 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from ecgcode.common import (
-    CLASSES,
     LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
@@ -51,9 +51,10 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data.hdf5 import create_tracings
+from ecgcode.formats.ptbxl_labels import LABEL_SETS, PTBXL_TO_CLASSES
+from ecgcode.formats.ptbxl_labels import describe as describe_ptbxl_labels
 from ecgcode.formats.readers import (
     PTBXL_DATABASE,
-    PTBXL_TO_CLASSES,
     canonical_lead,
     plan_inputs,
     read_csv,
@@ -266,7 +267,8 @@ def _check_finite(leads, source):
 
 
 # --- Writing ------------------------------------------------------------------------------
-def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, progress=True):
+def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
+            ptbxl_labels="paper", progress=True):
     """Convert ECG recordings into one HDF5 file of the data contract.
 
     Parameters
@@ -285,6 +287,8 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
         Channel names; required for .npy, overrides WFDB headers.
     low_rate : bool
         PTB-XL: use the 100 Hz records instead of the 500 Hz ones.
+    ptbxl_labels : str
+        PTB-XL: the label set written (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -303,7 +307,7 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
         units_factor(units, "--units")
     if leads is not None:
         leads = [str(name).strip() for name in leads]
-    sources, table = plan_inputs(list(inputs), fs, units, leads, low_rate)
+    sources, table = plan_inputs(list(inputs), fs, units, leads, low_rate, ptbxl_labels)
     n = len(sources)
     with atomic_output(output) as tmp_path, h5py.File(tmp_path, "w") as file:
         tracings = _create_layout(file, n)
@@ -320,7 +324,7 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
         _write_ids_and_labels(file, n, table)
     summary = {"output": os.fspath(output), "n_records": n, "labels": table is not None}
     if table is not None:
-        summary["prevalence"] = dict(zip(CLASSES, table["labels"].mean(axis=0).tolist()))
+        summary["prevalence"] = dict(zip(table["classes"], table["labels"].mean(axis=0).tolist()))
     return summary
 
 
@@ -363,9 +367,8 @@ def _write_ids_and_labels(file, n, table):
         return
     file.create_dataset("exam_id", data=table["exam_id"])
     labels = file.create_dataset("labels", data=table["labels"])
-    labels.attrs["classes"] = list(CLASSES)
-    labels.attrs["source"] = "PTB-XL scp_codes: " + ", ".join(
-        f"{code}->{name}" for code, name in PTBXL_TO_CLASSES.items())
+    labels.attrs["classes"] = list(table["classes"])
+    labels.attrs["source"] = describe_ptbxl_labels(table["label_set"])
     file.create_dataset("strat_fold", data=table["strat_fold"])
     file.create_dataset("patient_id", data=table["patient_id"])
 
@@ -396,6 +399,10 @@ def build_parser():
                         "headers)")
     parser.add_argument("--ptbxl-100hz", action="store_true",
                         help="PTB-XL: convert the 100 Hz records instead of the 500 Hz ones")
+    parser.add_argument("--ptbxl-labels", choices=LABEL_SETS, default="paper",
+                        help="PTB-XL: the labels written: the paper's six classes (default) or "
+                        "PTB-XL's statements aggregated as in its benchmark (needs "
+                        "scp_statements.csv); strat_fold and patient_id are always kept")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -404,7 +411,8 @@ def main(argv=None):
     """Run the ``convert`` command; returns 0, raises ECGInputError on bad input."""
     args = build_parser().parse_args(argv)
     summary = convert(args.inputs, args.output, fs=args.fs, units=args.units, leads=args.leads,
-                      low_rate=args.ptbxl_100hz, progress=not args.quiet)
+                      low_rate=args.ptbxl_100hz, ptbxl_labels=args.ptbxl_labels,
+                      progress=not args.quiet)
     print(f"wrote {summary['n_records']} records to {summary['output']}")
     for name, fraction in summary.get("prevalence", {}).items():
         print(f"  {name:6s} {fraction:7.2%}")

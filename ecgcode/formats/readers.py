@@ -12,7 +12,6 @@ that a bad input fails before any output is written. This module does not depend
 ``ecgcode.formats.convert``; the conversion into the contract lives there.
 """
 
-import ast
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgcode.common import CLASSES, LEADS, ECGInputError, first_line
+from ecgcode.common import LEADS, ECGInputError, first_line
+from ecgcode.formats.ptbxl_labels import label_matrix
 
 # --- Names ---------------------------------------------------------------------------
 _LEAD_ALIASES = {
@@ -32,9 +32,6 @@ _LEAD_ALIASES = {
 }  # fmt: skip
 
 PTBXL_DATABASE = "ptbxl_database.csv"
-PTBXL_TO_CLASSES = {"1AVB": "1dAVb", "CRBBB": "RBBB", "CLBBB": "LBBB", "SBRAD": "SB",
-                    "AFIB": "AF", "STACH": "ST"}
-"""PTB-XL SCP statement -> our class name."""
 
 _WFDB_EXTENSIONS = {".hea", ".dat"}
 
@@ -169,8 +166,8 @@ def _orient(array, leads, path):
                         f"(--leads names {n_leads}); fix: give one --leads name per channel")
 
 
-def read_ptbxl_table(folder, low_rate=False):
-    """Read PTB-XL's ``ptbxl_database.csv`` and map its SCP codes to our classes.
+def read_ptbxl_table(folder, low_rate=False, label_set="paper"):
+    """Read PTB-XL's ``ptbxl_database.csv`` and map its SCP codes to a label set.
 
     Parameters
     ----------
@@ -178,14 +175,18 @@ def read_ptbxl_table(folder, low_rate=False):
         The PTB-XL folder (containing ``ptbxl_database.csv`` and ``records500/``...).
     low_rate : bool
         Use the 100 Hz records (``filename_lr``) instead of the 500 Hz ones (``filename_hr``).
+    label_set : str
+        ``paper`` (our six classes) or one of PTB-XL's aggregations (see
+        ``ecgcode.formats.ptbxl_labels``).
 
     Returns
     -------
     dict
         ``exam_id`` (n,) int64 (the ``ecg_id``), ``strat_fold`` (n,) int64, ``patient_id``
-        (n,) int64 (-1 where absent), ``labels`` (n, 6) float32 in ``CLASSES`` order (a class
-        is positive when its SCP code is listed, whatever its likelihood: PTB-XL gives rhythm
-        statements a likelihood of 0) and ``records``, the record paths relative to ``folder``.
+        (n,) int64 (-1 where absent), ``labels`` (n, n_classes) float32 and ``classes`` (a
+        class is positive when its SCP code is listed, whatever its likelihood: PTB-XL gives
+        rhythm statements a likelihood of 0), ``label_set`` and ``records``, the record paths
+        relative to ``folder``.
     """
     import pandas as pd
 
@@ -200,29 +201,17 @@ def read_ptbxl_table(folder, low_rate=False):
                             "fix: give the unmodified ptbxl_database.csv")
     if frame.empty:
         raise ECGInputError(f"{table_path}: no records; fix: give the full ptbxl_database.csv")
-    labels = np.stack([_ptbxl_labels(codes, table_path, ecg_id)
-                       for codes, ecg_id in zip(frame["scp_codes"], frame["ecg_id"])])
+    labels, classes = label_matrix(folder, frame, label_set, table_path)
     patient = frame["patient_id"] if "patient_id" in frame.columns else pd.Series(-1, frame.index)
     return {
         "exam_id": frame["ecg_id"].to_numpy(np.int64),
         "strat_fold": frame["strat_fold"].to_numpy(np.int64),
         "patient_id": patient.fillna(-1).to_numpy(np.int64),
-        "labels": labels,  # (n, 6)
+        "labels": labels,  # (n, n_classes)
+        "classes": classes,
+        "label_set": label_set,
         "records": [str(name) for name in frame[file_column]],
     }
-
-
-def _ptbxl_labels(codes, table_path, ecg_id):
-    """Return the (6,) float32 label row of one PTB-XL ``scp_codes`` dict-string."""
-    try:
-        statements = ast.literal_eval(codes)
-    except (ValueError, SyntaxError):
-        statements = None
-    if not isinstance(statements, dict):
-        raise ECGInputError(f"{table_path}: ecg_id {ecg_id}: scp_codes {codes!r} is not a dict; "
-                            "fix: give the unmodified ptbxl_database.csv") from None
-    present = {PTBXL_TO_CLASSES[code] for code in statements if code in PTBXL_TO_CLASSES}
-    return np.array([name in present for name in CLASSES], dtype=np.float32)
 
 
 # --- Planning a conversion --------------------------------------------------------------
@@ -234,7 +223,7 @@ class _Source:
     load: Callable
 
 
-def plan_inputs(inputs, fs, units, leads, low_rate):
+def plan_inputs(inputs, fs, units, leads, low_rate, ptbxl_labels="paper"):
     """Validate every input up front and return lazy loaders of its records.
 
     Parameters
@@ -246,6 +235,8 @@ def plan_inputs(inputs, fs, units, leads, low_rate):
         As for ``ecgcode.formats.convert.convert``: required for CSV/.npy, override WFDB headers.
     low_rate : bool
         PTB-XL: use the 100 Hz records.
+    ptbxl_labels : str
+        PTB-XL: the label set (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
 
     Returns
     -------
@@ -264,7 +255,7 @@ def plan_inputs(inputs, fs, units, leads, low_rate):
         if len(inputs) > 1:
             raise ECGInputError(f"{ptbxl[0]}: a PTB-XL folder must be converted on its own; "
                                 "fix: run convert once per collection")
-        return _plan_ptbxl(ptbxl[0], fs, units, leads, low_rate)
+        return _plan_ptbxl(ptbxl[0], fs, units, leads, low_rate, ptbxl_labels)
     sources = []
     for path in inputs:
         sources.extend(_plan_one(path, fs, units, leads))
@@ -278,8 +269,8 @@ def _is_ptbxl_folder(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, PTBXL_DATABASE))
 
 
-def _plan_ptbxl(folder, fs, units, leads, low_rate):
-    table = read_ptbxl_table(folder, low_rate)
+def _plan_ptbxl(folder, fs, units, leads, low_rate, label_set):
+    table = read_ptbxl_table(folder, low_rate, label_set)
     absent = [name for name in table["records"]
               if not os.path.isfile(os.path.join(folder, name + ".hea"))]
     if absent:
