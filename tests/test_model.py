@@ -11,7 +11,8 @@ import pytest
 
 import model as model_module
 from ecgcode import modelfiles, network
-from ecgcode.common import INPUT_SHAPE, ECGInputError
+from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError
+from ecgcode.training.transfer import transfer_weights
 from model import get_model, load_model, save_model
 
 keras = pytest.importorskip("keras")
@@ -185,6 +186,14 @@ def test_keras_224_h5_full_model(tmp_path, tf_keras_model, ecgs):
         patch.setattr(keras.models, "load_model", _raise_unknown_layer)
         rebuilt = load_model(path)
     np.testing.assert_allclose(rebuilt.predict(ecgs, verbose=0), expected, atol=1e-5)
+    # train.py --init from such a file: the backbone transfers, a 2-class head is new.
+    target = get_model(n_classes=2)
+    summary = transfer_weights(target, str(path), ("A", "B"))
+    assert summary["head"] == "new" and summary["source_classes"] == list(CLASSES)
+    for name in ("conv1d_1", "batch_normalization_9", "conv1d_13"):
+        for new, old in zip(target.get_layer(name).get_weights(),
+                            loaded.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(new, old)
 
 
 def _raise_unknown_layer(*args, **kwargs):
