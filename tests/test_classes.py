@@ -16,6 +16,7 @@ import pytest
 from test_train import BASE, tiny_model, train_tiny
 
 import model as model_module
+import predict
 import train
 from ecgcode import classnames
 from ecgcode.common import CLASSES, ECGInputError, run_cli
@@ -117,6 +118,9 @@ def test_run_on_own_classes_names_everything(make_hdf5, tmp_path):
         assert classnames.read_model_classes(str(out / name)) == ("MI", "NORM"), name
     assert train_tiny(["--resume", "--out", str(out), "--epochs", "3"]) == 0  # classes kept
     assert train_tiny(["--resume", "--out", str(out), "--classes", "CD"]) == 2
+    scores = tmp_path / "scores.csv"  # predict.py on the run folder: its names and thresholds
+    assert run_cli(predict.main, [data, str(out), "--output-file", str(scores), "--quiet"]) == 0
+    assert list(pd.read_csv(scores).columns) == ["exam_id", "MI", "NORM", "MI_pred", "NORM_pred"]
 
 
 def test_train_without_classes_on_other_columns_is_a_one_line_error(make_hdf5, tmp_path, capsys):
