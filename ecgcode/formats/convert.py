@@ -308,15 +308,19 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
     with atomic_output(output) as tmp_path, h5py.File(tmp_path, "w") as file:
         tracings = _create_layout(file, n)
         metadata = {key: [] for key in ("source", "sampling_rate", "n_samples", "units",
-                                        "lead_names", "derived_leads")}
+                                        "lead_names", "derived_leads", *_INFO_KEYS)}
+        infos = []
         for row, source in enumerate(tqdm(sources, desc="converting", unit="record",
                                           disable=not progress, file=sys.stderr)):
-            signal, record_fs, names, record_units = source.load()
+            signal, record_fs, names, record_units, info = source.load()
             tracings[row], derived = _convert_record(signal, record_fs, names, record_units,
                                                      source.name)
             _append_metadata(metadata, source.name, record_fs, np.shape(signal)[0],
                              record_units, names, derived)
+            _append_info(metadata, info)
+            infos.append(info)
         _write_records_group(file, metadata)
+        table = table if table is not None else _table_from_records(infos)
         _write_ids_and_labels(file, n, table)
     summary = {"output": os.fspath(output), "n_records": n, "labels": table is not None}
     if table is not None:
@@ -342,11 +346,30 @@ def _append_metadata(metadata, name, fs, n_samples, units, names, derived):
     metadata["derived_leads"].append(",".join(derived))
 
 
+_INFO_KEYS = ("format", "device", "statements", "codes")
+"""records/ datasets from each record's RecordInfo (see ecgcode.formats.readers)."""
+
+
+def _append_info(metadata, info):
+    for key in _INFO_KEYS:
+        metadata[key].append(str(getattr(info, key)))
+
+
+def _table_from_records(infos):
+    """Labels of a conversion whose every record carries them (CinC #Dx, CPSC), else None."""
+    if not infos or any(info.labels is None for info in infos):
+        return None
+    return {"exam_id": np.arange(len(infos), dtype=np.int64),
+            "labels": np.stack([info.labels for info in infos]),  # (n, 6)
+            "source": "; ".join(dict.fromkeys(info.label_source for info in infos))}
+
+
 def _write_records_group(file, metadata):
     group = file.create_group("records")
     group.attrs["description"] = ("per-record metadata of the sources: name, original "
                                   "sampling rate (Hz) and length, units, channel names, "
-                                  "derived limb leads (comma-separated)")
+                                  "derived limb leads (comma-separated), source format, "
+                                  "device, the file's own diagnosis statements and codes")
     text = h5py.string_dtype()
     for key, values in metadata.items():
         if key == "sampling_rate":
@@ -364,8 +387,10 @@ def _write_ids_and_labels(file, n, table):
     file.create_dataset("exam_id", data=table["exam_id"])
     labels = file.create_dataset("labels", data=table["labels"])
     labels.attrs["classes"] = list(CLASSES)
-    labels.attrs["source"] = "PTB-XL scp_codes: " + ", ".join(
+    labels.attrs["source"] = table.get("source") or "PTB-XL scp_codes: " + ", ".join(
         f"{code}->{name}" for code, name in PTBXL_TO_CLASSES.items())
+    if "strat_fold" not in table:
+        return
     file.create_dataset("strat_fold", data=table["strat_fold"])
     file.create_dataset("patient_id", data=table["patient_id"])
 
