@@ -142,14 +142,24 @@ def _physical_signal(leads, path, format_name):
     length = min(np.size(lead.samples) for lead in leads)  # leads of one rhythm group
     columns, units = [], []
     for lead in leads:
-        if not lead.resolution_unit or not np.isfinite(lead.resolution) or lead.resolution == 0:
-            raise ECGInputError(f"{path}: {format_name} lead {lead.label} has no amplitude scale "
-                                f"or units (resolution {lead.resolution!r} "
-                                f"{lead.resolution_unit!r}); {_FIX}")
+        _check_scale(lead, path, format_name)
         raw = np.asarray(lead.samples, dtype=np.float64)[:length]  # (n_samples,)
         columns.append(raw * float(lead.resolution) + float(lead.offset or 0.0))
         units.append(str(lead.resolution_unit))
     return np.stack(columns, axis=1), units  # (n_samples, n_leads)
+
+
+def _check_scale(lead, path, format_name):
+    """Refuse a lead whose amplitude is not in a voltage unit or has no (finite, non-zero) scale."""
+    where = f"{path}: {format_name} lead {lead.label}"
+    if not lead.resolution_unit:
+        stated = getattr(lead, "adc_resolution_unit", "") or ""
+        problem = f"amplitude units {stated!r} are not a voltage" if stated else "no amplitude units"
+        raise ECGInputError(f"{where}: {problem}; fix: export the waveform with its amplitude in "
+                            "V, mV or uV (as the cart writes it)")
+    if not np.isfinite(lead.resolution) or lead.resolution == 0:
+        raise ECGInputError(f"{where}: invalid amplitude scale {lead.resolution!r} "
+                            f"{lead.resolution_unit}/bit; {_FIX}")
 
 
 def _common_rate(leads, path, format_name):
