@@ -154,11 +154,13 @@ def test_philips_matches_sierraecg_times_resolution():
 def test_hl7_and_scp_examples_of_the_same_tracing_agree(tmp_path):
     hl7, scp = read_clinical(FILES["HL7 aECG"]), read_clinical(FILES["SCP-ECG"])
     assert [n.upper() for n in hl7.lead_names] == [n.upper() for n in scp.lead_names]
-    # both store 2.5 uV steps; allow one step (SCP's lossless Huffman/difference coding)
-    np.testing.assert_allclose(scp.signal, hl7.signal, rtol=0, atol=2.5)
+    assert hl7.fs == scp.fs == 500
+    # tolerance 0: both hold the same 2.5 uV steps, and SCP's Huffman/difference coding is
+    # lossless, so every one of the 12 x 5000 samples agrees exactly
+    np.testing.assert_array_equal(scp.signal, hl7.signal)
     tracing_hl7, _ = convert_one(FILES["HL7 aECG"], tmp_path)
     tracing_scp, _ = convert_one(FILES["SCP-ECG"], tmp_path)
-    np.testing.assert_allclose(tracing_scp, tracing_hl7, rtol=0, atol=0.025)  # 2.5 uV in 1e-4 V
+    np.testing.assert_array_equal(tracing_scp, tracing_hl7)
     assert tracing_hl7.shape == (4096, len(LEADS))
 
 
