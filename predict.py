@@ -11,6 +11,9 @@ Outputs: ``.npy`` holds float32 (N, 6) probabilities in file order (the original
 format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files have no
 ids), one probability column per class and, when thresholds are known, one 0/1
 ``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
+Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG exports, WFDB records, ...) are converted
+into the data contract on the fly (``ecgcode.formats.inputs``); the ``.csv`` then names each
+row's file in a first ``record`` column.
 """
 
 import argparse
@@ -59,8 +62,10 @@ def build_parser():
     )
     parser.add_argument(
         "paths", nargs="+", metavar="TRACINGS... MODEL",
-        help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards), "
-        "then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
+        help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards) "
+        "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
+        "SCP-ECG, WFDB/CinC records, CPSC .mat, folders of records: converted on the fly, one "
+        "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
         "(uses its model_best.keras and thresholds.json)",
     )
     parser.add_argument(
@@ -227,7 +232,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     return probabilities
 
 
-def predictions_frame(probabilities, exam_ids=None, thresholds=None):
+def predictions_frame(probabilities, exam_ids=None, thresholds=None, names=None):
     """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
 
     Parameters
@@ -237,10 +242,14 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None):
         Used as the ``exam_id`` column; without it a ``row`` column holds 0..n-1.
     thresholds : dict, optional
         Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
+    names : sequence of str, optional
+        A first ``record`` column: the file each row came from (converted inputs).
     """
     import pandas as pd
 
     frame = pd.DataFrame()
+    if names is not None:
+        frame["record"] = list(names)
     if exam_ids is not None:
         frame["exam_id"] = np.asarray(exam_ids)
     else:
@@ -257,7 +266,7 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None):
     return frame
 
 
-def write_predictions(path, probabilities, exam_ids=None, thresholds=None):
+def write_predictions(path, probabilities, exam_ids=None, thresholds=None, names=None):
     """Write probabilities atomically as .npy (float32 (n, 6)) or .csv (see predictions_frame)."""
     extension = output_format(path)
     with atomic_output(path) as tmp_path:
@@ -265,7 +274,7 @@ def write_predictions(path, probabilities, exam_ids=None, thresholds=None):
             with open(tmp_path, "wb") as handle:
                 np.save(handle, np.asarray(probabilities, dtype=np.float32))
         else:
-            frame = predictions_frame(probabilities, exam_ids, thresholds)
+            frame = predictions_frame(probabilities, exam_ids, thresholds, names)
             frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
 
 
@@ -364,9 +373,19 @@ def main(argv=None):
             file=sys.stderr,
         )
 
+    from ecgcode.formats.inputs import contract_inputs
+
+    with contract_inputs(tracing_paths) as (tracing_paths, converted):  # XML, DICOM, WFDB...
+        return _predict_and_write(args, tracing_paths, converted, model_path, thresholds)
+
+
+def _predict_and_write(args, tracing_paths, converted, model_path, thresholds):
+    """Predict the (converted) tracings and write the outputs; returns the exit status."""
     import datasets  # imports TensorFlow: after the cheap checks
+    from ecgcode.formats.inputs import row_names
 
     collection = datasets.open_collection(tracing_paths, dataset_name=args.dataset_name)
+    names = row_names(collection.paths, collection.sizes, converted)
     for row in args.plot:
         locate_row(collection, row)
     for message in input_warnings(collection):
@@ -388,7 +407,8 @@ def main(argv=None):
             "not a sigmoid, so these are not probabilities",
             file=sys.stderr,
         )
-    write_predictions(args.output_file, probabilities, collection.exam_ids, thresholds)
+    exam_ids = collection.exam_ids if names is None else None  # converted rows have no ids
+    write_predictions(args.output_file, probabilities, exam_ids, thresholds, names)
     written = plot_exams(
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
         model_path,
