@@ -1,16 +1,22 @@
 """Convert real-world ECG recordings into the project's HDF5 data contract.
 
-Reads WFDB records (PhysioNet ``.hea`` + ``.dat``), CSV files with one column per
-lead, ``.npy`` arrays and the PTB-XL collection, and writes one CODE-style HDF5 file:
+Reads WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``, CinC 2020/2021 ``#Dx:`` labels),
+CSV files with one column per lead, ``.npy`` arrays, the PTB-XL collection, CPSC 2018 ``.mat``
+records with their ``REFERENCE.csv`` and clinical exports (GE MUSE XML, HL7 aECG, DICOM
+waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-style HDF5 file:
 
 * ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
-* ``labels``    (N, 6) float32 with attribute ``classes`` (PTB-XL only);
+* ``labels``    (N, 6) float32 with attributes ``classes`` and ``source`` (PTB-XL, and
+  conversions whose every record carries diagnoses: CinC ``#Dx``, CPSC ``REFERENCE.csv``);
 * ``strat_fold`` and ``patient_id`` (N,) int64 (PTB-XL only);
 * ``records/``  a group of per-record metadata, one (N,) dataset each: ``source``
   (file or record name), ``sampling_rate`` (original Hz), ``n_samples`` (original
   length), ``units`` and ``lead_names`` (as found in the source, comma-separated),
-  ``derived_leads`` (limb leads computed from others, comma-separated, often empty).
+  ``derived_leads`` (limb leads computed from others, comma-separated, often empty),
+  ``format`` (source format), ``device`` (cart manufacturer and model), ``statements`` (the
+  file's own diagnosis statements, ``; ``-separated) and ``codes`` (every CinC ``#Dx``
+  SNOMED CT code, or the CPSC codes, comma-separated).
   Per-record metadata are datasets rather than attributes because HDF5 attributes are
   limited to 64 KiB, too small for the 21,799 records of PTB-XL.
 
@@ -24,8 +30,9 @@ derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
 samples.
 
-Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``;
-its public readers are re-exported here.
+Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
+(its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
+and the challenge collections in ``ecgcode.formats.challenge``.
 
 Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
 """
@@ -272,9 +279,10 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False, 
     Parameters
     ----------
     inputs : sequence of str or os.PathLike
-        WFDB records (``.hea``/``.dat`` or the bare record name), folders of WFDB
-        records, ``.csv`` files, ``.npy`` files (2-D: one record; 3-D: one per row),
-        or a PTB-XL folder (alone).
+        WFDB records (``.hea``/``.dat``/``.mat`` or the bare record name), folders of WFDB
+        or CPSC 2018 records, CPSC 2018 ``.mat`` files, clinical exports (GE MUSE XML, HL7
+        aECG, DICOM waveform, SCP-ECG, Philips XML), ``.csv`` files, ``.npy`` files (2-D:
+        one record; 3-D: one per row), or a PTB-XL folder (alone).
     output : str or os.PathLike
         The HDF5 file to write (atomically: an earlier file survives a failure).
     fs : float, optional
@@ -401,13 +409,18 @@ def build_parser():
     prog = "datasets.py convert" if Path(sys.argv[0]).name == "datasets.py" else None
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Convert ECG recordings (WFDB, CSV, .npy, PTB-XL) into a CODE-style HDF5 "
+        description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
+        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML) into a "
+        "CODE-style HDF5 "
         f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 in 1e-4 V at {SAMPLING_RATE} Hz, "
         f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
         "signals resampled (polyphase) and zero-padded or centre-cropped.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="WFDB records (.hea/.dat or bare name), folders of WFDB records, "
+                        help="WFDB records (.hea/.dat/.mat or bare name; CinC #Dx codes become "
+                        "labels), folders of WFDB or CPSC 2018 records, CPSC 2018 .mat files "
+                        "(labels from the REFERENCE.csv beside them), clinical exports (GE MUSE "
+                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML; recognised by content), "
                         ".csv files (header row naming the leads), .npy files ((n_samples, "
                         "n_leads) or (n_records, n_samples, n_leads)), or a PTB-XL folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.hdf5",
