@@ -212,14 +212,14 @@ def corrupt(data, at, size=64):
 
 
 VARIANTS = {  # (format, variant): (make bytes from the original path, expected message part)
-    ("GE MUSE XML", "truncated"): (lambda p: p.read_bytes()[:90000], "Malformed XML"),
-    ("GE MUSE XML", "corrupted"): (lambda p: corrupt(p.read_bytes(), 60000), "Malformed XML"),
+    ("GE MUSE XML", "truncated"): (lambda p: p.read_bytes()[:90000], "malformed XML"),
+    ("GE MUSE XML", "corrupted"): (lambda p: corrupt(p.read_bytes(), 60000), "malformed XML"),
     ("GE MUSE XML", "missing"): (lambda p: edit_text(p, "utf-8", r"<Waveform>.*?</Waveform>", ""),
                                  "No rhythm waveform"),
     ("GE MUSE XML", "units"): (lambda p: edit_text(p, "utf-8", "MICROVOLTS", "FURLONGS"),
                                "units 'FURLONGS' are not a voltage"),
-    ("HL7 aECG", "truncated"): (lambda p: p.read_bytes()[:250000], "Malformed XML"),
-    ("HL7 aECG", "corrupted"): (lambda p: corrupt(p.read_bytes(), 200000), "Malformed XML"),
+    ("HL7 aECG", "truncated"): (lambda p: p.read_bytes()[:250000], "malformed XML"),
+    ("HL7 aECG", "corrupted"): (lambda p: corrupt(p.read_bytes(), 200000), "malformed XML"),
     ("HL7 aECG", "missing"): (lambda p: edit_text(p, "utf-8", r"<sequenceSet>.*?</sequenceSet>",
                                                   ""), "No ECG lead sequence"),
     ("HL7 aECG", "units"): (lambda p: edit_text(p, "utf-8", r'<scale value="2.5" unit="uV"/>',
@@ -239,7 +239,7 @@ VARIANTS = {  # (format, variant): (make bytes from the original path, expected 
                                     "no usable Waveform Sequence"),
     ("DICOM waveform", "units"): (dicom_edit(dicom_units_to_mmhg),
                                   "units 'mm[Hg]' are not a voltage"),
-    ("Philips XML", "truncated"): (lambda p: p.read_bytes()[:125000], "Malformed XML"),
+    ("Philips XML", "truncated"): (lambda p: p.read_bytes()[:125000], "malformed XML"),
     ("Philips XML", "corrupted"): (lambda p: corrupt(p.read_bytes(), 100000),
                                    "invalid Base64 data"),
     ("Philips XML", "missing"): (lambda p: edit_text(p, "utf-16",
@@ -272,3 +272,15 @@ def test_an_unrecognised_file_names_the_formats(tmp_path):
     noise.write_text("<?xml version='1.0'?><Unknown/>")
     with pytest.raises(ECGInputError, match="GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG"):
         ecg_convert.convert([noise], tmp_path / "out.hdf5", progress=False)
+
+
+@pytest.mark.parametrize("name", ["GE MUSE XML", "HL7 aECG", "Philips XML"])
+def test_xml_entity_declarations_are_refused(name, tmp_path):
+    encoding = "utf-16" if name == "Philips XML" else "utf-8"
+    text = FILES[name].read_bytes().decode(encoding)
+    declaration = '<!DOCTYPE bomb [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+    start = text.index("?>") + 2  # after the XML declaration
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_bytes((text[:start] + declaration + text[start:]).encode(encoding))
+    with pytest.raises(ECGInputError, match="unsafe XML refused"):
+        read_clinical(bomb)

@@ -1,8 +1,10 @@
 """Read clinical resting-ECG exports: GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML.
 
-The decoding is ``ecgdatakit``'s (Apache-2.0): its parsers use ``defusedxml`` for every XML
-file, ``pydicom`` for DICOM, and decode SCP-ECG's Huffman/difference encoding and Philips'
-XLI compression. This module asks it for the **raw** samples and their scale
+The decoding is ``ecgdatakit``'s (Apache-2.0): it reads DICOM with ``pydicom`` and decodes
+SCP-ECG's Huffman/difference encoding and Philips' XLI compression. Every XML file is first
+parsed with ``defusedxml`` here (ecgdatakit's Philips parser uses ``xmltodict`` with entities
+disabled, its MUSE and HL7 parsers ``defusedxml``), so entity bombs and external references
+are refused before any other parser sees the file. This module asks it for the **raw** samples and their scale
 (``auto_scale=False``) and applies ``samples x resolution + offset`` itself, so that the units
 stated by the file go through the project's own unit check (:func:`units_factor`), and turns
 every failure into the project's one-line :class:`ECGInputError`.
@@ -31,6 +33,8 @@ CLINICAL_FORMATS = {  # ecgdatakit's source_format -> our name of the format
 _PARSER_FORMATS = {"GEMuseXMLParser": "ge_muse_xml", "HL7aECGParser": "hl7_aecg",
                    "DICOMWaveformParser": "dicom_waveform", "SCPECGParser": "scp_ecg",
                    "SierraXMLParser": "sierra_xml"}
+
+_XML_FORMATS = {"ge_muse_xml", "hl7_aecg", "sierra_xml"}
 
 _FIX = "fix: re-export the ECG from the cart or management system, or check the file is complete"
 
@@ -122,6 +126,9 @@ def _parse(path):
 
     if not os.path.isfile(path):
         raise ECGInputError(f"{path}: file not found (expected an ECG file); fix: check the path")
+    found = FileParser.detect_format(path)
+    if found is not None and _PARSER_FORMATS.get(found["parser"]) in _XML_FORMATS:
+        _screen_xml(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ChecksumWarning)
         warnings.filterwarnings("ignore", message="auto_scale=False")  # we scale them below
@@ -135,6 +142,23 @@ def _parse(path):
             # ecgdatakit's own errors, and what pydicom/numpy/struct raise on broken bytes
             message = first_line(error, 140)
             raise ECGInputError(f"{path}: cannot read this ECG file ({message}); {_FIX}") from None
+
+
+def _screen_xml(path):
+    """Parse ``path`` with defusedxml: refuse entity declarations and external references."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import parse
+
+    try:
+        parse(path)
+    except DefusedXmlException as error:
+        raise ECGInputError(f"{path}: unsafe XML refused ({type(error).__name__}: entity "
+                            "declarations or external references, as in XML bombs); fix: "
+                            "export the ECG again from the cart or management system") from None
+    except ParseError as error:
+        raise ECGInputError(f"{path}: malformed XML ({first_line(error, 100)}); {_FIX}") from None
 
 
 def _physical_signal(leads, path, format_name):
