@@ -106,6 +106,9 @@ def build_parser():
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary on the console"
     )
+    from ecgcode.formats.inputs import add_conversion_options
+
+    add_conversion_options(parser)
     return parser
 
 
@@ -375,7 +378,8 @@ def main(argv=None):
 
     from ecgcode.formats.inputs import contract_inputs
 
-    with contract_inputs(tracing_paths) as (tracing_paths, converted):  # XML, DICOM, WFDB...
+    with contract_inputs(tracing_paths, args.fs, args.units, args.leads) as (
+            tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
         return _predict_and_write(args, tracing_paths, converted, model_path, thresholds)
 
 

@@ -284,3 +284,15 @@ def test_xml_entity_declarations_are_refused(name, tmp_path):
     bomb.write_bytes((text[:start] + declaration + text[start:]).encode(encoding))
     with pytest.raises(ECGInputError, match="unsafe XML refused"):
         read_clinical(bomb)
+
+
+def test_a_folder_of_exports_converts_each_recognised_file(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for name in ("GE MUSE XML", "DICOM waveform"):
+        (folder / FILES[name].name).write_bytes(FILES[name].read_bytes())
+    (folder / "notes.txt").write_text("not an ECG")
+    output = tmp_path / "out.hdf5"
+    assert ecg_convert.convert([folder], output, progress=False)["n_records"] == 2
+    with h5py.File(output) as file:
+        assert sorted(file["records/format"].asstr()[()]) == ["DICOM waveform", "GE MUSE XML"]

@@ -103,3 +103,17 @@ def test_a_bad_recording_gives_the_one_line_error(model_path, tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert status == 2 and len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in err
     assert not out.exists()
+
+
+def test_csv_recordings_take_the_conversion_options(model_path, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+    recording = tmp_path / "ecg.csv"
+    pd.DataFrame(rng.normal(0, 0.3, (5000, 8)), columns=names).to_csv(recording, index=False)
+    out = tmp_path / "out.csv"
+    status, err = run_predict([recording, model_path[0], "--output-file", out, "--quiet"], capsys)
+    assert status == 2 and "pass --fs" in err
+    status, err = run_predict([recording, model_path[0], "--output-file", out, "--quiet",
+                               "--fs", "500", "--units", "mV"], capsys)
+    assert status == 0, err
+    assert list(pd.read_csv(out)["record"]) == ["ecg.csv"]

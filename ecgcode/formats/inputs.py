@@ -11,7 +11,7 @@ import contextlib
 import os
 import tempfile
 
-from ecgcode.formats.convert import convert
+from ecgcode.formats.convert import UNIT_CHOICES, convert, units_factor
 
 HDF5_EXTENSIONS = (".hdf5", ".h5", ".hdf")
 
@@ -29,15 +29,26 @@ def is_tracings_file(path):
     return os.path.isfile(path) and h5py.is_hdf5(path)
 
 
+def add_conversion_options(parser):
+    """Add ``--fs``, ``--units`` and ``--leads`` (for CSV/.npy inputs; override WFDB headers)."""
+    group = parser.add_argument_group(
+        "converting non-HDF5 inputs (as `datasets.py convert`; needed for CSV and .npy only)")
+    group.add_argument("--fs", type=float, help="sampling rate in Hz")
+    group.add_argument("--units", help=f"signal units: {UNIT_CHOICES}")
+    group.add_argument("--leads", type=lambda text: text.split(","), metavar="I,II,...",
+                       help="comma-separated channel names")
+
+
 @contextlib.contextmanager
-def contract_inputs(paths):
+def contract_inputs(paths, fs=None, units=None, leads=None):
     """Yield HDF5 paths for ``paths``: other recordings converted into temporary files.
 
     Parameters
     ----------
     paths : sequence of str or os.PathLike
-        HDF5 files and/or anything ``datasets.py convert`` reads (as it would read them: the
-        rate, units and leads come from the files; CSV and .npy need options and are refused).
+        HDF5 files and/or anything ``datasets.py convert`` reads, read as it reads them.
+    fs, units, leads : optional
+        As for ``datasets.py convert``: required for CSV and .npy, override WFDB headers.
 
     Yields
     ------
@@ -51,6 +62,8 @@ def contract_inputs(paths):
     ECGInputError
         A recording the converter cannot read (the converter's one-line message).
     """
+    if units is not None:
+        units_factor(units, "--units")  # fail before converting anything
     groups = _group_runs([os.fspath(path) for path in paths])
     with tempfile.TemporaryDirectory(prefix="ecg-predict-") as folder:
         hdf5_paths, converted = [], {}
@@ -59,7 +72,7 @@ def contract_inputs(paths):
                 hdf5_paths.extend(group)
                 continue
             output = os.path.join(folder, f"converted{index}.hdf5")
-            convert(group, output, progress=False)
+            convert(group, output, fs=fs, units=units, leads=leads, progress=False)
             hdf5_paths.append(output)
             converted[output] = _record_names(output)
         yield hdf5_paths, converted

@@ -359,7 +359,8 @@ def _plan_one(path, fs, units, leads):
 
 
 def _plan_folder(path, fs, units, leads):
-    """Sources of a folder: its WFDB records (.hea), else its CPSC 2018 .mat records."""
+    """Sources of a folder: its WFDB records (.hea), else its CPSC 2018 .mat records, else the
+    clinical exports among its files (recognised by content)."""
     headers = sorted(Path(path).glob("*.hea"))
     if headers:
         return [_Source(str(h.with_suffix("")), _wfdb_loader(h, fs, units, leads))
@@ -367,8 +368,13 @@ def _plan_folder(path, fs, units, leads):
     mats = sorted(str(mat) for mat in Path(path).glob("*.mat"))
     if mats:
         return [_Source(mat, functools.partial(_load_cpsc, mat)) for mat in mats]
-    raise ECGInputError(f"{path}: folder has no WFDB records (.hea), CPSC .mat records nor "
-                        f"{PTBXL_DATABASE}; fix: name the record files instead")
+    exports = sorted(str(file) for file in Path(path).iterdir()
+                     if file.is_file() and clinical.detect_clinical_format(file) is not None)
+    if exports:
+        return [_Source(file, functools.partial(_load_clinical, file)) for file in exports]
+    raise ECGInputError(f"{path}: folder has no WFDB records (.hea), CPSC .mat records, "
+                        f"clinical ECG exports nor {PTBXL_DATABASE}; fix: name the record files "
+                        "instead")
 
 
 def _load_cpsc(path):
