@@ -201,6 +201,10 @@ def _device(record):
 
 
 def _statements(record):
-    texts = [" ".join(part for part in statement if part).strip() if isinstance(statement, tuple)
-             else str(statement) for statement in record.interpretation.statements]
+    """The file's diagnosis statements, ``"text (reason)"``, ``"; "``-separated."""
+    texts = []
+    for statement in record.interpretation.statements:
+        text, *details = [statement] if isinstance(statement, str) else list(statement)
+        text, detail = str(text).strip(), " ".join(str(d) for d in details if d).strip()
+        texts.append(f"{text} ({detail})" if text and detail else text or str(detail))
     return "; ".join(text for text in texts if text)
