@@ -107,9 +107,10 @@ def hl7_rhythm_uv(path):
             value = sequence.find(f"{HL7}value")
             assert value.find(f"{HL7}scale").get("unit") == "uV"
             digits = np.array(value.findtext(f"{HL7}digits").split(), dtype=float)
+            origin = value.find(f"{HL7}origin")
+            origin_uv = float(origin.get("value")) * {"uV": 1, "mV": 1000}[origin.get("unit")]
             leads[code.removeprefix("MDC_ECG_LEAD_")] = (
-                digits * float(value.find(f"{HL7}scale").get("value"))
-                + float(value.find(f"{HL7}origin").get("value")))
+                digits * float(value.find(f"{HL7}scale").get("value")) + origin_uv)
     return leads
 
 
@@ -125,22 +126,35 @@ def test_muse_matches_a_base64_decoding():
         np.testing.assert_allclose(column(record, lead), expected, rtol=1e-12)
 
 
-def test_hl7_matches_digits_times_scale_plus_origin():
-    record = read_clinical(FILES["HL7 aECG"])
-    leads = hl7_rhythm_uv(FILES["HL7 aECG"])
+@pytest.mark.parametrize("origin", [None, '<origin value="0.1" unit="mV"/>'])
+def test_hl7_matches_digits_times_scale_plus_origin(origin, tmp_path):
+    path = FILES["HL7 aECG"]
+    if origin is not None:  # the example's origin is 0 uV: also check one that matters
+        path = tmp_path / "ecg.xml"
+        path.write_bytes(edit_text(FILES["HL7 aECG"], "utf-8", r'<origin value="0" unit="uV"/>',
+                                   origin))
+    record = read_clinical(path)
+    leads = hl7_rhythm_uv(path)
     assert len(leads) == 12
     for lead, expected in leads.items():
         np.testing.assert_allclose(column(record, lead), expected, rtol=1e-12)
 
 
-def test_dicom_matches_pydicom_waveform_array():
+@pytest.mark.parametrize(("correction", "baseline"), [(None, None), (2.0, 5.0)])
+def test_dicom_matches_pydicom_waveform_array(correction, baseline, tmp_path):
     import pydicom
 
     dataset = pydicom.dcmread(FILES["DICOM waveform"])
+    if correction is not None:  # the example has 1 and 0: also check a file where they matter
+        for group in dataset.WaveformSequence:
+            for channel in group.ChannelDefinitionSequence:
+                channel.ChannelSensitivityCorrectionFactor = correction
+                channel.ChannelBaseline = baseline
+    path = tmp_path / "ecg.dcm"
+    dataset.save_as(path)
     group = [g.MultiplexGroupLabel for g in dataset.WaveformSequence].index("RHYTHM")
     expected = dataset.waveform_array(group)  # (10000, 12), sensitivity x correction + baseline
-    np.testing.assert_allclose(read_clinical(FILES["DICOM waveform"]).signal, expected,
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(read_clinical(path).signal, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_philips_matches_sierraecg_times_resolution():
