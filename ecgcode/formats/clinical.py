@@ -34,8 +34,6 @@ _PARSER_FORMATS = {"GEMuseXMLParser": "ge_muse_xml", "HL7aECGParser": "hl7_aecg"
                    "DICOMWaveformParser": "dicom_waveform", "SCPECGParser": "scp_ecg",
                    "SierraXMLParser": "sierra_xml"}
 
-_XML_FORMATS = {"ge_muse_xml", "hl7_aecg", "sierra_xml"}
-
 _FIX = "fix: re-export the ECG from the cart or management system, or check the file is complete"
 
 
@@ -126,9 +124,11 @@ def _parse(path):
 
     if not os.path.isfile(path):
         raise ECGInputError(f"{path}: file not found (expected an ECG file); fix: check the path")
-    found = FileParser.detect_format(path)
-    if found is not None and _PARSER_FORMATS.get(found["parser"]) in _XML_FORMATS:
+    if _looks_like_xml(path):
         _screen_xml(path)
+    if detect_clinical_format(path) is None:
+        raise ECGInputError(f"{path}: not recognised as any of "
+                            f"{', '.join(CLINICAL_FORMATS.values())}; {_FIX}")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ChecksumWarning)
         warnings.filterwarnings("ignore", message="auto_scale=False")  # we scale them below
@@ -142,6 +142,17 @@ def _parse(path):
             # ecgdatakit's own errors, and what pydicom/numpy/struct raise on broken bytes
             message = first_line(error, 140)
             raise ECGInputError(f"{path}: cannot read this ECG file ({message}); {_FIX}") from None
+
+
+def _looks_like_xml(path):
+    """True when the file starts (after a byte-order mark and blanks) with ``<``."""
+    with open(path, "rb") as handle:
+        head = handle.read(256)
+    for mark, encoding in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
+                           (b"\xfe\xff", "utf-16-be")):
+        if head.startswith(mark):
+            return head[len(mark):].decode(encoding, "ignore").lstrip().startswith("<")
+    return head.lstrip().startswith(b"<")
 
 
 def _screen_xml(path):
