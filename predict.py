@@ -337,14 +337,14 @@ def plot_path(output_file, row, plot_format):
 
 
 def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
-               model_path=None):
+               model_path=None, names=None):
     """Draw each requested row as an ECG sheet; return the written paths."""
     from ecgcode import plotting as ecg_plot
     written = []
     for row in rows:
         path, local_row = locate_row(collection, row)
         tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
-        title = f"{os.path.basename(path)}   row {row}"
+        title = f"{names[row] if names else os.path.basename(path)}   row {row}"
         if exam_id is not None:
             title += f"   exam_id {exam_id}"
         if model_path:
@@ -415,7 +415,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, thresholds):
     write_predictions(args.output_file, probabilities, exam_ids, thresholds, names)
     written = plot_exams(
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
-        model_path,
+        model_path, names,
     )
     if not args.quiet:
         print(f"wrote {args.output_file}: {collection.n} exams x {N_CLASSES} classes")

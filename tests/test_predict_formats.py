@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,8 +66,6 @@ def test_every_format_predicts_one_named_row_like_its_conversion(model_path, tmp
                                      "2020-5-18_15-48-11.xml", "A1983.mat", "E00001"]
     converted = tmp_path / "converted.hdf5"
     ecg_convert.convert(INPUTS, converted, progress=False)
-    import h5py
-
     with h5py.File(converted) as file:
         expected = model.predict(file["tracings"][()], verbose=0)  # (7, 6)
     np.testing.assert_allclose(frame[list(CLASSES)].to_numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -117,3 +116,17 @@ def test_csv_recordings_take_the_conversion_options(model_path, tmp_path, capsys
                                "--fs", "500", "--units", "mV"], capsys)
     assert status == 0, err
     assert list(pd.read_csv(out)["record"]) == ["ecg.csv"]
+
+
+def test_plot_of_a_converted_row_is_titled_by_its_file(model_path, tmp_path, capsys,
+                                                       monkeypatch):
+    from ecgcode import plotting
+
+    titles = []
+    monkeypatch.setattr(plotting, "save_ecg_sheet",
+                        lambda tracing, path, title, **kwargs: titles.append(title))
+    out = tmp_path / "out.csv"
+    status, err = run_predict([INPUTS[3], model_path[0], "--output-file", out, "--quiet",
+                               "--plot", "0"], capsys)
+    assert status == 0, err
+    assert titles and titles[0].startswith("waveform_ecg.dcm   row 0")

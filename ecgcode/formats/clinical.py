@@ -14,6 +14,7 @@ recognised by content (a ``.txt`` holding MUSE XML is read as MUSE XML).
 """
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -129,11 +130,12 @@ def _parse(path):
     if detect_clinical_format(path) is None:
         raise ECGInputError(f"{path}: not recognised as any of "
                             f"{', '.join(CLINICAL_FORMATS.values())}; {_FIX}")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("error", ChecksumWarning)
         warnings.filterwarnings("ignore", message="auto_scale=False")  # we scale them below
         try:
-            return FileParser.parse(path, auto_scale=False)
+            record = FileParser.parse(path, auto_scale=False)
         except ChecksumWarning as warning:
             raise ECGInputError(f"{path}: checksum mismatch ({first_line(warning, 100)}): the "
                                 f"file is corrupted; {_FIX}") from None
@@ -142,6 +144,9 @@ def _parse(path):
             # ecgdatakit's own errors, and what pydicom/numpy/struct raise on broken bytes
             message = first_line(error, 140)
             raise ECGInputError(f"{path}: cannot read this ECG file ({message}); {_FIX}") from None
+    for message in dict.fromkeys(first_line(warning.message, 200) for warning in caught):
+        print(f"warning: {path}: {message}", file=sys.stderr)  # one line each, as the CLIs do
+    return record
 
 
 def _looks_like_xml(path):
