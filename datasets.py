@@ -26,7 +26,8 @@ from ecgcode.data import *
 # --- Command line --------------------------------------------------------------------
 COMMANDS = {
     "inspect": "summarise HDF5 file(s) and warn about wrong scale or lead order",
-    "convert": "convert WFDB / CSV / .npy / PTB-XL records into a CODE-style HDF5 file",
+    "convert": "convert WFDB / CinC / CPSC / CSV / .npy / PTB-XL records and clinical exports "
+               "(MUSE, HL7 aECG, DICOM, SCP-ECG, Philips) into a CODE-style HDF5 file",
     "synthetic": "write a synthetic CODE-style HDF5 file (for tests and demos)",
 }
 

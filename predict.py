@@ -10,7 +10,11 @@ form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still 
 Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the original
 study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
 have no ids), one probability column per class, named from the classes stored in the model,
-and, when thresholds are known, one 0/1 ``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
+and, when thresholds are known, one 0/1 ``<class>_pred`` column per class. ``--plot N`` also
+draws exam N as a 12-lead ECG sheet. Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
+exports, WFDB records, ...) are converted into the data contract on the fly
+(``ecgcode.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
+column.
 """
 
 import argparse
@@ -59,8 +63,10 @@ def build_parser():
     )
     parser.add_argument(
         "paths", nargs="+", metavar="TRACINGS... MODEL",
-        help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards), "
-        "then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
+        help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards) "
+        "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
+        "SCP-ECG, WFDB/CinC records, CPSC .mat, folders of records: converted on the fly, one "
+        "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
         "(uses its model_best.keras and thresholds.json)",
     )
     parser.add_argument(
@@ -107,6 +113,9 @@ def build_parser():
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary on the console"
     )
+    from ecgcode.formats.inputs import add_conversion_options
+
+    add_conversion_options(parser)
     return parser
 
 
@@ -239,7 +248,8 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     return probabilities
 
 
-def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLASSES):
+def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
+                      names=None):
     """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
 
     Parameters
@@ -251,10 +261,14 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLA
         Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
     classes : sequence of str
         Column names of the probabilities (the paper's six by default).
+    names : sequence of str, optional
+        A first ``record`` column: the file each row came from (converted inputs).
     """
     import pandas as pd
 
     frame = pd.DataFrame()
+    if names is not None:
+        frame["record"] = list(names)
     if exam_ids is not None:
         frame["exam_id"] = np.asarray(exam_ids)
     else:
@@ -271,7 +285,8 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLA
     return frame
 
 
-def write_predictions(path, probabilities, exam_ids=None, thresholds=None, classes=CLASSES):
+def write_predictions(path, probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
+                      names=None):
     """Write probabilities atomically as .npy (float32 (n, n_classes)) or .csv (see
     predictions_frame)."""
     extension = output_format(path)
@@ -280,7 +295,7 @@ def write_predictions(path, probabilities, exam_ids=None, thresholds=None, class
             with open(tmp_path, "wb") as handle:
                 np.save(handle, np.asarray(probabilities, dtype=np.float32))
         else:
-            frame = predictions_frame(probabilities, exam_ids, thresholds, classes)
+            frame = predictions_frame(probabilities, exam_ids, thresholds, classes, names)
             frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
 
 
@@ -340,14 +355,14 @@ def plot_path(output_file, row, plot_format):
 
 
 def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
-               model_path=None, classes=CLASSES):
+               model_path=None, classes=CLASSES, names=None):
     """Draw each requested row as an ECG sheet; return the written paths."""
     from ecgcode import plotting as ecg_plot
     written = []
     for row in rows:
         path, local_row = locate_row(collection, row)
         tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
-        title = f"{os.path.basename(path)}   row {row}"
+        title = f"{names[row] if names else os.path.basename(path)}   row {row}"
         if exam_id is not None:
             title += f"   exam_id {exam_id}"
         if model_path:
@@ -366,7 +381,7 @@ def main(argv=None):
     """Command line of predict.py; returns the exit status."""
     args = build_parser().parse_args(argv)
     tracing_paths, model_argument = split_positionals(args.paths)
-    extension = output_format(args.output_file)  # checked before any work
+    output_format(args.output_file)  # checked before any work
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     model_path, run_thresholds_path = resolve_model(model_argument)
@@ -374,9 +389,22 @@ def main(argv=None):
     if args.thresholds:
         read_thresholds(args.thresholds, ())  # the file is readable; its classes are checked below
 
+    from ecgcode.formats.inputs import contract_inputs
+
+    with contract_inputs(tracing_paths, args.fs, args.units, args.leads) as (
+            tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
+        return _predict_and_write(args, tracing_paths, converted, model_path,
+                                  run_thresholds_path, given_classes)
+
+
+def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
+                       given_classes):
+    """Predict the (converted) tracings and write the outputs; returns the exit status."""
     import datasets  # imports TensorFlow: after the cheap checks
+    from ecgcode.formats.inputs import row_names
 
     collection = datasets.open_collection(tracing_paths, dataset_name=args.dataset_name)
+    names = row_names(collection.paths, collection.sizes, converted)
     for row in args.plot:
         locate_row(collection, row)
     for message in input_warnings(collection):
@@ -390,7 +418,7 @@ def main(argv=None):
         print(f"warning: {guessed}", file=sys.stderr)
     thresholds = choose_thresholds(args, run_thresholds_path, classes)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
-    if unknown and extension == ".csv":
+    if unknown and output_format(args.output_file) == ".csv":
         print(
             f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
             "it was chosen); their _pred columns are left empty",
@@ -409,10 +437,11 @@ def main(argv=None):
             "not a sigmoid, so these are not probabilities",
             file=sys.stderr,
         )
-    write_predictions(args.output_file, probabilities, collection.exam_ids, thresholds, classes)
+    exam_ids = collection.exam_ids if names is None else None  # converted rows have no ids
+    write_predictions(args.output_file, probabilities, exam_ids, thresholds, classes, names)
     written = plot_exams(
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
-        model_path, classes,
+        model_path, classes, names,
     )
     if not args.quiet:
         print(f"wrote {args.output_file}: {collection.n} exams x {len(classes)} classes "

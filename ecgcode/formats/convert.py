@@ -1,17 +1,23 @@
 """Convert real-world ECG recordings into the project's HDF5 data contract.
 
-Reads WFDB records (PhysioNet ``.hea`` + ``.dat``), CSV files with one column per
-lead, ``.npy`` arrays and the PTB-XL collection, and writes one CODE-style HDF5 file:
+Reads WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``, CinC 2020/2021 ``#Dx:`` labels),
+CSV files with one column per lead, ``.npy`` arrays, the PTB-XL collection, CPSC 2018 ``.mat``
+records with their ``REFERENCE.csv`` and clinical exports (GE MUSE XML, HL7 aECG, DICOM
+waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-style HDF5 file:
 
 * ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
-* ``labels``    (N, n_classes) float32 with attribute ``classes`` (PTB-XL only: the paper's
-  six, or PTB-XL's own statements with ``--ptbxl-labels``);
+* ``labels``    (N, n_classes) float32 with attributes ``classes`` and ``source`` (PTB-XL:
+  the paper's six, or PTB-XL's own statements with ``--ptbxl-labels``; and conversions whose
+  every record carries diagnoses: CinC ``#Dx``, CPSC ``REFERENCE.csv``, the paper's six);
 * ``strat_fold`` and ``patient_id`` (N,) int64 (PTB-XL only);
 * ``records/``  a group of per-record metadata, one (N,) dataset each: ``source``
   (file or record name), ``sampling_rate`` (original Hz), ``n_samples`` (original
   length), ``units`` and ``lead_names`` (as found in the source, comma-separated),
-  ``derived_leads`` (limb leads computed from others, comma-separated, often empty).
+  ``derived_leads`` (limb leads computed from others, comma-separated, often empty),
+  ``format`` (source format), ``device`` (cart manufacturer and model), ``statements`` (the
+  file's own diagnosis statements, ``; ``-separated) and ``codes`` (every CinC ``#Dx``
+  SNOMED CT code, or the CPSC codes, comma-separated).
   Per-record metadata are datasets rather than attributes because HDF5 attributes are
   limited to 64 KiB, too small for the 21,799 records of PTB-XL.
 
@@ -25,8 +31,9 @@ derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
 samples.
 
-Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``;
-its public readers are re-exported here.
+Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
+(its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
+and the challenge collections in ``ecgcode.formats.challenge``.
 
 Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
 """
@@ -43,6 +50,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from ecgcode.common import (
+    CLASSES,
     LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
@@ -274,9 +282,10 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     Parameters
     ----------
     inputs : sequence of str or os.PathLike
-        WFDB records (``.hea``/``.dat`` or the bare record name), folders of WFDB
-        records, ``.csv`` files, ``.npy`` files (2-D: one record; 3-D: one per row),
-        or a PTB-XL folder (alone).
+        WFDB records (``.hea``/``.dat``/``.mat`` or the bare record name), folders of WFDB
+        or CPSC 2018 records, CPSC 2018 ``.mat`` files, clinical exports (GE MUSE XML, HL7
+        aECG, DICOM waveform, SCP-ECG, Philips XML), ``.csv`` files, ``.npy`` files (2-D:
+        one record; 3-D: one per row), or a PTB-XL folder (alone).
     output : str or os.PathLike
         The HDF5 file to write (atomically: an earlier file survives a failure).
     fs : float, optional
@@ -312,15 +321,19 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     with atomic_output(output) as tmp_path, h5py.File(tmp_path, "w") as file:
         tracings = _create_layout(file, n)
         metadata = {key: [] for key in ("source", "sampling_rate", "n_samples", "units",
-                                        "lead_names", "derived_leads")}
+                                        "lead_names", "derived_leads", *_INFO_KEYS)}
+        infos = []
         for row, source in enumerate(tqdm(sources, desc="converting", unit="record",
                                           disable=not progress, file=sys.stderr)):
-            signal, record_fs, names, record_units = source.load()
+            signal, record_fs, names, record_units, info = source.load()
             tracings[row], derived = _convert_record(signal, record_fs, names, record_units,
                                                      source.name)
             _append_metadata(metadata, source.name, record_fs, np.shape(signal)[0],
                              record_units, names, derived)
+            _append_info(metadata, info)
+            infos.append(info)
         _write_records_group(file, metadata)
+        table = table if table is not None else _table_from_records(infos)
         _write_ids_and_labels(file, n, table)
     summary = {"output": os.fspath(output), "n_records": n, "labels": table is not None}
     if table is not None:
@@ -346,11 +359,31 @@ def _append_metadata(metadata, name, fs, n_samples, units, names, derived):
     metadata["derived_leads"].append(",".join(derived))
 
 
+_INFO_KEYS = ("format", "device", "statements", "codes")
+"""records/ datasets from each record's RecordInfo (see ecgcode.formats.readers)."""
+
+
+def _append_info(metadata, info):
+    for key in _INFO_KEYS:
+        metadata[key].append(str(getattr(info, key)))
+
+
+def _table_from_records(infos):
+    """Labels of a conversion whose every record carries them (CinC #Dx, CPSC), else None."""
+    if not infos or any(info.labels is None for info in infos):
+        return None
+    return {"exam_id": np.arange(len(infos), dtype=np.int64),
+            "labels": np.stack([info.labels for info in infos]),  # (n, 6)
+            "classes": tuple(CLASSES),
+            "source": "; ".join(dict.fromkeys(info.label_source for info in infos))}
+
+
 def _write_records_group(file, metadata):
     group = file.create_group("records")
     group.attrs["description"] = ("per-record metadata of the sources: name, original "
                                   "sampling rate (Hz) and length, units, channel names, "
-                                  "derived limb leads (comma-separated)")
+                                  "derived limb leads (comma-separated), source format, "
+                                  "device, the file's own diagnosis statements and codes")
     text = h5py.string_dtype()
     for key, values in metadata.items():
         if key == "sampling_rate":
@@ -368,7 +401,9 @@ def _write_ids_and_labels(file, n, table):
     file.create_dataset("exam_id", data=table["exam_id"])
     labels = file.create_dataset("labels", data=table["labels"])
     labels.attrs["classes"] = list(table["classes"])
-    labels.attrs["source"] = describe_ptbxl_labels(table["label_set"])
+    labels.attrs["source"] = table.get("source") or describe_ptbxl_labels(table["label_set"])
+    if "strat_fold" not in table:
+        return
     file.create_dataset("strat_fold", data=table["strat_fold"])
     file.create_dataset("patient_id", data=table["patient_id"])
 
@@ -379,13 +414,18 @@ def build_parser():
     prog = "datasets.py convert" if Path(sys.argv[0]).name == "datasets.py" else None
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Convert ECG recordings (WFDB, CSV, .npy, PTB-XL) into a CODE-style HDF5 "
+        description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
+        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML) into a "
+        "CODE-style HDF5 "
         f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 in 1e-4 V at {SAMPLING_RATE} Hz, "
         f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
         "signals resampled (polyphase) and zero-padded or centre-cropped.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="WFDB records (.hea/.dat or bare name), folders of WFDB records, "
+                        help="WFDB records (.hea/.dat/.mat or bare name; CinC #Dx codes become "
+                        "labels), folders of WFDB or CPSC 2018 records, CPSC 2018 .mat files "
+                        "(labels from the REFERENCE.csv beside them), clinical exports (GE MUSE "
+                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML; recognised by content), "
                         ".csv files (header row naming the leads), .npy files ((n_samples, "
                         "n_leads) or (n_records, n_samples, n_leads)), or a PTB-XL folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.hdf5",

@@ -3,15 +3,20 @@
 Every reader returns one record as ``(signal, fs, lead_names, units)``: ``signal`` a
 (n_samples, n_channels) float array, ``fs`` the sampling rate in Hz, ``lead_names`` one
 name per channel as found in the source and ``units`` one string for all channels or one
-per channel. Supported sources: WFDB records (PhysioNet ``.hea`` + ``.dat``), CSV files
-with one column per lead, ``.npy`` arrays and the PTB-XL collection (its
-``ptbxl_database.csv`` table gives ids, folds and labels).
+per channel. Supported sources: WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``,
+CinC 2020/2021 ``#Dx:`` codes included), CSV files with one column per lead, ``.npy``
+arrays, the PTB-XL collection (its ``ptbxl_database.csv`` table gives ids, folds and
+labels), CPSC 2018 ``.mat`` records (``ecgcode.formats.challenge``) and clinical exports
+recognised by content: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML
+(``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a fifth element,
+a :class:`RecordInfo` of per-record metadata.
 
 :func:`plan_inputs` validates a list of user inputs up front and returns lazy loaders, so
 that a bad input fails before any output is written. This module does not depend on
 ``ecgcode.formats.convert``; the conversion into the contract lives there.
 """
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgcode.common import LEADS, ECGInputError, first_line
+from ecgcode.formats import challenge, clinical
 from ecgcode.formats.ptbxl_labels import label_matrix
 
 # --- Names ---------------------------------------------------------------------------
@@ -216,8 +222,36 @@ def read_ptbxl_table(folder, low_rate=False, label_set="paper"):
 
 # --- Planning a conversion --------------------------------------------------------------
 @dataclass
+class RecordInfo:
+    """What a record's file says about it, beyond the signal (written to ``records/``).
+
+    Attributes
+    ----------
+    format : str
+        The source format (``WFDB``, ``CSV``, ``GE MUSE XML``, ...).
+    device : str
+        Manufacturer and model of the cart, when the file names them.
+    statements : str
+        The file's own diagnosis statements, ``"; "``-separated.
+    codes : str
+        Diagnosis codes, comma-separated (CinC: every ``#Dx`` SNOMED CT code; CPSC: its codes).
+    labels : np.ndarray or None, shape (6,)
+        0/1 labels in ``CLASSES`` order when the file (or its REFERENCE.csv) gives diagnoses.
+    label_source : str
+        How ``labels`` were mapped (an attribute of the output's ``labels``).
+    """
+
+    format: str
+    device: str = ""
+    statements: str = ""
+    codes: str = ""
+    labels: np.ndarray | None = None
+    label_source: str = ""
+
+
+@dataclass
 class _Source:
-    """One record to convert: a name and a loader of (signal, fs, lead_names, units)."""
+    """One record to convert: a name and a loader of (signal, fs, lead_names, units, info)."""
 
     name: str
     load: Callable
@@ -241,7 +275,8 @@ def plan_inputs(inputs, fs, units, leads, low_rate, ptbxl_labels="paper"):
     Returns
     -------
     sources : list of _Source
-        One per record, in output order; ``load()`` returns (signal, fs, lead_names, units).
+        One per record, in output order; ``load()`` returns (signal, fs, lead_names, units,
+        info), ``info`` a :class:`RecordInfo`.
     table : dict or None
         The PTB-XL table (see :func:`read_ptbxl_table`), None for other inputs.
     """
@@ -287,34 +322,78 @@ def _plan_ptbxl(folder, fs, units, leads, low_rate, label_set):
 
 
 def _plan_one(path, fs, units, leads):
-    """Return the sources of one input path (a directory of WFDB records gives several)."""
+    """Return the sources of one input path (a directory of records gives several)."""
     if os.path.isdir(path):
-        headers = sorted(Path(path).glob("*.hea"))
-        if not headers:
-            raise ECGInputError(f"{path}: folder has no WFDB records (.hea) nor {PTBXL_DATABASE}; "
-                                "fix: name the record files instead")
-        return [_Source(str(h.with_suffix("")), _wfdb_loader(h, fs, units, leads))
-                for h in headers]
+        return _plan_folder(path, fs, units, leads)
     extension = os.path.splitext(path)[1].lower()
-    if extension in _WFDB_EXTENSIONS or (not extension and os.path.isfile(path + ".hea")):
+    if (extension in _WFDB_EXTENSIONS or (not extension and os.path.isfile(path + ".hea"))
+            or (extension == ".mat" and not challenge.is_cpsc_mat(path))):
         record = _wfdb_record_path(path)
         _require_file(record + ".hea", "a WFDB header")
         return [_Source(record, _wfdb_loader(record, fs, units, leads))]
+    if extension == ".mat":
+        _require_file(path, "a CPSC 2018 .mat record")
+        return [_Source(path, lambda: _load_cpsc(path))]
     if extension == ".csv":
         _require_file(path, "a CSV file")
         _require_options(path, fs=fs, units=units)
-        return [_Source(path, lambda: read_csv(path, fs=fs, units=units))]
+        return [_Source(path, lambda: (*read_csv(path, fs=fs, units=units), RecordInfo("CSV")))]
     if extension == ".npy":
         return _plan_npy(path, fs, units, leads)
     _require_file(path, "an ECG file")
-    raise ECGInputError(f"{path}: unknown file type {extension or '(no extension)'!r}; fix: give "
-                        "a WFDB record (.hea/.dat), a .csv, a .npy or a PTB-XL folder")
+    if clinical.detect_clinical_format(path) is not None:
+        return [_Source(path, lambda: _load_clinical(path))]
+    raise ECGInputError(f"{path}: unknown file type {extension or '(no extension)'!r}, not "
+                        f"recognised by content either; fix: give a WFDB record (.hea/.dat/.mat), "
+                        f"a .csv, a .npy, a CPSC 2018 .mat, a PTB-XL folder or one of "
+                        f"{', '.join(clinical.CLINICAL_FORMATS.values())}")
+
+
+def _plan_folder(path, fs, units, leads):
+    """Sources of a folder: its WFDB records (.hea), else its CPSC 2018 .mat records, else the
+    clinical exports among its files (recognised by content)."""
+    headers = sorted(Path(path).glob("*.hea"))
+    if headers:
+        return [_Source(str(h.with_suffix("")), _wfdb_loader(h, fs, units, leads))
+                for h in headers]
+    mats = sorted(str(mat) for mat in Path(path).glob("*.mat"))
+    if mats:
+        return [_Source(mat, functools.partial(_load_cpsc, mat)) for mat in mats]
+    exports = sorted(str(file) for file in Path(path).iterdir()
+                     if file.is_file() and clinical.detect_clinical_format(file) is not None)
+    if exports:
+        return [_Source(file, functools.partial(_load_clinical, file)) for file in exports]
+    raise ECGInputError(f"{path}: folder has no WFDB records (.hea), CPSC .mat records, "
+                        f"clinical ECG exports nor {PTBXL_DATABASE}; fix: name the record files "
+                        "instead")
+
+
+def _load_cpsc(path):
+    """CPSC 2018 record with the labels of the REFERENCE.csv next to it (if listed there)."""
+    signal, fs, names, units = challenge.read_cpsc(path)
+    codes = challenge.cpsc_codes(path)
+    info = RecordInfo("CPSC 2018")
+    if codes is not None:
+        info.statements = "; ".join(challenge.CPSC_CODES[code] for code in codes)
+        info.codes = ",".join(map(str, codes))
+        info.labels = challenge.cpsc_labels(codes)
+        info.label_source = "CPSC 2018 REFERENCE.csv: " + ", ".join(
+            f"{code} {challenge.CPSC_CODES[code]}->{name}"
+            for code, name in challenge.CPSC_TO_CLASSES.items())
+    return signal, fs, names, units, info
+
+
+def _load_clinical(path):
+    record = clinical.read_clinical(path)
+    info = RecordInfo(record.format, record.device, record.statements)
+    return record.signal, record.fs, record.lead_names, record.units, info
 
 
 def _plan_npy(path, fs, units, leads):
     array = _load_npy(path, fs, units, leads)
     if array.ndim == 2:
-        return [_Source(path, lambda: read_npy(path, fs=fs, units=units, leads=leads))]
+        return [_Source(path, lambda: (*read_npy(path, fs=fs, units=units, leads=leads),
+                                       RecordInfo(".npy")))]
     if array.ndim != 3:
         raise ECGInputError(f"{path}: expected a 2-D or 3-D array, got shape {array.shape}; "
                             "fix: save (n_samples, n_leads) or (n_records, n_samples, n_leads)")
@@ -326,7 +405,8 @@ def _plan_npy(path, fs, units, leads):
 def _npy_row_loader(path, index, fs, units, leads):
     def load():
         row = np.load(path, mmap_mode="r")[index]
-        return _orient(np.asarray(row), leads, f"{path}[{index}]"), float(fs), list(leads), units
+        return (_orient(np.asarray(row), leads, f"{path}[{index}]"), float(fs), list(leads),
+                units, RecordInfo(".npy"))
     return load
 
 
@@ -338,13 +418,28 @@ def _wfdb_loader(record, fs, units, leads):
             raise ECGInputError(f"{record}: --leads names {len(leads)} channels, the record has "
                                 f"{len(names)}; fix: drop --leads or name every channel")
         return (signal, header_fs if fs is None else float(fs),
-                names if leads is None else list(leads), header_units if units is None else units)
+                names if leads is None else list(leads), header_units if units is None else units,
+                _wfdb_info(record))
     return load
+
+
+def _wfdb_info(record):
+    """RecordInfo of a WFDB record: its CinC ``#Dx:`` SNOMED CT codes become labels."""
+    codes = challenge.read_cinc_codes(_wfdb_record_path(record))
+    if codes is None:
+        return RecordInfo("WFDB")
+    return RecordInfo(
+        "WFDB (CinC #Dx)", codes=",".join(codes), labels=challenge.snomed_labels(codes),
+        label_source="CinC #Dx SNOMED CT: " + ", ".join(
+            f"{code}->{name}" for code, name in challenge.SNOMED_TO_CLASSES.items()),
+    )
 
 
 def _wfdb_record_path(path):
     path = os.fspath(path)
     stem, extension = os.path.splitext(path)
+    if extension.lower() == ".mat" and os.path.isfile(stem + ".hea"):
+        return stem  # a CinC record's signal file
     return stem if extension.lower() in _WFDB_EXTENSIONS else path
 
 
