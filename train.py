@@ -23,7 +23,8 @@ import tempfile
 import time
 
 from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
-from ecgcode.training import state as ts
+from ecgcode.data.screening import nonfinite_in_pipeline, screen_rows
+from ecgcode.quiet import import_tensorflow, lazy_module
 from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
     DEFAULTS,  # noqa: F401
     check_options,
@@ -38,6 +39,7 @@ from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-export
     write_history,
 )
 
+ts = lazy_module("ecgcode.training.state")  # imports Keras: after the inputs are validated
 INTERRUPTED = 130
 
 
@@ -87,6 +89,11 @@ def build_parser():
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                         help="deterministic ops (slower): a killed and resumed run ends with "
                         "the same weights as an uninterrupted one")
+    parser.add_argument("--skip-nonfinite", action=argparse.BooleanOptionalAction,
+                        help="train without the tracings that hold NaN/inf values (default: "
+                        "such tracings stop the run with an error naming them)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up logging")
     return parser
 
 
@@ -308,12 +315,15 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     args = build_parser().parse_args(argv)
     out, options, state = resolve_run(args)
     check_options(options)
+    collection, labels, train_rows, val_rows = load_data(options)  # no TensorFlow yet
+    train_rows, val_rows = screen_rows(collection, train_rows, val_rows,
+                                       skip=options["skip_nonfinite"])
+    import_tensorflow(verbose=args.verbose)
     strategy, kind = make_strategy(options["distribute"])
     import keras
     import tensorflow as tf
 
     writes = is_chief(strategy)
-    collection, labels, train_rows, val_rows = load_data(options)
     device, jit_default, policy = device_defaults()
     jit = jit_default if options["jit"] is None else options["jit"]
     mixed = bool(options["mixed_precision"])
@@ -371,17 +381,26 @@ def train(run, out, verbose):
             run.commit(epoch, row)  # non-chief workers write to a temporary folder
     except KeyboardInterrupt:
         return report_interrupt(run, epoch, out)
+    except Exception as error:  # a tracing that turned NaN/inf after the up-front scan
+        message = nonfinite_in_pipeline(error)
+        if message is None:
+            raise
+        return report_nan(run, epoch, out, cause=message)
     if run.writes:
         run.finish()
         print_summary(run, out, time.perf_counter() - started)
     return 0
 
 
-def report_nan(run, epoch, out):
-    """Say where the loss became NaN and which good model is kept; return status 2."""
+def report_nan(run, epoch, out, cause=None):
+    """Say where the loss (or, with ``cause``, the data) became NaN, which model is kept; 2."""
     done = run.state["completed_epochs"]
     kept = (f"the last good model (epoch {done}) is kept in {out}/model_last.keras"
             if done else "no epoch completed, so no model was saved")
+    if cause:
+        print(f"error: epoch {epoch + 1} met bad data: {cause}; training stopped and {kept}",
+              file=sys.stderr)
+        return 2
     print(f"error: the loss became NaN in epoch {epoch + 1}; training stopped and {kept}; "
           "lower --lr or check the data", file=sys.stderr)
     return 2

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError
+from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, plain
 from ecgcode.data.hdf5 import MissingFileError, open_collection, open_hdf5
 
 
@@ -73,7 +73,7 @@ def _check_label_values(values, source):
         row, column = np.argwhere(bad)[0]
         raise LabelValuesError(
             f"{source}: {int(bad.sum())} label values are not 0 or 1 (first: row {row}, "
-            f"class {CLASSES[column]}, value {values[row, column]!r}); labels must be 0/1"
+            f"class {CLASSES[column]}, value {plain(values[row, column])}); labels must be 0/1"
         )
     return values.astype(np.float32)
 

@@ -48,6 +48,7 @@ from ecgcode.common import (
     SAMPLING_RATE,
     ECGInputError,
     atomic_output,
+    plain,
     run_cli,
 )
 from ecgcode.data.hdf5 import create_tracings
@@ -250,7 +251,7 @@ def _convert_record(signal, fs, lead_names, units, source):
 
 def _check_rate(fs, source):
     if fs is None or not np.isfinite(fs) or fs <= 0:
-        raise ECGInputError(f"{source}: invalid sampling rate {fs!r}; "
+        raise ECGInputError(f"{source}: invalid sampling rate {plain(fs)}; "
                             "fix: pass --fs with the rate in Hz")
 
 

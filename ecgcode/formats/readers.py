@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgcode.common import CLASSES, LEADS, ECGInputError, first_line
+from ecgcode.common import CLASSES, LEADS, ECGInputError, first_line, plain
 
 # --- Names ---------------------------------------------------------------------------
 _LEAD_ALIASES = {
@@ -117,7 +117,7 @@ def read_csv(path, *, fs, units):
     non_numeric = values.isna() & frame[lead_columns].notna()
     if non_numeric.to_numpy().any():
         row, col = np.argwhere(non_numeric.to_numpy())[0]
-        raise ECGInputError(f"{path}: non-numeric value {frame[lead_columns].iat[row, col]!r} "
+        raise ECGInputError(f"{path}: non-numeric value {plain(frame[lead_columns].iat[row, col])} "
                             f"in column {lead_columns[col]} (data row {row + 1}); "
                             "fix: keep only numbers below the header")
     return values.to_numpy(np.float64), float(fs), [str(c) for c in lead_columns], units

@@ -19,7 +19,9 @@ import sys
 import numpy as np
 
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
-from ecgcode.training import state as ts
+from ecgcode.quiet import lazy_module
+
+ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
 
 DEFAULTS = {
     "epochs": 70,
@@ -34,6 +36,7 @@ DEFAULTS = {
     "jit": None,
     "distribute": "auto",
     "deterministic": False,
+    "skip_nonfinite": False,
 }
 """Options of a new run; on --resume the saved options replace them."""
 
