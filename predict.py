@@ -232,6 +232,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     import tensorflow as tf
 
     import datasets
+    from ecgcode.data.screening import input_error_in_pipeline
 
     dataset = datasets.make_dataset(
         collection, None, batch_size=batch_size, shuffle=False,
@@ -239,7 +240,13 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     )  # NaN/inf tracings give NaN rows, reported after the run instead of aborting it
     n_batches = -(-collection.n // batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))  # progress bar
-    probabilities = model.predict(dataset, verbose=verbose)  # (n, 6)
+    try:
+        probabilities = model.predict(dataset, verbose=verbose)  # (n, 6)
+    except Exception as error:  # a file damaged or changed under the pipeline
+        message = input_error_in_pipeline(error)
+        if message is None:
+            raise
+        raise ECGInputError(message) from None
     probabilities = np.asarray(probabilities, dtype=np.float32)
     if probabilities.shape != (collection.n, N_CLASSES):
         raise RuntimeError(

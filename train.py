@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
-from ecgcode.data.screening import nonfinite_in_pipeline, screen_rows
+from ecgcode.data.screening import input_error_in_pipeline, screen_rows
 from ecgcode.quiet import import_tensorflow, lazy_module
 from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
     DEFAULTS,  # noqa: F401
@@ -382,7 +382,7 @@ def train(run, out, verbose):
     except KeyboardInterrupt:
         return report_interrupt(run, epoch, out)
     except Exception as error:  # a tracing that turned NaN/inf after the up-front scan
-        message = nonfinite_in_pipeline(error)
+        message = input_error_in_pipeline(error)
         if message is None:
             raise
         return report_nan(run, epoch, out, cause=message)

@@ -69,9 +69,9 @@ def import_tensorflow(verbose=False):
     module
         ``tensorflow``. Calling again is cheap: the modules are already imported.
     """
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules or "keras" not in sys.modules:
+        if not verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with contextlib.nullcontext() if verbose else filtered_stderr():
             importlib.import_module("tensorflow")
             importlib.import_module("keras")

@@ -25,7 +25,7 @@ import train
 from ecgcode import quiet
 from ecgcode.common import CLASSES, plain, run_cli
 from ecgcode.data.hdf5 import Collection
-from ecgcode.data.screening import nonfinite_in_pipeline
+from ecgcode.data.screening import input_error_in_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--epochs", "1", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]
@@ -102,8 +102,8 @@ def test_nonfinite_met_during_training_is_one_line_and_exit_2(tmp_path, capsys, 
 def test_pipeline_nonfinite_error_is_recognised():
     error = RuntimeError("InvalidArgumentError: ... NonFiniteError: 1 NaN/inf values in 1 "
                          "tracings (first: a.hdf5 row 2)\n  [[{{node PyFunc}}]]")
-    assert nonfinite_in_pipeline(error) == "1 NaN/inf values in 1 tracings (first: a.hdf5 row 2)"
-    assert nonfinite_in_pipeline(RuntimeError("something else")) is None
+    assert input_error_in_pipeline(error) == "1 NaN/inf values in 1 tracings (first: a.hdf5 row 2)"
+    assert input_error_in_pipeline(RuntimeError("something else")) is None
 
 
 # --- 2. Validation before TensorFlow, and no start-up noise -----------------------------

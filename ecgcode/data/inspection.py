@@ -155,9 +155,10 @@ def signal_warnings(x):
     (their amplitudes then say nothing about the units).
     """
     finite = x[np.isfinite(x).all(axis=(1, 2))]
-    normalised = normalised_fraction(finite) > MAJORITY
-    scale = [] if normalised else scale_warnings(lead_statistics(finite))
-    return scale + lead_order_warnings(finite)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
+        normalised = normalised_fraction(finite) > MAJORITY
+        scale = [] if normalised else scale_warnings(lead_statistics(finite))
+        return scale + lead_order_warnings(finite)
 
 
 def inspect_collection(
@@ -205,7 +206,8 @@ def inspect_collection(
     sample = _sample_rows(collection.n, max_records)
     x = RowReader(collection).read(sample)  # (k, 4096, 12)
     finite = np.isfinite(x).all(axis=(1, 2))
-    stats = lead_statistics(x[finite])
+    with np.errstate(over="ignore", invalid="ignore"):
+        stats = lead_statistics(x[finite])
     print(
         f"amplitudes in mV over {stats['records']} sampled non-empty records "
         "(median peak-to-peak / 99th pct of max |x| / median std):",

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, plain
-from ecgcode.data.hdf5 import MissingFileError, open_collection, open_hdf5
+from ecgcode.data.hdf5 import MissingFileError, corrupt_hdf5_errors, open_collection, open_hdf5
 
 
 # --- Errors --------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def _labels_from_hdf5(collection):
     """(n, 6) labels from the ``labels`` datasets of every file, or None if any lacks one."""
     parts = []
     for path in collection.paths:
-        with open_hdf5(path) as handle:
+        with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
             if "labels" not in handle:
                 return None
             dataset = handle["labels"]

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ecgcode.common import ECGInputError
 from ecgcode.data.hdf5 import NonFiniteError, find_nonfinite
 
 SHOWN_ROWS = 5
@@ -86,15 +87,22 @@ def screen_rows(collection, train_rows, val_rows, skip=False, file=None):
     return kept_train, kept_val
 
 
-def nonfinite_in_pipeline(error):
-    """The one-line NonFiniteError message inside a TensorFlow pipeline error, or None.
+def _error_names(kind=ECGInputError):
+    yield kind.__name__
+    for subclass in kind.__subclasses__():
+        yield from _error_names(subclass)
 
-    A tracing that turns NaN/inf after the up-front scan (a file changed during the run)
-    is still caught by the pipeline's own check; TensorFlow wraps it in an OpError whose
-    text holds the original message.
+
+def input_error_in_pipeline(error):
+    """The one-line message of a project error raised inside a tf.data pipeline, or None.
+
+    A reader error in ``make_dataset`` (a tracing that turned NaN/inf after the up-front
+    scan, a file truncated or damaged during the run) reaches the caller wrapped in a
+    TensorFlow OpError whose text holds ``NonFiniteError: message``; this finds it.
     """
     text = str(error)
-    marker = f"{NonFiniteError.__name__}: "
-    if marker not in text:
-        return None
-    return text.split(marker, 1)[1].splitlines()[0].strip()
+    for name in sorted(set(_error_names()), key=len, reverse=True):
+        marker = f"{name}: "
+        if marker in text:
+            return text.split(marker, 1)[1].splitlines()[0].strip()
+    return None

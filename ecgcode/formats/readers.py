@@ -14,6 +14,7 @@ that a bad input fails before any output is written. This module does not depend
 
 import ast
 import os
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,11 @@ PTBXL_TO_CLASSES = {"1AVB": "1dAVb", "CRBBB": "RBBB", "CLBBB": "LBBB", "SBRAD": 
 
 _WFDB_EXTENSIONS = {".hea", ".dat"}
 
-_READ_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, UnicodeDecodeError)
-"""What readers of malformed files raise (pandas' and numpy's parse errors are ValueErrors)."""
+_READ_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, UnicodeDecodeError,
+                TypeError, SyntaxError, tokenize.TokenError)
+"""What readers of malformed files raise (pandas' and numpy's parse errors are ValueErrors;
+found by tests/test_fuzz.py: wfdb raises TypeError on some broken headers, numpy a
+SyntaxError or tokenize.TokenError on a damaged .npy header)."""
 
 
 def canonical_lead(name):
@@ -191,7 +195,11 @@ def read_ptbxl_table(folder, low_rate=False):
 
     table_path = os.path.join(os.fspath(folder), PTBXL_DATABASE)
     _require_file(table_path, "PTB-XL's database table")
-    frame = pd.read_csv(table_path)
+    try:
+        frame = pd.read_csv(table_path)
+    except _READ_ERRORS as error:
+        raise ECGInputError(f"{table_path}: cannot read PTB-XL's table ({type(error).__name__}); "
+                            "fix: give the unmodified ptbxl_database.csv") from None
     file_column = "filename_lr" if low_rate else "filename_hr"
     required = ["ecg_id", "scp_codes", "strat_fold", file_column]
     missing = [column for column in required if column not in frame.columns]
@@ -203,13 +211,16 @@ def read_ptbxl_table(folder, low_rate=False):
     labels = np.stack([_ptbxl_labels(codes, table_path, ecg_id)
                        for codes, ecg_id in zip(frame["scp_codes"], frame["ecg_id"])])
     patient = frame["patient_id"] if "patient_id" in frame.columns else pd.Series(-1, frame.index)
-    return {
-        "exam_id": frame["ecg_id"].to_numpy(np.int64),
-        "strat_fold": frame["strat_fold"].to_numpy(np.int64),
-        "patient_id": patient.fillna(-1).to_numpy(np.int64),
-        "labels": labels,  # (n, 6)
-        "records": [str(name) for name in frame[file_column]],
-    }
+    try:
+        numbers = {"exam_id": frame["ecg_id"].to_numpy(np.int64),
+                   "strat_fold": frame["strat_fold"].to_numpy(np.int64),
+                   "patient_id": patient.fillna(-1).to_numpy(np.int64)}
+    except (ValueError, TypeError, OverflowError):
+        raise ECGInputError(f"{table_path}: ecg_id, strat_fold or patient_id holds a value that "
+                            "is not a whole number; fix: give the unmodified ptbxl_database.csv"
+                            ) from None
+    return {**numbers, "labels": labels,  # (n, 6)
+            "records": [str(name) for name in frame[file_column]]}
 
 
 def _ptbxl_labels(codes, table_path, ecg_id):
