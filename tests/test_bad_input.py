@@ -264,3 +264,18 @@ def test_predict_mv_warning_still_comes_with_a_good_model(tmp_path, capsys):
     assert status == 0 and "look like mV" in err
     with h5py.File(data) as handle:
         assert handle["tracings"].shape == (3, 4096, 12)
+
+
+def test_lead_checks_on_real_records(tmp_path, capsys):
+    folder = ROOT.parent / "shared" / "ecg-samples" / "cinc2021" / "G12EC"
+    if not folder.is_dir():
+        pytest.skip(f"real CinC 2021 records not found at {folder}")
+    output = tmp_path / "g12ec.hdf5"
+    assert status_of(datasets.main, ["convert", str(folder), "-o", str(output), "-q"],
+                     capsys)[0] == 0
+    collection = datasets.open_collection(output)
+    x = datasets.RowReader(collection).read(np.arange(collection.n))  # (10, 4096, 12)
+    assert datasets.signal_warnings(x) == []  # real, unmodified: no false alarm
+    normalised = " | ".join(datasets.signal_warnings(_leads_normalised(x + 1e-3)))
+    assert "normalised independently" in normalised and "swapped" not in normalised
+    assert "DII and DIII look swapped" in datasets.signal_warnings(_swapped(x, 1, 2))[0]

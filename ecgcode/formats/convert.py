@@ -243,7 +243,7 @@ def _convert_record(signal, fs, lead_names, units, source):
     if signal.ndim != 2 or signal.shape[0] == 0:
         raise ECGInputError(f"{source}: empty or malformed signal of shape {signal.shape}; "
                             "fix: give a (n_samples, n_leads) recording")
-    with np.errstate(over="ignore"):  # a damaged file's huge values become inf: refused next
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: inf/NaN, refused next
         leads, derived = match_leads(signal, lead_names, units, source)  # (n_samples, 12)
     _check_finite(leads, source)
     resampled = resample_to_contract_rate(leads, fs)  # (n_samples * 400 / fs, 12)
