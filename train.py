@@ -313,6 +313,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
         0 done, 2 NaN loss, 130 interrupted (bad input raises ECGInputError: exit 2).
     """
     args = build_parser().parse_args(argv)
+    if args.resume:  # reading the saved state needs Keras
+        import_tensorflow(verbose=args.verbose)
     out, options, state = resolve_run(args)
     check_options(options)
     collection, labels, train_rows, val_rows = load_data(options)  # no TensorFlow yet
