@@ -84,6 +84,7 @@ from ecgcode.bench.model_speed import (  # noqa: F401 - bench.X for tests and us
     write_table,
 )
 from ecgcode.common import run_cli
+from ecgcode.quiet import import_tensorflow
 
 # --- The measured paths: the scripts' own code, one path per process ----------------------
 RESULT_PREFIX = "BENCH_RESULT "
@@ -513,6 +514,8 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import_tensorflow()  # without its start-up noise; other backends need no TensorFlow
     return SECTIONS[argv[0]](argv[1:])
 
 

@@ -18,6 +18,11 @@ Run ``python model.py`` to print the summary and the parameter count.
 import argparse
 
 from ecgcode.common import CLASSES, PUBLISHED_WEIGHTS_DOI, run_cli
+from ecgcode.quiet import import_tensorflow
+
+if __name__ == "__main__":  # as a script: Keras (imported next) without TensorFlow's noise
+    import_tensorflow()
+
 from ecgcode.modelfiles import load_model, save_model
 from ecgcode.network import get_model
 

@@ -30,9 +30,11 @@ from ecgcode.common import (
     PAPER_THRESHOLDS,
     ECGInputError,
     atomic_output,
+    first_line,
     read_thresholds,
     run_cli,
 )
+from ecgcode.quiet import import_tensorflow
 
 DEFAULT_OUTPUT = "./dnn_output.npy"
 """Default output file, as in the original study's predict.py."""
@@ -116,6 +118,8 @@ def build_parser():
     from ecgcode.formats.inputs import add_conversion_options
 
     add_conversion_options(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up logging")
     return parser
 
 
@@ -180,15 +184,32 @@ def resolve_model(path):
 
 
 def _refuse_tracings_as_model(path):
-    """Explain the usual mistake of giving tracing files only (the last one is taken as MODEL)."""
+    """Refuse, before TensorFlow is imported, a MODEL file that cannot be a model.
+
+    An unreadable file (truncated download, wrong file) and the usual mistake of giving
+    tracing files only (the last one is then taken as MODEL) are explained here; the
+    model loader reports the remaining problems.
+    """
+    import zipfile
+
     import h5py
 
+    if path.lower().endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            raise ECGInputError(
+                f"{path}: not a readable .keras model (a .keras file is a zip archive); the "
+                "file is truncated or not a model: save or download it again"
+            )
+        return
     try:
         with h5py.File(path, "r") as handle:
             is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
             looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
-    except OSError:
-        return  # not HDF5 (e.g. .keras zip): the model loader reports real problems
+    except OSError as error:
+        raise ECGInputError(
+            f"{path}: not a readable HDF5 model file ({first_line(error, 200)}); the file "
+            "may be truncated: download or save it again"
+        ) from None
     if looks_like_tracings and not is_model:
         raise ECGInputError(
             f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
@@ -231,6 +252,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     import tensorflow as tf
 
     import datasets
+    from ecgcode.data.screening import input_error_in_pipeline
 
     dataset = datasets.make_dataset(
         collection, None, batch_size=batch_size, shuffle=False,
@@ -238,7 +260,13 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     )  # NaN/inf tracings give NaN rows, reported after the run instead of aborting it
     n_batches = -(-collection.n // batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))  # progress bar
-    probabilities = model.predict(dataset, verbose=verbose)  # (n, n_classes)
+    try:
+        probabilities = model.predict(dataset, verbose=verbose)  # (n, n_classes)
+    except Exception as error:  # a file damaged or changed under the pipeline
+        message = input_error_in_pipeline(error)
+        if message is None:
+            raise
+        raise ECGInputError(message) from None
     probabilities = np.asarray(probabilities, dtype=np.float32)
     n_classes = int(model.outputs[0].shape[-1])
     if probabilities.shape != (collection.n, n_classes):
@@ -301,10 +329,11 @@ def write_predictions(path, probabilities, exam_ids=None, thresholds=None, class
 
 # --- Checks and plots --------------------------------------------------------------
 def input_warnings(collection, max_records=UNITS_SAMPLE):
-    """Warnings about the amplitude scale and lead order, from a few evenly spread records.
+    """Warnings about the amplitude scale and the leads, from a few evenly spread records.
 
-    Uses the checks of ``datasets.py inspect``: a typical amplitude that looks like mV or
-    ADC counts instead of 1e-4 V, or limb leads that look swapped.
+    Uses the checks of ``datasets.py inspect`` (``datasets.signal_warnings``): a typical
+    amplitude that looks like mV or ADC counts instead of 1e-4 V, flat leads, leads
+    normalised independently, swapped leads.
 
     Returns
     -------
@@ -318,23 +347,21 @@ def input_warnings(collection, max_records=UNITS_SAMPLE):
         x = reader.read(rows)  # (k, 4096, 12)
     finally:
         reader.close()
-    x = x[np.isfinite(x).all(axis=(1, 2))]
-    return datasets.scale_warnings(datasets.lead_statistics(x)) + datasets.lead_order_warnings(x)
+    return datasets.signal_warnings(x)
 
 
 def nonfinite_warning(probabilities, collection):
-    """A one-line warning naming the exams whose predictions are NaN/inf, or None."""
+    """A one-line warning naming the exams (file, row in it, exam_id) with NaN/inf outputs."""
+    from ecgcode.data.screening import SHOWN_ROWS, describe_rows
+
     bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
     if len(bad) == 0:
         return None
-    if collection.exam_ids is not None:
-        first = ", ".join(f"exam_id {i}" for i in collection.exam_ids[bad[:5]])
-    else:
-        first = ", ".join(f"row {i}" for i in bad[:5])
     exams = "1 exam has" if len(bad) == 1 else f"{len(bad)} exams have"
+    more = " ..." if len(bad) > SHOWN_ROWS else ""
     return (
         f"{exams} NaN/inf tracing values, so their predictions are NaN "
-        f"({first}{' ...' if len(bad) > 5 else ''}); fix or drop those records"
+        f"({describe_rows(collection, bad)}{more}); fix or drop those records"
     )
 
 
@@ -407,9 +434,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     names = row_names(collection.paths, collection.sizes, converted)
     for row in args.plot:
         locate_row(collection, row)
-    for message in input_warnings(collection):
-        print(f"warning: {message}", file=sys.stderr)
-
+    import_tensorflow(verbose=args.verbose)
     import model as model_module
 
     model = model_module.load_model(model_path, n_classes=None)  # checks the input shape
@@ -424,6 +449,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             "it was chosen); their _pred columns are left empty",
             file=sys.stderr,
         )
+    for message in input_warnings(collection):  # after every fatal check
+        print(f"warning: {message}", file=sys.stderr)
     probabilities = predict_collection(
         model, collection, args.batch_size, verbose=0 if args.quiet else 1
     )

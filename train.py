@@ -29,7 +29,8 @@ import numpy as np
 
 from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
-from ecgcode.training import state as ts
+from ecgcode.data.screening import input_error_in_pipeline, screen_rows
+from ecgcode.quiet import import_tensorflow, lazy_module
 from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
     DEFAULTS,  # noqa: F401
     check_options,
@@ -45,6 +46,7 @@ from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-export
 )
 from ecgcode.training.transfer import freeze_backbone, transfer_weights
 
+ts = lazy_module("ecgcode.training.state")  # imports Keras: after the inputs are validated
 INTERRUPTED = 130
 
 
@@ -111,6 +113,11 @@ def build_parser():
                         "is new. Not with --resume")
     labels.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction,
                         help="with --init: train only the output layer")
+    parser.add_argument("--skip-nonfinite", action=argparse.BooleanOptionalAction,
+                        help="train without the tracings that hold NaN/inf values (default: "
+                        "such tracings stop the run with an error naming them)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up logging")
     return parser
 
 
@@ -363,15 +370,20 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     args = build_parser().parse_args(argv)
     if args.classes is not None:
         args.classes = list(parse_classes(args.classes))
+    if args.resume:  # reading the saved state needs Keras
+        import_tensorflow(verbose=args.verbose)
     out, options, state = resolve_run(args)
     check_options(options)
+    data = load_data(options)  # no TensorFlow yet
+    data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
+                                                 data.val_rows, skip=options["skip_nonfinite"])
+    collection, train_rows, val_rows = data.collection, data.train_rows, data.val_rows
+    import_tensorflow(verbose=args.verbose)
     strategy, kind = make_strategy(options["distribute"])
     import keras
     import tensorflow as tf
 
     writes = is_chief(strategy)
-    data = load_data(options)
-    collection, train_rows, val_rows = data.collection, data.train_rows, data.val_rows
     device, jit_default, policy = device_defaults()
     jit = jit_default if options["jit"] is None else options["jit"]
     mixed = bool(options["mixed_precision"])
@@ -431,17 +443,26 @@ def train(run, out, verbose):
             run.commit(epoch, row)  # non-chief workers write to a temporary folder
     except KeyboardInterrupt:
         return report_interrupt(run, epoch, out)
+    except Exception as error:  # a tracing that turned NaN/inf after the up-front scan
+        message = input_error_in_pipeline(error)
+        if message is None:
+            raise
+        return report_nan(run, epoch, out, cause=message)
     if run.writes:
         run.finish()
         print_summary(run, out, time.perf_counter() - started)
     return 0
 
 
-def report_nan(run, epoch, out):
-    """Say where the loss became NaN and which good model is kept; return status 2."""
+def report_nan(run, epoch, out, cause=None):
+    """Say where the loss (or, with ``cause``, the data) became NaN, which model is kept; 2."""
     done = run.state["completed_epochs"]
     kept = (f"the last good model (epoch {done}) is kept in {out}/model_last.keras"
             if done else "no epoch completed, so no model was saved")
+    if cause:
+        print(f"error: epoch {epoch + 1} met bad data: {cause}; training stopped and {kept}",
+              file=sys.stderr)
+        return 2
     print(f"error: the loss became NaN in epoch {epoch + 1}; training stopped and {kept}; "
           "lower --lr or check the data", file=sys.stderr)
     return 2

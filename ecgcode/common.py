@@ -77,6 +77,19 @@ def first_line(error, limit=None):
     return line[:limit] if limit else line
 
 
+def plain(value):
+    """A value as a user should read it in a message: ``np.float64(2.0)`` as ``2``.
+
+    NumPy scalars become Python numbers, whole floats lose their ``.0``, other floats use
+    the shortest ``g`` form, and everything else (text, None) its ``repr``.
+    """
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return repr(value)
+
+
 def run_cli(main_function, argv=None):
     """Run a command-line ``main_function(argv)``, turning ECGInputError into exit 2.
 

@@ -30,6 +30,7 @@ from ecgcode.data.inspection import (
     lead_order_warnings,
     lead_statistics,
     scale_warnings,
+    signal_warnings,
 )
 from ecgcode.data.labels import (
     ExamIdJoinError,
@@ -69,5 +70,6 @@ __all__ = [
     "make_dataset",
     "open_collection",
     "scale_warnings",
+    "signal_warnings",
     "split_indices",
 ]

@@ -25,6 +25,7 @@ calls).  Labels live in ``ecgcode.data.labels``, statistics in ``ecgcode.data.in
 pipeline in ``datasets``.
 """
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -185,6 +186,26 @@ def open_hdf5(path):
         ) from None
 
 
+@contextlib.contextmanager
+def corrupt_hdf5_errors(path):
+    """Turn the errors HDF5 raises on damaged metadata into a one-line TruncatedFileError.
+
+    h5py opens a file whose superblock is intact and fails later, on the first damaged
+    object header, heap or B-tree it meets, with OSError, RuntimeError, KeyError or
+    ValueError, and a damaged object type can turn a dataset into a group (AttributeError
+    on ``.shape``): all found by tests/test_fuzz.py. The project's own errors pass unchanged.
+    """
+    try:
+        yield
+    except ECGInputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as error:
+        raise TruncatedFileError(
+            f"{path}: the HDF5 file is corrupt ({first_line(error, 120)}); download or copy "
+            "it again"
+        ) from None
+
+
 def _dataset_names(handle):
     import h5py
 
@@ -202,6 +223,11 @@ def _validate_signal(path, handle, dataset_name):
             "pass the right one with --dataset-name / dataset_name="
         )
     dataset = handle[dataset_name]
+    if not hasattr(dataset, "shape"):  # a group (or a damaged object) of that name
+        raise MissingDatasetError(
+            f"{path}: '{dataset_name}' is a group, not a dataset; pass the signal dataset "
+            "with --dataset-name / dataset_name= (or the file is damaged: copy it again)"
+        )
     shape = tuple(dataset.shape)
     if len(shape) == 3 and shape[1:] == (N_LEADS, N_SAMPLES):
         raise WrongShapeError(
@@ -265,7 +291,7 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, *, check_values=Fa
     paths = _as_path_list(paths)
     sizes, dtypes, id_parts = [], [], []
     for path in paths:
-        with open_hdf5(path) as handle:
+        with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
             dataset = _validate_signal(path, handle, dataset_name)
             sizes.append(int(dataset.shape[0]))
             dtypes.append(dataset.dtype)
@@ -349,7 +375,7 @@ class RowReader:
         with self._lock:
             if file_number not in self._offsets:
                 path = self.collection.paths[file_number]
-                with open_hdf5(path) as handle:
+                with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
                     dataset = _validate_signal(path, handle, self.collection.dataset_name)
                     offset = _contiguous_offset(dataset)
                     end = None if offset is None else offset + dataset.size * 4
@@ -439,7 +465,8 @@ class RowReader:
         count = len(destinations)
         if offset is None:  # h5py fallback: one slab read, then scatter
             slab = np.empty((count,) + INPUT_SHAPE, dtype=np.float32)
-            source.read_direct(slab, source_sel=np.s_[first_row : first_row + count])
+            with corrupt_hdf5_errors(self.collection.paths[file_number]):
+                source.read_direct(slab, source_sel=np.s_[first_row : first_row + count])
             out[destinations] = slab
             return not check_finite or _all_finite(slab)
         # Lean per-row loop: with shuffled batches most runs are a single row.
@@ -477,7 +504,8 @@ def _all_finite(x):
     """
     flat = x.reshape(-1)
     ones = _ONES[: flat.size] if flat.size <= _ONES.size else np.ones_like(flat)
-    return bool(np.isfinite(np.dot(flat, ones)))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a false alarm
+        return bool(np.isfinite(np.dot(flat, ones)))
 
 
 def _nonfinite_message(collection, rows, count):

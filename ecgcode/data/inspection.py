@@ -6,7 +6,8 @@ Public API
 ----------
 lead_statistics(x)                 -> per-lead amplitudes in mV
 scale_warnings(stats)              -> warnings when values do not look like 1e-4 V
-lead_order_warnings(x)             -> warnings when limb-lead relations fail
+lead_order_warnings(x)             -> warnings when leads are flat, normalised or swapped
+signal_warnings(x)                 -> all of them (the scale check unless leads are normalised)
 inspect_collection(paths, ...)     -> prints a summary, returns the warnings
 main(argv)                         -> the ``inspect`` command line
 """
@@ -28,6 +29,12 @@ from ecgcode.common import (
 )
 from ecgcode.data.hdf5 import RowReader, check_finite, open_collection
 from ecgcode.data.labels import LabelError, load_labels
+from ecgcode.data.leadchecks import (
+    MAJORITY,
+    explain_limb_failure,
+    lead_problem_warnings,
+    normalised_fraction,
+)
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""
@@ -84,7 +91,7 @@ def scale_warnings(stats):
         return [
             (
                 f"typical peak-to-peak amplitude is {typical:.3g} mV, about 10x too small: "
-                "the values look like mV; multiply by 10 (tracings are in 1e-4 V, 1 mV = 10 "
+                "the values look like mV; fix: multiply by 10 (tracings are in 1e-4 V, 1 mV = 10 "
                 "units)"
             )
         ]
@@ -92,7 +99,7 @@ def scale_warnings(stats):
         return [
             (
                 f"typical peak-to-peak amplitude is {typical:.3g} mV, far too large: the "
-                "values look like raw ADC counts or uV; divide by the gain (convert with "
+                "values look like raw ADC counts or uV; fix: divide by the gain (convert with "
                 "`python datasets.py convert`) so that 1 mV = 10 units"
             )
         ]
@@ -115,15 +122,18 @@ def lead_order_warnings(x):
     x = x[np.any(x != 0, axis=(1, 2))]
     if len(x) == 0:
         return []
+    warnings, skip_order_checks = lead_problem_warnings(x)  # flat or normalised leads
+    if skip_order_checks:
+        return warnings
     lead = {name: x[:, :, i].astype(np.float64) for i, name in enumerate(LEADS)}
-    warnings = []
     residual = np.linalg.norm(lead["DII"] - lead["DI"] - lead["DIII"], axis=1)
     scale = np.linalg.norm(lead["DII"], axis=1) + 1e-9
     violated = float(np.mean(residual / scale > EINTHOVEN_TOLERANCE))
     if violated > 0.5:
+        cause = explain_limb_failure(x) or "the limb leads look swapped or misordered"
         warnings.append(
             f"Einthoven's law II = I + III fails in {violated:.0%} of sampled records: "
-            f"the limb leads look swapped or misordered (expected order {', '.join(LEADS)})"
+            f"{cause}; fix: reorder the leads to {', '.join(LEADS)}"
         )
     if len(x) < AVR_MIN_RECORDS:
         return warnings
@@ -136,6 +146,19 @@ def lead_order_warnings(x):
             "records (normally negative): arm electrodes reversed or leads misordered"
         )
     return warnings
+
+
+def signal_warnings(x):
+    """Every warning about tracings ``x`` (k, 4096, 12): scale, flat, normalised, lead order.
+
+    The amplitude-scale check is skipped when the leads were normalised independently
+    (their amplitudes then say nothing about the units).
+    """
+    finite = x[np.isfinite(x).all(axis=(1, 2))]
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
+        normalised = normalised_fraction(finite) > MAJORITY
+        scale = [] if normalised else scale_warnings(lead_statistics(finite))
+        return scale + lead_order_warnings(finite)
 
 
 def inspect_collection(
@@ -183,7 +206,8 @@ def inspect_collection(
     sample = _sample_rows(collection.n, max_records)
     x = RowReader(collection).read(sample)  # (k, 4096, 12)
     finite = np.isfinite(x).all(axis=(1, 2))
-    stats = lead_statistics(x[finite])
+    with np.errstate(over="ignore", invalid="ignore"):
+        stats = lead_statistics(x[finite])
     print(
         f"amplitudes in mV over {stats['records']} sampled non-empty records "
         "(median peak-to-peak / 99th pct of max |x| / median std):",
@@ -194,7 +218,7 @@ def inspect_collection(
             f"  {name:4s} {stats['ptp'][i]:8.3f} {stats['abs_max'][i]:8.3f} {stats['std'][i]:8.3f}",
             file=out,
         )
-    warnings = scale_warnings(stats) + lead_order_warnings(x[finite])
+    warnings = signal_warnings(x[finite])
     for warning in warnings:
         print(f"WARNING: {warning}", file=out)
     if scan:

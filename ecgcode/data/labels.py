@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError
-from ecgcode.data.hdf5 import MissingFileError, open_collection, open_hdf5
+from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, plain
+from ecgcode.data.hdf5 import MissingFileError, corrupt_hdf5_errors, open_collection, open_hdf5
 
 
 # --- Errors --------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def _check_label_values(values, source, classes):
         row, column = np.argwhere(bad)[0]
         raise LabelValuesError(
             f"{source}: {int(bad.sum())} label values are not 0 or 1 (first: row {row}, "
-            f"class {classes[column]}, value {values[row, column]:g}); labels must be 0/1"
+            f"class {classes[column]}, value {plain(values[row, column])}); labels must be 0/1"
         )
     return values.astype(np.float32)
 
@@ -148,7 +148,7 @@ def _labels_from_hdf5(collection, classes=None):
     """
     parts = []
     for path in collection.paths:
-        with open_hdf5(path) as handle:
+        with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
             if "labels" not in handle:
                 return None, None
             dataset = handle["labels"]

@@ -8,11 +8,13 @@ the data) and permutes the rows inside each window; ``shuffle=False`` keeps the 
 (or ``indices``) order.  TensorFlow is imported only when :func:`make_dataset` is called.
 """
 
+import os
+
 import numpy as np
 
 from ecgcode.common import DEFAULT_DATASET_NAME, INPUT_SHAPE, ECGInputError
 from ecgcode.data.hdf5 import EmptyCollectionError, RowReader, open_collection
-from ecgcode.data.labels import LabelRowCountError, LabelTable
+from ecgcode.data.labels import LabelError, LabelRowCountError, LabelTable, load_labels
 
 
 # --- The tf.data pipeline --------------------------------------------------------------
@@ -30,9 +32,17 @@ def _rows_to_read(collection, indices, shuffle):
 def _check_labels_array(labels, collection):
     if labels is None:
         return None
+    if isinstance(labels, (str, os.PathLike)):  # a label CSV, as load_labels reads it
+        labels = load_labels(collection, labels, collection.dataset_name)
     if isinstance(labels, LabelTable):
         labels = labels.labels
-    labels = np.asarray(labels, dtype=np.float32)
+    try:
+        labels = np.asarray(labels, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise LabelError(
+            f"labels of type {type(labels).__name__} cannot be used; pass a label CSV path, "
+            "a LabelTable (load_labels) or an (n, n_classes) array of 0/1, or None"
+        ) from None
     if labels.ndim != 2 or labels.shape[0] != collection.n:
         raise LabelRowCountError(
             f"labels have shape {labels.shape} but {', '.join(collection.paths)} hold "
@@ -64,9 +74,10 @@ def make_dataset(
     Parameters
     ----------
     paths_or_collection : paths or Collection
-    labels : numpy.ndarray or LabelTable, optional
-        (n, n_classes) labels aligned with the collection's rows; when None the dataset
-        yields ``x`` alone.
+    labels : numpy.ndarray, LabelTable, str or os.PathLike, optional
+        (n, n_classes) labels aligned with the collection's rows, or the path of a label
+        CSV (read with ``load_labels``: class columns by name, joined on ``exam_id``);
+        when None the dataset yields ``x`` alone.
     batch_size : int
         Batch size (per worker / per input pipeline; see ``input_context``).
     shuffle : bool

@@ -56,6 +56,7 @@ from ecgcode.common import (
     SAMPLING_RATE,
     ECGInputError,
     atomic_output,
+    plain,
     run_cli,
 )
 from ecgcode.data.hdf5 import create_tracings
@@ -251,15 +252,20 @@ def _convert_record(signal, fs, lead_names, units, source):
     if signal.ndim != 2 or signal.shape[0] == 0:
         raise ECGInputError(f"{source}: empty or malformed signal of shape {signal.shape}; "
                             "fix: give a (n_samples, n_leads) recording")
-    leads, derived = match_leads(signal, lead_names, units, source)  # (n_samples, 12)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: inf/NaN, refused next
+        leads, derived = match_leads(signal, lead_names, units, source)  # (n_samples, 12)
     _check_finite(leads, source)
     resampled = resample_to_contract_rate(leads, fs)  # (n_samples * 400 / fs, 12)
-    return centre(resampled).astype(np.float32), derived  # (4096, 12)
+    tracing = centre(resampled)  # (4096, 12) float64
+    if np.abs(tracing).max() > np.finfo(np.float32).max:  # would become inf in float32
+        raise ECGInputError(f"{source}: values too large for float32 after conversion to "
+                            "1e-4 V; fix: check the file (damaged?) and its --units")
+    return tracing.astype(np.float32), derived
 
 
 def _check_rate(fs, source):
     if fs is None or not np.isfinite(fs) or fs <= 0:
-        raise ECGInputError(f"{source}: invalid sampling rate {fs!r}; "
+        raise ECGInputError(f"{source}: invalid sampling rate {plain(fs)}; "
                             "fix: pass --fs with the rate in Hz")
 
 
@@ -386,6 +392,8 @@ def _write_records_group(file, metadata):
                                   "device, the file's own diagnosis statements and codes")
     text = h5py.string_dtype()
     for key, values in metadata.items():
+        if key not in ("sampling_rate", "n_samples"):  # HDF5 strings cannot hold NUL bytes
+            values = [str(value).replace("\0", "") for value in values]
         if key == "sampling_rate":
             group.create_dataset(key, data=np.array(values, dtype=np.float64))
         elif key == "n_samples":

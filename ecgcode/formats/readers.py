@@ -18,13 +18,14 @@ that a bad input fails before any output is written. This module does not depend
 
 import functools
 import os
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ecgcode.common import LEADS, ECGInputError, first_line
+from ecgcode.common import LEADS, ECGInputError, first_line, plain
 from ecgcode.formats import challenge, clinical
 from ecgcode.formats.ptbxl_labels import label_matrix
 
@@ -41,8 +42,11 @@ PTBXL_DATABASE = "ptbxl_database.csv"
 
 _WFDB_EXTENSIONS = {".hea", ".dat"}
 
-_READ_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, UnicodeDecodeError)
-"""What readers of malformed files raise (pandas' and numpy's parse errors are ValueErrors)."""
+_READ_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, UnicodeDecodeError,
+                TypeError, SyntaxError, tokenize.TokenError)
+"""What readers of malformed files raise (pandas' and numpy's parse errors are ValueErrors;
+found by tests/test_fuzz.py: wfdb raises TypeError on some broken headers, numpy a
+SyntaxError or tokenize.TokenError on a damaged .npy header)."""
 
 
 def canonical_lead(name):
@@ -120,7 +124,7 @@ def read_csv(path, *, fs, units):
     non_numeric = values.isna() & frame[lead_columns].notna()
     if non_numeric.to_numpy().any():
         row, col = np.argwhere(non_numeric.to_numpy())[0]
-        raise ECGInputError(f"{path}: non-numeric value {frame[lead_columns].iat[row, col]!r} "
+        raise ECGInputError(f"{path}: non-numeric value {plain(frame[lead_columns].iat[row, col])} "
                             f"in column {lead_columns[col]} (data row {row + 1}); "
                             "fix: keep only numbers below the header")
     return values.to_numpy(np.float64), float(fs), [str(c) for c in lead_columns], units
@@ -198,7 +202,11 @@ def read_ptbxl_table(folder, low_rate=False, label_set="paper"):
 
     table_path = os.path.join(os.fspath(folder), PTBXL_DATABASE)
     _require_file(table_path, "PTB-XL's database table")
-    frame = pd.read_csv(table_path)
+    try:
+        frame = pd.read_csv(table_path)
+    except _READ_ERRORS as error:
+        raise ECGInputError(f"{table_path}: cannot read PTB-XL's table ({type(error).__name__}); "
+                            "fix: give the unmodified ptbxl_database.csv") from None
     file_column = "filename_lr" if low_rate else "filename_hr"
     required = ["ecg_id", "scp_codes", "strat_fold", file_column]
     missing = [column for column in required if column not in frame.columns]
@@ -209,15 +217,17 @@ def read_ptbxl_table(folder, low_rate=False, label_set="paper"):
         raise ECGInputError(f"{table_path}: no records; fix: give the full ptbxl_database.csv")
     labels, classes = label_matrix(folder, frame, label_set, table_path)
     patient = frame["patient_id"] if "patient_id" in frame.columns else pd.Series(-1, frame.index)
-    return {
-        "exam_id": frame["ecg_id"].to_numpy(np.int64),
-        "strat_fold": frame["strat_fold"].to_numpy(np.int64),
-        "patient_id": patient.fillna(-1).to_numpy(np.int64),
-        "labels": labels,  # (n, n_classes)
-        "classes": classes,
-        "label_set": label_set,
-        "records": [str(name) for name in frame[file_column]],
-    }
+    try:
+        numbers = {"exam_id": frame["ecg_id"].to_numpy(np.int64),
+                   "strat_fold": frame["strat_fold"].to_numpy(np.int64),
+                   "patient_id": patient.fillna(-1).to_numpy(np.int64)}
+    except (ValueError, TypeError, OverflowError):
+        raise ECGInputError(f"{table_path}: ecg_id, strat_fold or patient_id holds a value that "
+                            "is not a whole number; fix: give the unmodified ptbxl_database.csv"
+                            ) from None
+    return {**numbers, "labels": labels,  # (n, n_classes)
+            "classes": classes, "label_set": label_set,
+            "records": [str(name) for name in frame[file_column]]}
 
 
 # --- Planning a conversion --------------------------------------------------------------

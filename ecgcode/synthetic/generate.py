@@ -43,6 +43,7 @@ from ecgcode.common import (
     SAMPLING_RATE,
     ECGInputError,
     atomic_output,
+    plain,
     run_cli,
 )
 from ecgcode.data.hdf5 import create_tracings
@@ -224,9 +225,9 @@ def _generate_chunk(rng, n, prevalence, noise, short_fraction, return_components
 
 def _check_arguments(n, seed, short_fraction):
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ECGInputError(f"number of exams n={n!r}; give a positive integer")
+        raise ECGInputError(f"number of exams n={plain(n)}; give a positive integer")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ECGInputError(f"seed={seed!r}; give a non-negative integer")
+        raise ECGInputError(f"seed={plain(seed)}; give a non-negative integer")
     if not 0.0 <= short_fraction <= 1.0:
         raise ECGInputError(f"short fraction {short_fraction}; give a value in [0, 1]")
 

@@ -20,7 +20,9 @@ import sys
 import numpy as np
 
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
-from ecgcode.training import state as ts
+from ecgcode.quiet import lazy_module
+
+ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
 
 DEFAULTS = {
     "epochs": 70,
@@ -40,6 +42,7 @@ DEFAULTS = {
     "test_where": None,
     "init": None,
     "freeze_backbone": False,
+    "skip_nonfinite": False,
 }
 """Options of a new run; on --resume the saved options replace them."""
 
