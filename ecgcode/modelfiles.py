@@ -23,6 +23,7 @@ from ecgcode.common import (
     atomic_output,
     first_line,
 )
+from ecgcode.legacy_h5 import rewrite_for_tf_keras2
 from ecgcode.network import get_model
 
 
@@ -31,7 +32,8 @@ def save_model(model, stem, formats=(".keras", ".h5")):
     """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``.
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
-    process, without importing this project. Each file is written to a temporary file
+    process and with ``tf_keras.models.load_model`` (tf.keras 2.x), without importing
+    this project (see :mod:`ecgcode.legacy_h5`). Each file is written to a temporary file
     and renamed, so an interrupted save never leaves a partial file.
 
     Parameters
@@ -54,6 +56,8 @@ def save_model(model, stem, formats=(".keras", ".h5")):
     for path in paths:
         with atomic_output(path) as tmp, _keeping_compile_config(model):
             model.save(tmp)
+            if path.endswith(".h5"):
+                rewrite_for_tf_keras2(tmp)
     return paths
 
 
