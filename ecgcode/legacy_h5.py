@@ -77,8 +77,8 @@ def tf_keras2_model_config(config):
     """
     model = dict(config["config"])
     model["layers"] = [_layer(layer) for layer in model["layers"]]
-    for key in ("input_layers", "output_layers"):
-        model[key] = _list_of_tensor_references(model[key])
+    # input_layers/output_layers stay as they are: tf.keras 2.x reads the single-tensor
+    # ``["signal", 0, 0]`` too, and a ``[[...]]`` list would make Keras 3 expect a list.
     return {"class_name": config["class_name"], "config": model}
 
 
@@ -134,13 +134,6 @@ def _tensor_reference(tensor):
     if not (isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__"):
         raise ValueError(f"cannot write this node input in the tf.keras 2.x format: {tensor!r}")
     return list(tensor["config"]["keras_history"])
-
-
-def _list_of_tensor_references(references):
-    """``["signal", 0, 0]`` (one input) becomes ``[["signal", 0, 0]]``."""
-    if references and not isinstance(references[0], list):
-        return [references]
-    return references
 
 
 # --- Training configuration --------------------------------------------------------

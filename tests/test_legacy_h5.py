@@ -90,7 +90,13 @@ def test_file_holds_the_tf_keras_2_spellings(saved_h5):
     layers = {layer["name"]: layer for layer in config["config"]["layers"]}
     assert layers["signal"]["config"]["batch_input_shape"] == [None, 4096, 12]
     assert layers["add_1"]["inbound_nodes"] == [[["conv1d_4", 0, 0, {}], ["conv1d_2", 0, 0, {}]]]
-    assert config["config"]["input_layers"] == [["signal", 0, 0]]
+    assert config["config"]["input_layers"] == ["signal", 0, 0]  # one tensor, not a list
+
+
+def test_keras_3_model_keeps_a_single_tensor_input(saved_h5, recwarn):
+    loaded = keras.models.load_model(saved_h5, compile=False)
+    loaded(np.zeros((1, *INPUT_SHAPE), np.float32))
+    assert not [w for w in recwarn if "structure of `inputs`" in str(w.message)]
 
 
 def test_mixed_precision_policy_survives(tmp_path):
