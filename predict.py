@@ -10,7 +10,8 @@ form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still 
 Outputs: ``.npy`` holds float32 (N, 6) probabilities in file order (the original study's
 format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files have no
 ids), one probability column per class and, when thresholds are known, one 0/1
-``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet.
+``<class>_pred`` column per class. ``--plot N`` also draws exam N as a 12-lead ECG sheet;
+``--explain N`` adds integrated-gradients attributions of exam N (``ecgcode/explain.py``).
 """
 
 import argparse
@@ -97,6 +98,21 @@ def build_parser():
     parser.add_argument(
         "--plot-format", choices=("png", "pdf"), default="png",
         help="file format of the --plot sheets (default: png)",
+    )
+    parser.add_argument(
+        "--explain", type=int, action="append", default=[], metavar="N",
+        help="explain exam N (0-based row, repeatable) with integrated gradients (zero "
+        "baseline): writes <OUT stem>_saliency.npy (explained exams x 4096 x 12, for each "
+        "exam's top class or --explain-class), its index <OUT stem>_saliency.json and the "
+        "sheet <OUT stem>_row<N>_saliency.png with the attribution as a colour band",
+    )
+    parser.add_argument(
+        "--explain-class", choices=CLASSES, default=None,
+        help="class explained by --explain (default: each exam's most probable class)",
+    )
+    parser.add_argument(
+        "--explain-steps", type=int, default=64, metavar="STEPS",
+        help="integration steps of --explain (default: 64; cost grows with it)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary on the console"
@@ -308,11 +324,11 @@ def nonfinite_warning(probabilities, collection):
     )
 
 
-def locate_row(collection, row):
+def locate_row(collection, row, option="--plot"):
     """Map a 0-based row over the whole collection to (file path, row inside that file)."""
     if not 0 <= row < collection.n:
         raise ECGInputError(
-            f"--plot {row}: no such exam; the tracings hold {collection.n} exams "
+            f"{option} {row}: no such exam; the tracings hold {collection.n} exams "
             f"(rows 0 to {collection.n - 1})"
         )
     file_number, local_row = collection.locate([row])
@@ -346,6 +362,22 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
     return written
 
 
+def explain_exams(model, collection, probabilities, thresholds, args):
+    """--explain: attributions (.npy, .json) and saliency sheets; return (paths, summaries)."""
+    from ecgcode import explain
+    from ecgcode import plotting as ecg_plot
+
+    exams = []
+    for row in args.explain:
+        path, local_row = locate_row(collection, row)
+        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+        exams.append(explain.Exam(row, tracing, exam_id, os.path.basename(path)))
+    return explain.explain_and_save(
+        model, exams, probabilities, args.output_file, args.explain_class, thresholds,
+        args.plot_format, args.explain_steps,
+    )
+
+
 # --- Command line ------------------------------------------------------------------
 def main(argv=None):
     """Command line of predict.py; returns the exit status."""
@@ -354,6 +386,8 @@ def main(argv=None):
     extension = output_format(args.output_file)  # checked before any work
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
+    if args.explain_steps < 1:
+        raise ECGInputError(f"--explain-steps {args.explain_steps}: must be a positive integer")
     model_path, run_thresholds_path = resolve_model(model_argument)
     thresholds = choose_thresholds(args, run_thresholds_path)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
@@ -367,8 +401,9 @@ def main(argv=None):
     import datasets  # imports TensorFlow: after the cheap checks
 
     collection = datasets.open_collection(tracing_paths, dataset_name=args.dataset_name)
-    for row in args.plot:
-        locate_row(collection, row)
+    for option, rows in (("--plot", args.plot), ("--explain", args.explain)):
+        for row in rows:
+            locate_row(collection, row, option)
     for message in input_warnings(collection):
         print(f"warning: {message}", file=sys.stderr)
 
@@ -393,10 +428,16 @@ def main(argv=None):
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
         model_path,
     )
+    summaries = []
+    if args.explain:
+        explained, summaries = explain_exams(model, collection, probabilities, thresholds, args)
+        written += explained
     if not args.quiet:
         print(f"wrote {args.output_file}: {collection.n} exams x {N_CLASSES} classes")
         for path in written:
             print(f"wrote {path}")
+        for line in summaries:
+            print(line)
     return 0
 
 
