@@ -73,7 +73,8 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
     Parameters
     ----------
     model : keras.Model
-        Maps (batch, 4096, 12) to (batch, n_classes); TensorFlow backend.
+        Maps (batch, 4096, 12) to (batch, n_classes); TensorFlow backend. A
+        mixed-precision model is explained through a float32 copy.
     tracings : array_like, shape (n, 4096, 12)
         Exams in 1e-4 V.
     class_indices : sequence of int, length n
@@ -92,6 +93,9 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
             f"explanations need the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()});"
             " run with KERAS_BACKEND=tensorflow"
         )
+    from ecgcode.export import float32_model
+
+    model = float32_model(model)  # bfloat16 gradients would break completeness
     tracings = np.asarray(tracings, dtype=np.float32)
     class_indices = np.asarray(class_indices, dtype=np.int64)
     if steps < 1:

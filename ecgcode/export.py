@@ -2,13 +2,13 @@
 
 Every export takes float32 ``signal`` (batch, 4096, 12) in 1e-4 V and returns
 ``probabilities`` (batch, n_classes), and carries the same metadata (class names, leads,
-sampling rate, units; see :func:`export_metadata`), readable with :func:`read_metadata`.
+sampling rate, units; see :func:`export_metadata`), readable with
+:func:`ecgcode.runtimes.read_metadata`.
 
 The conversions are the maintained ones: Keras' ``ExportArchive`` writes the SavedModel,
 ``model.export(format="onnx")`` (tf2onnx underneath) the ONNX file and TensorFlow's
-``tf.lite.TFLiteConverter`` the flat buffer (from that SavedModel). The runtimes
-(:func:`predict_export`) are onnxruntime, LiteRT (``ai_edge_litert``, else
-``tf.lite.Interpreter``) and TensorFlow.
+``tf.lite.TFLiteConverter`` the flat buffer (from that SavedModel). Running them back is
+:mod:`ecgcode.runtimes`'s job.
 """
 
 import argparse
@@ -30,16 +30,18 @@ from ecgcode.common import (
     ECGInputError,
     atomic_output,
 )
+from ecgcode.runtimes import (
+    INPUT_NAME,
+    METADATA_COLLECTION,
+    OUTPUT_NAME,
+    SIGNATURE,
+    predict_export,
+)
 
 FORMATS = ("onnx", "tflite", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
 """File name suffix of each export: ``OUT.onnx``, ``OUT.tflite`` and the folder ``OUT``."""
 
-INPUT_NAME = "signal"
-OUTPUT_NAME = "probabilities"
-SIGNATURE = "serving_default"
-METADATA_COLLECTION = "metadata"
-"""Name under which a reloaded SavedModel holds its metadata (a JSON string variable)."""
 
 
 # --- What every export carries -----------------------------------------------------
@@ -179,7 +181,8 @@ def export_saved_model(model, path, metadata):
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No archive.track(model): the endpoint's trace already captures every weight, and
+    # tracking the model too stores each weight twice (keras-team/keras#23553).
     archive.add_endpoint(
         SIGNATURE,
         lambda signal: {OUTPUT_NAME: model(signal, training=False)},  # (batch, n_classes)
@@ -390,104 +393,3 @@ def _size_mb(path):
             for folder, _, names in os.walk(path) for name in names
         ) / 1e6
     return os.path.getsize(path) / 1e6
-
-
-# --- Reading exports back ------------------------------------------------------------
-def export_format(path):
-    """``"onnx"``, ``"tflite"`` or ``"saved_model"`` for an export's path; ECGInputError else."""
-    path = os.fspath(path)
-    if path.endswith(".onnx"):
-        return "onnx"
-    if path.endswith(".tflite"):
-        return "tflite"
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return "saved_model"
-    raise ECGInputError(
-        f"{path}: not an export; give an .onnx or .tflite file or a SavedModel folder"
-    )
-
-
-def read_metadata(path):
-    """The metadata dict written by :func:`export_model` into any of its exports."""
-    kind = export_format(path)
-    if kind == "onnx":
-        import onnx
-
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-        return {prop.key: prop.value for prop in proto.metadata_props}
-    if kind == "tflite":
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        tflite = flatbuffer_utils.read_model(os.fspath(path))
-        return dict(_tflite_text_metadata(tflite))
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(os.fspath(path))
-    return json.loads(getattr(loaded, METADATA_COLLECTION)[0].numpy().decode("utf-8"))
-
-
-def _tflite_text_metadata(tflite):
-    """(name, text) of the flat buffer's metadata entries that hold UTF-8 text."""
-    for entry in tflite.metadata or []:
-        data = tflite.buffers[entry.buffer].data
-        try:
-            yield _as_str(entry.name), bytes(data).decode("utf-8")
-        except (TypeError, UnicodeDecodeError):
-            continue  # the converter's binary entries (e.g. CONVERSION_METADATA)
-
-
-def read_classes(path):
-    """The class names stored in an export, as a tuple of str."""
-    return tuple(json.loads(read_metadata(path)["classes"]))
-
-
-def predict_export(path, x, batch_size=32):
-    """Run an export on ``x`` (n, 4096, 12) with its own runtime; return (n, n_classes).
-
-    ONNX runs in onnxruntime, TFLite in LiteRT (``ai_edge_litert``, else
-    ``tf.lite.Interpreter``), a SavedModel in TensorFlow.
-    """
-    run = {"onnx": _onnx_runner, "tflite": _tflite_runner, "saved_model": _saved_model_runner}
-    batch_runner = run[export_format(path)](os.fspath(path))
-    x = np.asarray(x, dtype=np.float32)
-    outputs = [batch_runner(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
-    return np.concatenate(outputs).astype(np.float32)  # (n, n_classes)
-
-
-def onnx_session(path, threads=None):
-    """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(
-        os.fspath(path), options, providers=["CPUExecutionProvider"]
-    )
-
-
-def _onnx_runner(path):
-    session = onnx_session(path)
-    return lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-
-
-def _tflite_runner(path):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # LiteRT not installed: TensorFlow's own (deprecated) interpreter
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
-    return lambda batch: runner(**{INPUT_NAME: batch})[OUTPUT_NAME]
-
-
-def _saved_model_runner(path):
-    import tensorflow as tf
-
-    serve = tf.saved_model.load(path).signatures[SIGNATURE]
-    return lambda batch: serve(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()
-
-
-def _as_str(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

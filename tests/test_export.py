@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import model as model_module
-from ecgcode import export
+from ecgcode import export, runtimes
 from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError, run_cli
 from ecgcode.modelfiles import save_model
 from ecgcode.network import get_model
@@ -67,7 +67,7 @@ def test_all_three_exports_are_written(exported):
 @pytest.mark.parametrize("kind", export.FORMATS)
 def test_runtime_gives_the_keras_predictions(exported, paper_model, ecgs, kind):
     expected = paper_model.predict(ecgs, verbose=0)
-    predicted = export.predict_export(exported[kind], ecgs, batch_size=2)  # batches 2, 2, 1
+    predicted = runtimes.predict_export(exported[kind], ecgs, batch_size=2)  # batches 2, 2, 1
     assert predicted.shape == (5, 6) and predicted.dtype == np.float32
     np.testing.assert_allclose(predicted, expected, atol=TOLERANCE, rtol=0)
     assert expected.std() > 0.01  # the comparison is not between constants
@@ -75,8 +75,8 @@ def test_runtime_gives_the_keras_predictions(exported, paper_model, ecgs, kind):
 
 @pytest.mark.parametrize("kind", export.FORMATS)
 def test_metadata_holds_the_class_names(exported, kind):
-    assert export.read_classes(exported[kind]) == CLASSES
-    metadata = export.read_metadata(exported[kind])
+    assert runtimes.read_classes(exported[kind]) == CLASSES
+    metadata = runtimes.read_metadata(exported[kind])
     assert metadata["sampling_rate_hz"] == "400" and "1e-4 V" in metadata["input"]
 
 
@@ -89,6 +89,12 @@ def test_onnx_interface(exported):
     assert '"1dAVb"' in session.get_modelmeta().custom_metadata_map["classes"]
 
 
+def test_saved_model_stores_each_weight_once(exported, paper_model):
+    folder = os.path.join(exported["saved_model"], "variables")
+    stored = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    assert stored < 1.05 * 4 * paper_model.count_params()  # float32, not twice (keras#23553)
+
+
 def test_saved_model_serving_signature(exported):
     import tensorflow as tf
 
@@ -99,9 +105,7 @@ def test_saved_model_serving_signature(exported):
 
 
 def test_tflite_signature(exported):
-    from ecgcode.export import _tflite_runner
-
-    runner = _tflite_runner(exported["tflite"])
+    runner = runtimes._tflite_runner(exported["tflite"])
     assert runner(np.zeros((3, *INPUT_SHAPE), np.float32)).shape == (3, 6)
 
 
@@ -122,8 +126,8 @@ def test_mixed_precision_model_is_exported_in_float32(tmp_path):
     x = generate(2, seed=1)[0]
     paths = export.export_model(mixed, tmp_path / "mixed", formats=("onnx",), classes="abc")
     expected = export.float32_model(mixed).predict(x, verbose=0)
-    np.testing.assert_allclose(export.predict_export(paths["onnx"], x), expected, atol=TOLERANCE)
-    assert export.read_classes(paths["onnx"]) == ("a", "b", "c")
+    np.testing.assert_allclose(runtimes.predict_export(paths["onnx"], x), expected, atol=TOLERANCE)
+    assert runtimes.read_classes(paths["onnx"]) == ("a", "b", "c")
 
 
 def test_other_folder_is_never_replaced(tmp_path):
@@ -139,7 +143,7 @@ def test_other_folder_is_never_replaced(tmp_path):
 def test_existing_saved_model_is_replaced(tmp_path):
     first = export.export_model(tiny_model(2), tmp_path / "m", formats=("saved_model",))
     export.export_model(tiny_model(3), tmp_path / "m", formats=("saved_model",))
-    assert export.read_classes(first["saved_model"]) == ("class_0", "class_1", "class_2")
+    assert runtimes.read_classes(first["saved_model"]) == ("class_0", "class_1", "class_2")
     assert sorted(os.listdir(tmp_path)) == ["m"]
 
 
