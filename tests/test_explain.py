@@ -184,3 +184,15 @@ def test_predict_explain_bad_arguments(inputs, tmp_path, capsys, argv, fragment)
     )
     assert status == 2 and fragment in stderr and stderr.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_mixed_precision_model_is_explained_in_float32(ecgs):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = tiny_model()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    float32 = tiny_model()  # same seed: same weights, float32 layers
+    mixed_result = explain.integrated_gradients(mixed, ecgs[:1], [0], steps=8)
+    float32_result = explain.integrated_gradients(float32, ecgs[:1], [0], steps=8)
+    np.testing.assert_allclose(mixed_result.attributions, float32_result.attributions, atol=1e-6)
