@@ -11,6 +11,7 @@ rewrite is checked by a test that loads the file with ``tf_keras``.
 """
 
 import json
+import warnings
 
 import h5py
 
@@ -49,15 +50,29 @@ def rewrite_for_tf_keras2(path):
     ----------
     path : str or os.PathLike
         A full-model ``.h5`` file written by Keras 3's ``model.save``.
+
+    Returns
+    -------
+    bool
+        False, with a warning and the file untouched (it then loads in Keras 3 only), for a
+        model the rewrite does not cover: not functional, or a layer called on something
+        other than tensors.
     """
     with h5py.File(path, "r+") as f:
         config = json.loads(_as_str(f.attrs["model_config"]))
-        f.attrs["model_config"] = json.dumps(tf_keras2_model_config(config)).encode("utf8")
+        try:
+            model_config = tf_keras2_model_config(config)
+        except ValueError as error:
+            warnings.warn(f"{path}: left in the Keras 3 spelling, tf.keras 2.x cannot load it "
+                          f"({error})", stacklevel=2)
+            return False
+        f.attrs["model_config"] = json.dumps(model_config).encode("utf8")
         if "training_config" in f.attrs:
             training = json.loads(_as_str(f.attrs["training_config"]))
             f.attrs["training_config"] = json.dumps(tf_keras2_training_config(training)).encode(
                 "utf8"
             )
+    return True
 
 
 # --- Model configuration -----------------------------------------------------------
@@ -74,7 +89,14 @@ def tf_keras2_model_config(config):
     -------
     dict
         The same model, readable by tf.keras 2.x and by Keras 3.
+
+    Raises
+    ------
+    ValueError
+        Not a functional model, or a node input that is not a tensor.
     """
+    if config.get("class_name") != "Functional":
+        raise ValueError(f"a {config.get('class_name')} model, not a functional one")
     model = dict(config["config"])
     model["layers"] = [_layer(layer) for layer in model["layers"]]
     # input_layers/output_layers stay as they are: tf.keras 2.x reads the single-tensor

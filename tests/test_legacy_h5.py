@@ -131,3 +131,10 @@ def test_unknown_node_input_is_refused():
                     "inbound_nodes": [{"args": [3.0], "kwargs": {}}]}]}}
     with pytest.raises(ValueError, match="tf.keras 2.x format"):
         tf_keras2_model_config(config)
+
+
+def test_a_model_the_rewrite_does_not_cover_is_saved_for_keras_3(tmp_path):
+    sequential = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    with pytest.warns(UserWarning, match="tf.keras 2.x cannot load it"):
+        (path,) = save_model(sequential, tmp_path / "seq", (".h5",))
+    assert len(keras.models.load_model(path).weights) == 2
