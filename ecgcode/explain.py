@@ -35,6 +35,8 @@ FOR_COLOR, AGAINST_COLOR = "#7b3294", "#008837"
 sheet's pink-red grid and readable by most colour-blind readers."""
 
 MAX_ALPHA = 0.6
+SHEET_DPI = 200
+"""Resolution of the saliency sheets (that of predict.py --plot)."""
 
 
 # --- Attributions ------------------------------------------------------------------
@@ -228,7 +230,7 @@ def _shade_segment(axes, values, segment, scale):
 # --- predict.py --explain -------------------------------------------------------------
 @dataclasses.dataclass
 class Exam:
-    """One exam to explain: its 0-based row over all inputs, tracing and labels."""
+    """One exam to explain: its 0-based row over all inputs, (4096, 12) tracing, id, file."""
 
     row: int
     tracing: np.ndarray
@@ -283,16 +285,19 @@ def explain_and_save(model, exams, probabilities, output_file, class_name=None,
     for exam, attribution, class_index, path in zip(
         exams, explanation.attributions, explanation.class_indices, sheet_paths
     ):
-        title = f"{exam.source}   row {exam.row}"
-        if exam.exam_id is not None:
-            title += f"   exam_id {exam.exam_id}"
-        figure = draw_saliency_sheet(
-            exam.tracing, attribution, CLASSES[class_index], title=title,
-            probabilities=probabilities[exam.row], thresholds=thresholds,
-        )
-        with atomic_output(path) as tmp:
-            figure.savefig(tmp, format=plot_format, dpi=200)
+        _write_sheet(path, plot_format, exam, attribution, CLASSES[class_index],
+                     probabilities=probabilities[exam.row], thresholds=thresholds)
     return [npy_path, json_path, *sheet_paths], [_summary(entry) for entry in index["exams"]]
+
+
+def _write_sheet(path, plot_format, exam, attribution, class_name, **sheet_options):
+    title = f"{exam.source}   row {exam.row}"
+    if exam.exam_id is not None:
+        title += f"   exam_id {exam.exam_id}"
+    figure = draw_saliency_sheet(exam.tracing, attribution, class_name, title=title,
+                                 **sheet_options)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format=plot_format, dpi=SHEET_DPI)
 
 
 def explanation_index(exams, explanation):
