@@ -135,6 +135,13 @@ def export_model(model, out, formats=FORMATS, classes=None):
     dict of str to str
         Format -> path written.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ECGInputError(
+            f"export runs on the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()}); "
+            "run it with KERAS_BACKEND=tensorflow"
+        )
     paths = export_paths(out, formats)
     if "saved_model" in paths:
         _check_replaceable(paths["saved_model"])  # before the minutes of work
