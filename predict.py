@@ -11,7 +11,8 @@ Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the 
 study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
 have no ids), one probability column per class, named from the classes stored in the model,
 and, when thresholds are known, one 0/1 ``<class>_pred`` column per class. ``--plot N`` also
-draws exam N as a 12-lead ECG sheet. Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
+draws exam N as a 12-lead ECG sheet; ``--explain N`` adds integrated-gradients attributions
+of exam N (``ecgcode/explain.py``). Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
 exports, WFDB records, ...) are converted into the data contract on the fly
 (``ecgcode.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
 column.
@@ -111,6 +112,22 @@ def build_parser():
     parser.add_argument(
         "--plot-format", choices=("png", "pdf"), default="png",
         help="file format of the --plot sheets (default: png)",
+    )
+    parser.add_argument(
+        "--explain", type=int, action="append", default=[], metavar="N",
+        help="explain exam N (0-based row, repeatable) with integrated gradients (zero "
+        "baseline): writes <OUT stem>_saliency.npy (explained exams x 4096 x 12, for each "
+        "exam's top class or --explain-class), its index <OUT stem>_saliency.json and the "
+        "sheet <OUT stem>_row<N>_saliency.png with the attribution as a colour band",
+    )
+    parser.add_argument(
+        "--explain-class", metavar="CLASS", default=None,
+        help="class explained by --explain, one of the model's classes (default: each exam's "
+        "most probable class)",
+    )
+    parser.add_argument(
+        "--explain-steps", type=int, default=64, metavar="STEPS",
+        help="integration steps of --explain (default: 64; cost grows with it)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary on the console"
@@ -365,11 +382,11 @@ def nonfinite_warning(probabilities, collection):
     )
 
 
-def locate_row(collection, row):
+def locate_row(collection, row, option="--plot"):
     """Map a 0-based row over the whole collection to (file path, row inside that file)."""
     if not 0 <= row < collection.n:
         raise ECGInputError(
-            f"--plot {row}: no such exam; the tracings hold {collection.n} exams "
+            f"{option} {row}: no such exam; the tracings hold {collection.n} exams "
             f"(rows 0 to {collection.n - 1})"
         )
     file_number, local_row = collection.locate([row])
@@ -403,6 +420,22 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
     return written
 
 
+def explain_exams(model, collection, probabilities, thresholds, args, classes=CLASSES):
+    """--explain: attributions (.npy, .json) and saliency sheets; return (paths, summaries)."""
+    from ecgcode import explain
+    from ecgcode import plotting as ecg_plot
+
+    exams = []
+    for row in args.explain:
+        path, local_row = locate_row(collection, row)
+        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+        exams.append(explain.Exam(row, tracing, exam_id, os.path.basename(path)))
+    return explain.explain_and_save(
+        model, exams, probabilities, args.output_file, args.explain_class, thresholds,
+        args.plot_format, args.explain_steps, classes,
+    )
+
+
 # --- Command line ------------------------------------------------------------------
 def main(argv=None):
     """Command line of predict.py; returns the exit status."""
@@ -411,6 +444,8 @@ def main(argv=None):
     output_format(args.output_file)  # checked before any work
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
+    if args.explain_steps < 1:
+        raise ECGInputError(f"--explain-steps {args.explain_steps}: must be a positive integer")
     model_path, run_thresholds_path = resolve_model(model_argument)
     given_classes = parse_classes(args.classes) if args.classes else None
     if args.thresholds:
@@ -432,8 +467,9 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
 
     collection = datasets.open_collection(tracing_paths, dataset_name=args.dataset_name)
     names = row_names(collection.paths, collection.sizes, converted)
-    for row in args.plot:
-        locate_row(collection, row)
+    for option, rows in (("--plot", args.plot), ("--explain", args.explain)):
+        for row in rows:
+            locate_row(collection, row, option)
     import_tensorflow(verbose=args.verbose)
     import model as model_module
 
@@ -470,11 +506,18 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
         model_path, classes, names,
     )
+    summaries = []
+    if args.explain:
+        explained, summaries = explain_exams(model, collection, probabilities, thresholds, args,
+                                             classes)
+        written += explained
     if not args.quiet:
         print(f"wrote {args.output_file}: {collection.n} exams x {len(classes)} classes "
               f"({','.join(classes)})")
         for path in written:
             print(f"wrote {path}")
+        for line in summaries:
+            print(line)
     return 0
 
 

@@ -24,6 +24,7 @@ from ecgcode.common import (
     atomic_output,
     first_line,
 )
+from ecgcode.legacy_h5 import rewrite_for_tf_keras2
 from ecgcode.network import get_model
 
 
@@ -32,7 +33,8 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
     """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``, with its class names.
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
-    process, without importing this project. Each file is written to a temporary file
+    process and with ``tf_keras.models.load_model`` (tf.keras 2.x), without importing
+    this project (see :mod:`ecgcode.legacy_h5`). Each file is written to a temporary file
     and renamed, so an interrupted save never leaves a partial file. The class names go
     inside each file (see ``ecgcode.classnames``).
 
@@ -59,6 +61,8 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
     for path in paths:
         with atomic_output(path) as tmp, _keeping_compile_config(model):
             model.save(tmp)
+            if path.endswith(".h5"):
+                rewrite_for_tf_keras2(tmp)
             write_model_classes(tmp, classes)
     return paths
 

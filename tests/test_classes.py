@@ -287,3 +287,26 @@ def test_fine_tuned_model_beats_a_fresh_one_on_held_out_exams(tmp_path, capsys):
     print("fine-tuning numbers:", json.dumps(results))
     assert results["tuned"]["distance"] < 0.1 < results["fresh"]["distance"]
     assert results["tuned"]["auroc"] > results["fresh"]["auroc"] + 0.03  # measured 0.756, 0.703
+
+
+# --- The class names in the other tools ------------------------------------------------------
+def test_explain_and_export_use_the_stored_class_names(make_hdf5, tmp_path, capsys):
+    from ecgcode import runtimes
+
+    data = make_hdf5("x.hdf5", 3)
+    keras_path, _ = model_module.save_model(tiny_model(3), tmp_path / "own", classes=("a", "b", "c"))
+    out = tmp_path / "p.npy"
+    argv = [data, keras_path, "--output-file", str(out), "--explain", "0",
+            "--explain-class", "b", "--explain-steps", "2", "--quiet"]
+    assert run_cli(predict.main, argv) == 0
+    index = json.loads((tmp_path / "p_saliency.json").read_text())
+    assert index["exams"][0]["class"] == "b"
+    with pytest.raises(SystemExit):
+        run_cli(predict.main, [*argv[:-5], "--explain-class", "AF", "--quiet"])
+    assert "choose one of a, b, c" in capsys.readouterr().err
+    served = tmp_path / "served" / "own"
+    assert run_cli(model_module.main, ["export", keras_path, str(served), "--formats", "onnx",
+                                       "--no-check"]) == 0
+    assert json.loads(runtimes.read_metadata(str(served) + ".onnx")["classes"]) == ["a", "b", "c"]
+    run_cli(model_module.main, [keras_path])  # the summary names the stored classes
+    assert "outputs: a, b, c" in capsys.readouterr().out

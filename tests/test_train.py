@@ -125,6 +125,9 @@ def test_run_folder_contents(data, tmp_path, capsys):
     assert len(best.weights) == len(tiny_model().weights)
     text = capsys.readouterr().out
     assert "Epoch 2/2" in text and "Summary:" in text and "XLA off" in text
+    legacy = pytest.importorskip("tf_keras").models.load_model(out / "final_model.h5")
+    x = np.random.default_rng(0).normal(0, 1, (2, 4096, 12)).astype("float32")
+    np.testing.assert_allclose(legacy.predict(x, verbose=0), best.predict(x, verbose=0), atol=1e-6)
 
 
 def test_two_files_and_csv_with_group_split(make_hdf5, tmp_path):
