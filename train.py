@@ -402,6 +402,7 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
             ts.write_json(os.path.join(out, "config.json"), config)
         with strategy.scope():
             model = build_model(model_factory or _paper_model, options, state, out, jit, data)
+            kb.build_before_fit(model, backend)
             if kind == "multi-worker":
                 ts.patch_multi_worker_build(model, strategy)
             run = Run(model, options, data, run_dir, writes, state, global_batch, replicas, jit,

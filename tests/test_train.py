@@ -125,6 +125,7 @@ def test_run_folder_contents(data, tmp_path, capsys):
     assert len(best.weights) == len(tiny_model().weights)
     text = capsys.readouterr().out
     assert "Epoch 2/2" in text and "Summary:" in text and "XLA off" in text
+    assert "backend tensorflow; device CPU" in text and config["setup"]["backend"] == "tensorflow"
 
 
 def test_two_files_and_csv_with_group_split(make_hdf5, tmp_path):
