@@ -99,6 +99,20 @@ def jax_strategy(distribute, devices=None):
     return LocalDevices(len(devices)), "data-parallel"
 
 
+def keep_tensorflow_off_gpus():
+    """Under JAX, hide the GPUs from TensorFlow, which then only runs the tf.data pipeline.
+
+    Otherwise TensorFlow would open every GPU too (Keras already limits it to memory growth),
+    beside JAX's own preallocation. Does nothing once TensorFlow has started its devices.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow's devices are already initialised
+        pass
+
+
 def refuse_data_parallel_under_tensorflow(distribute):
     """``--distribute data-parallel`` is the JAX form; TensorFlow has ``mirrored``."""
     if distribute == "data-parallel":

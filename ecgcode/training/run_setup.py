@@ -212,6 +212,7 @@ def make_strategy(name, backend=None):
     backend = backend or kb.name()
     kb.check_training_backend(backend)
     if backend == "jax":
+        kb.keep_tensorflow_off_gpus()
         return kb.jax_strategy(name)
     kb.refuse_data_parallel_under_tensorflow(name)
     import tensorflow as tf
