@@ -4,7 +4,7 @@ The backend is fixed per process, so the JAX runs happen in two subprocesses (on
 each, ~10 s) that run several jobs in turn and record their exit statuses:
 
 1. (with two JAX CPU devices) a data-parallel run; a whole 2-epoch run; ``--distribute
-   mirrored`` (refused); a run killed with SIGKILL in epoch 2;
+   mirrored`` (refused); a run stopped by Ctrl-C; a run killed with SIGKILL in epoch 2;
 2. ``--resume`` of the killed run; predict.py on its run folder; predict.py on the paper's
    model saved by this (TensorFlow) process.
 
@@ -67,12 +67,17 @@ JOBS = textwrap.dedent("""
     def kill(model):
         os.kill(os.getpid(), signal.SIGKILL)
 
+    def interrupt(model):
+        raise KeyboardInterrupt
+
     results = {"backend": keras.backend.backend(), "status": []}
     for job in spec["jobs"]:
         if job["script"] == "train":
             callbacks = [DumpWeights(job["dump"])] if job.get("dump") else []
             if job.get("kill_at"):
                 callbacks.append(AtBatch(*job["kill_at"], kill))
+            if job.get("interrupt_at"):
+                callbacks.append(AtBatch(*job["interrupt_at"], interrupt))
             main = lambda a: train.main(a, model_factory=tiny_model, extra_callbacks=callbacks)
         else:
             main = predict.main
@@ -151,6 +156,8 @@ def jax_runs(tmp_path_factory):
         {"script": "train", "argv": [data, *JAX_ARGS, "--distribute", "mirrored",
                                      "--out", tmp / "refused"]},
         {"script": "train", "argv": [data, *JAX_ARGS, "--distribute", "none",
+                                     "--out", tmp / "interrupted"], "interrupt_at": [1, 1]},
+        {"script": "train", "argv": [data, *JAX_ARGS, "--distribute", "none",
                                      "--out", tmp / "killed"], "kill_at": [1, 1]},
     ], devices=2)
     paper, tf_scores = paper_model_under_tensorflow(tmp, few)  # meanwhile, in this process
@@ -168,10 +175,11 @@ def jax_runs(tmp_path_factory):
 
 
 @needs_jax
-def test_jax_run_folder_banner_and_refusal(jax_runs):
+def test_jax_run_folder_banner_refusal_and_exit_statuses(jax_runs):
     code, output, results = jax_runs.first
     assert code == -signal.SIGKILL, output  # the last job kills its process
-    assert results["backend"] == "jax" and results["status"] == [0, 0, 2], output
+    assert results["backend"] == "jax" and results["status"] == [0, 0, 2, 130], output
+    assert (jax_runs.tmp / "interrupted" / "model_last.h5").is_file()  # saved at Ctrl-C
     assert "backend jax; device CPU; strategy none" in output and "XLA on" in output
     assert "--distribute mirrored: " in output and "keras.distribution.DataParallel" in output
     assert "Traceback" not in output
