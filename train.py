@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ecgcode import backend as kb
 from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
 from ecgcode.data.screening import input_error_in_pipeline, screen_rows
@@ -89,13 +90,17 @@ def build_parser():
                         help="bfloat16 (CPU, GPUs >= Ampere) or float16 compute with a float32 "
                         "output layer (default off)")
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction,
-                        help="XLA compilation (default: on with a GPU, off on the CPU)")
-    parser.add_argument("--distribute", choices=("auto", "none", "mirrored", "multi-worker"),
+                        help="XLA compilation (default: on with a GPU or under jax, off on "
+                        "TensorFlow's CPU)")
+    parser.add_argument("--distribute",
+                        choices=("auto", "none", "mirrored", "multi-worker", "data-parallel"),
                         help="auto (default): multi-worker when TF_CONFIG is set, mirrored "
-                        "with several GPUs, else none")
+                        "with several GPUs, else none; under KERAS_BACKEND=jax: data-parallel "
+                        "(keras.distribution.DataParallel) with several devices, else none")
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                         help="deterministic ops (slower): a killed and resumed run ends with "
-                        "the same weights as an uninterrupted one")
+                        "the same weights as an uninterrupted one (under jax: deterministic "
+                        "GPU ops; JAX on the CPU is deterministic anyway)")
     labels = parser.add_argument_group("classes, rows and fine-tuning")
     labels.add_argument("--classes", metavar="A,B,...",
                         help="label columns to learn, in this order (CSV columns or names in "
@@ -378,22 +383,22 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
                                                  data.val_rows, skip=options["skip_nonfinite"])
     collection, train_rows, val_rows = data.collection, data.train_rows, data.val_rows
-    import_tensorflow(verbose=args.verbose)
-    strategy, kind = make_strategy(options["distribute"])
+    import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
+    backend = kb.name()
+    if options["deterministic"]:
+        kb.set_deterministic(backend)  # before JAX starts its devices
+    strategy, kind = make_strategy(options["distribute"], backend)
     import keras
-    import tensorflow as tf
 
     writes = is_chief(strategy)
-    device, jit_default, policy = device_defaults()
+    device, jit_default, policy = device_defaults(backend)
     jit = jit_default if options["jit"] is None else options["jit"]
     mixed = bool(options["mixed_precision"])
     keras.mixed_precision.set_global_policy(policy if mixed else "float32")
     keras.utils.set_random_seed(options["seed"])
-    if options["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
     replicas = strategy.num_replicas_in_sync
     global_batch = options["batch_size"] * replicas
-    setup = {"device": device, "strategy": kind, "replicas": replicas,
+    setup = {"backend": backend, "device": device, "strategy": kind, "replicas": replicas,
              "global_batch": global_batch, "precision": policy if mixed else "float32",
              "jit": jit, "model": getattr(model_factory, "__name__", "model.get_model"),
              "classes": list(data.classes), "init": init_description(options)}
@@ -409,6 +414,7 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
             ts.write_json(os.path.join(out, "config.json"), config)
         with strategy.scope():
             model = build_model(model_factory or _paper_model, options, state, out, jit, data)
+            kb.build_before_fit(model, backend)
             if kind == "multi-worker":
                 ts.patch_multi_worker_build(model, strategy)
             run = Run(model, options, data, run_dir, writes, state, global_batch, replicas, jit,

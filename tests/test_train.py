@@ -128,6 +128,7 @@ def test_run_folder_contents(data, tmp_path, capsys):
     legacy = pytest.importorskip("tf_keras").models.load_model(out / "final_model.h5")
     x = np.random.default_rng(0).normal(0, 1, (2, 4096, 12)).astype("float32")
     np.testing.assert_allclose(legacy.predict(x, verbose=0), best.predict(x, verbose=0), atol=1e-6)
+    assert "backend tensorflow; device CPU" in text and config["setup"]["backend"] == "tensorflow"
 
 
 def test_two_files_and_csv_with_group_split(make_hdf5, tmp_path):

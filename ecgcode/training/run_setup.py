@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from ecgcode import backend as kb
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
 from ecgcode.quiet import lazy_module
 
@@ -204,8 +205,19 @@ def load_data(options):
 
 
 # --- Devices and distribution ------------------------------------------------------------
-def make_strategy(name):
-    """Return (strategy, kind) for --distribute ``name``."""
+def make_strategy(name, backend=None):
+    """Return (strategy, kind) for --distribute ``name`` under the Keras ``backend``.
+
+    Under JAX the strategy is an ``ecgcode.backend.LocalDevices`` (kind "none" or
+    "data-parallel"); the tf.distribute strategies are refused there (see
+    ``ecgcode.backend.jax_strategy``).
+    """
+    backend = backend or kb.name()
+    kb.check_training_backend(backend)
+    if backend == "jax":
+        kb.keep_tensorflow_off_gpus()
+        return kb.jax_strategy(name)
+    kb.refuse_data_parallel_under_tensorflow(name)
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -233,8 +245,10 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def device_defaults():
+def device_defaults(backend=None):
     """(description, jit default, mixed-precision policy) for the visible devices."""
+    if (backend or kb.name()) == "jax":
+        return kb.jax_device_defaults()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -252,7 +266,7 @@ def print_setup(setup, options, collection, n_train, n_val, n_test=0):
     held_out = f", {n_test} held out (--test-where)" if n_test else ""
     print(f"train.py: {collection.n} ECGs in {len(collection.paths)} file(s): {n_train} "
           f"training, {n_val} validation{held_out}; classes {','.join(setup['classes'])}; "
-          f"{setup['init']}; device {setup['device']}; strategy "
+          f"{setup['init']}; backend {setup['backend']}; device {setup['device']}; strategy "
           f"{setup['strategy']} ({setup['replicas']} replica(s)), global batch "
           f"{setup['global_batch']}; precision {setup['precision']}; XLA "
           f"{'on' if setup['jit'] else 'off'}; seed {options['seed']}"
@@ -287,7 +301,8 @@ def run_config(options, collection, n_train, n_val, setup, n_test=0):
         "setup": setup,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__,
-                     "h5py": h5py.__version__, "scikit-learn": sklearn.__version__},
+                     "h5py": h5py.__version__, "scikit-learn": sklearn.__version__,
+                     **kb.versions(setup["backend"])},
         "git_commit": git_commit(),
         "command": sys.argv,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -136,7 +136,8 @@ class ValidationMetrics(keras.callbacks.Callback):
     classes : sequence of str
         Names of the label columns (per-class scores are logged under them).
     jit_compile : bool
-        Compile the prediction function with XLA.
+        Compile the prediction function with XLA (TensorFlow; under JAX the model's own
+        ``jit_compile`` applies).
     """
 
     def __init__(self, val_dataset, classes, jit_compile=False):
@@ -151,20 +152,27 @@ class ValidationMetrics(keras.callbacks.Callback):
 
     def predict(self):
         """Return (y_true, y_score) arrays (n_val, n_classes) for the current weights."""
-        import tensorflow as tf
-
         if self._predict is None:
-            model = self.model
-            self._predict = tf.function(
-                lambda x: model(x, training=False),
-                input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)],
-                jit_compile=self.jit_compile,
-            )
+            self._predict = self._predict_function()
         labels, scores = [], []
         for x, y in self.val_dataset:  # x: (batch, 4096, 12)
             scores.append(np.asarray(self._predict(x), dtype=np.float32))  # (batch, n_classes)
             labels.append(y.numpy())
         return np.concatenate(labels), np.concatenate(scores)
+
+    def _predict_function(self):
+        """x (batch, 4096, 12) -> scores: a tf.function, or under JAX the model's own
+        (jitted when the model was compiled with jit_compile) ``predict_on_batch``."""
+        model = self.model
+        if keras.backend.backend() != "tensorflow":
+            return lambda x: model.predict_on_batch(x.numpy())
+        import tensorflow as tf
+
+        return tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)],
+            jit_compile=self.jit_compile,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.y_true, self.y_score = self.predict()
