@@ -5,7 +5,8 @@
     table = data.load_labels(collection, "exams.csv")
     dataset = data.make_dataset(collection, table, batch_size=64, shuffle=True)
 
-Modules: ``hdf5`` (opening, validating and reading files; the error classes), ``labels``
+Modules: ``hdf5`` (opening and validating files; the error classes), ``rows`` (reading
+rows, NaN/inf checks), ``labels``
 (labels and splits), ``inspection`` (statistics and warnings), ``pipeline`` (tf.data).
 Importing this package does not import TensorFlow.
 """
@@ -17,12 +18,9 @@ from ecgcode.data.hdf5 import (
     MissingFileError,
     NonFiniteError,
     NotHDF5Error,
-    RowReader,
     TruncatedFileError,
     WrongDtypeError,
     WrongShapeError,
-    check_finite,
-    find_nonfinite,
     open_collection,
 )
 from ecgcode.data.inspection import (
@@ -43,6 +41,7 @@ from ecgcode.data.labels import (
     split_indices,
 )
 from ecgcode.data.pipeline import make_dataset
+from ecgcode.data.rows import RowReader, check_finite, find_nonfinite
 
 __all__ = [
     "Collection",

@@ -27,7 +27,7 @@ from ecgcode.common import (
     UNITS_PER_MV,
     run_cli,
 )
-from ecgcode.data.hdf5 import RowReader, check_finite, open_collection
+from ecgcode.data.hdf5 import open_collection
 from ecgcode.data.labels import LabelError, load_labels
 from ecgcode.data.leadchecks import (
     MAJORITY,
@@ -35,6 +35,7 @@ from ecgcode.data.leadchecks import (
     lead_problem_warnings,
     normalised_fraction,
 )
+from ecgcode.data.rows import RowReader, check_finite
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""

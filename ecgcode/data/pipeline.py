@@ -2,7 +2,7 @@
 
 Rows are grouped into *blocks* of consecutive rows; a *window* of several blocks is read
 per tf.data element by a parallel ``map`` (``tf.numpy_function`` around
-:class:`ecgcode.data.hdf5.RowReader`, which reads contiguous float32 datasets with
+:class:`ecgcode.data.rows.RowReader`, which reads contiguous float32 datasets with
 ``os.preadv``).  Shuffling draws the block order from ``seed`` (reshuffled every pass over
 the data) and permutes the rows inside each window; ``shuffle=False`` keeps the exact file
 (or ``indices``) order.  TensorFlow is imported only when :func:`make_dataset` is called.
@@ -13,8 +13,9 @@ import os
 import numpy as np
 
 from ecgcode.common import DEFAULT_DATASET_NAME, INPUT_SHAPE, ECGInputError
-from ecgcode.data.hdf5 import EmptyCollectionError, RowReader, open_collection
+from ecgcode.data.hdf5 import EmptyCollectionError, open_collection
 from ecgcode.data.labels import LabelError, LabelRowCountError, LabelTable, load_labels
+from ecgcode.data.rows import RowReader
 
 
 # --- The tf.data pipeline --------------------------------------------------------------

@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 from ecgcode.common import ECGInputError
-from ecgcode.data.hdf5 import NonFiniteError, find_nonfinite
+from ecgcode.data.hdf5 import NonFiniteError
+from ecgcode.data.rows import find_nonfinite
 
 SHOWN_ROWS = 5
 """Bad rows named in a message (then ``...``)."""
