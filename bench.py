@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,14 +50,18 @@ from ecgcode.bench import model_speed as bench_model
 from ecgcode.bench.measure import (  # noqa: F401 - bench.X for tests and users
     BASELINE_PREDICT_BATCH,
     BYTES_PER_ECG,
+    RESULT_PREFIX,
+    apply_threads,
     batch_timer,
     bench_pipeline,
     ensure_bench_file,
     flops_rows,
+    has_gpu,
     machine_description,
     make_h5_sequence,
     max_rss_mb,
     measure_peak,
+    measure_script_in_subprocess,
     model_flops,
     peak_rows,
     pipeline_rows,
@@ -86,10 +89,8 @@ from ecgcode.bench.model_speed import (  # noqa: F401 - bench.X for tests and us
 from ecgcode.common import run_cli
 from ecgcode.quiet import import_tensorflow
 
+
 # --- The measured paths: the scripts' own code, one path per process ----------------------
-RESULT_PREFIX = "BENCH_RESULT "
-
-
 def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH, jit=None,
                   mixed_precision=False):
     """Steady-state training ECGs/s through ``train.main`` (a throw-away run folder).
@@ -217,18 +218,6 @@ def _use_mixed_precision(kind, options):
     else:
         raise ValueError(f"{kind}: the baseline has no mixed-precision variant")
 
-def apply_threads(intra=None, inter=None):
-    """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
-    if intra is None and inter is None:
-        return
-    import tensorflow as tf
-
-    if intra is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter is not None:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-
-
 def measure_in_subprocess(kind, path, model_name="paper", warmup=2, window=2, windows=3,
                           env=None, timeout=None, **options):
     """``measure`` in a fresh ``python bench.py measure`` process; returns its dict.
@@ -236,18 +225,8 @@ def measure_in_subprocess(kind, path, model_name="paper", warmup=2, window=2, wi
     ``env`` adds environment variables (e.g. ``TF_ENABLE_ONEDNN_OPTS``); ``options`` may
     also hold ``intra``/``inter`` thread counts.
     """
-    command = [sys.executable, os.path.abspath(__file__), "measure", kind, path,
-               "--model", model_name, "--warmup", str(warmup), "--window", str(window),
-               "--windows", str(windows), "--options", json.dumps(options)]
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    done = subprocess.run(command, capture_output=True, text=True, env=environment,
-                          timeout=timeout, check=False, cwd=os.path.dirname(command[1]))
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"bench.py measure {kind} failed ({done.returncode}): "
-                           + " | ".join(tail))
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    return measure_script_in_subprocess(os.path.abspath(__file__), kind, path, model_name,
+                                        warmup, window, windows, env, timeout, **options)
 
 
 def measure_main(argv=None):
@@ -301,7 +280,7 @@ def speed_rows(path, model_name="paper", repeats=1, warmup=2, window=2, windows=
     ECGs whatever the batch size.
     """
     if gpu is None:
-        gpu = _has_gpu()
+        gpu = has_gpu()
     runs = SPEED_RUNS + (GPU_SPEED_RUNS if gpu else ())
     rates = {index: [] for index in range(len(runs))}
     for _ in range(repeats):
@@ -338,12 +317,6 @@ def _batch_of(kind, options):
 
         return predict.DEFAULT_BATCH_SIZE
     return BASELINE_PREDICT_BATCH if kind == "predict_baseline" else PAPER_BATCH
-
-
-def _has_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def memory_rows(files, model_name="paper", isolate=True):

@@ -14,6 +14,7 @@ from conftest import synthetic_tracings, write_hdf5
 
 import model as model_module
 import predict
+from ecgcode import outputs
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
 
 keras = pytest.importorskip("keras")
@@ -326,7 +327,7 @@ def test_existing_output_survives_failures(models, exams, tmp_path, capsys, monk
     def crash_while_writing(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(predict, "predictions_frame", crash_while_writing)
+    monkeypatch.setattr(outputs, "predictions_frame", crash_while_writing)
     out = tmp_path / "o.csv"
     with pytest.raises(RuntimeError, match="disk full"):
         predict.main([path, paths[".keras"], "--output-file", str(out), "--quiet"])

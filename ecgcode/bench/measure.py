@@ -16,6 +16,7 @@ nor TensorFlow; each function imports what it needs.
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -347,6 +348,50 @@ def max_rss_mb():
                 return int(line.split()[1]) / 1024  # kB
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+# --- One measured path in its own process ---------------------------------------------------
+RESULT_PREFIX = "BENCH_RESULT "
+"""Start of the line on which a measuring process prints its JSON result."""
+
+
+def has_gpu():
+    """True when TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def apply_threads(intra=None, inter=None):
+    """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
+    if intra is None and inter is None:
+        return
+    import tensorflow as tf
+
+    if intra is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def measure_script_in_subprocess(script, kind, path, model_name="paper", warmup=2, window=2,
+                                 windows=3, env=None, timeout=None, **options):
+    """Run ``python SCRIPT measure KIND PATH ...`` and return the dict it prints.
+
+    ``script`` is the benchmark script (``bench.py``), whose ``measure`` command runs one
+    measured path and prints a ``RESULT_PREFIX`` JSON line.
+    """
+    command = [sys.executable, script, "measure", kind, path,
+               "--model", model_name, "--warmup", str(warmup), "--window", str(window),
+               "--windows", str(windows), "--options", json.dumps(options)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment,
+                          timeout=timeout, check=False, cwd=os.path.dirname(script))
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"{os.path.basename(script)} measure {kind} failed "
+                           f"({done.returncode}): " + " | ".join(tail))
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
 # --- Table rows of the sections that need no script -------------------------------------

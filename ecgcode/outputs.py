@@ -1,0 +1,172 @@
+"""What predict.py writes and warns about: the output table, input/output warnings, sheets.
+
+``write_predictions`` writes the ``.npy`` (the original study's format) or the ``.csv``
+(``predictions_frame``); ``input_warnings`` and ``nonfinite_warning`` give the one-line
+warnings on the inputs and on NaN outputs; ``plot_exams`` draws ``--plot`` sheets and
+``explain_exams`` writes the ``--explain`` attributions. No TensorFlow is imported here.
+"""
+
+import os
+
+import numpy as np
+
+from ecgcode.common import CLASSES, ECGInputError, atomic_output
+
+OUTPUT_FORMATS = (".npy", ".csv")
+UNITS_SAMPLE = 64
+"""Records read (evenly spread over the input) for the amplitude-scale check."""
+
+
+# --- The output file ---------------------------------------------------------------
+def output_format(path):
+    """Return ``'.npy'`` or ``'.csv'`` from the extension of ``path``; ECGInputError otherwise."""
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension not in OUTPUT_FORMATS:
+        raise ECGInputError(
+            f"{path}: unsupported output format '{extension}'; name the output file .npy or .csv"
+        )
+    return extension
+
+
+def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
+                      names=None):
+    """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray, shape (n, n_classes)
+    exam_ids : numpy.ndarray, shape (n,), optional
+        Used as the ``exam_id`` column; without it a ``row`` column holds 0..n-1.
+    thresholds : dict, optional
+        Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
+    classes : sequence of str
+        Column names of the probabilities (the paper's six by default).
+    names : sequence of str, optional
+        A first ``record`` column: the file each row came from (converted inputs).
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame()
+    if names is not None:
+        frame["record"] = list(names)
+    if exam_ids is not None:
+        frame["exam_id"] = np.asarray(exam_ids)
+    else:
+        frame["row"] = np.arange(len(probabilities))
+    for column, name in enumerate(classes):
+        frame[name] = probabilities[:, column]
+    if thresholds is not None:
+        for column, name in enumerate(classes):
+            if thresholds[name] is None:  # no threshold known for this class: empty column
+                frame[f"{name}_pred"] = pd.array([pd.NA] * len(probabilities), dtype="Int8")
+            else:
+                positive = probabilities[:, column] > thresholds[name]
+                frame[f"{name}_pred"] = positive.astype(np.int8)
+    return frame
+
+
+def write_predictions(path, probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
+                      names=None):
+    """Write probabilities atomically as .npy (float32 (n, n_classes)) or .csv (see
+    predictions_frame)."""
+    extension = output_format(path)
+    with atomic_output(path) as tmp_path:
+        if extension == ".npy":
+            with open(tmp_path, "wb") as handle:
+                np.save(handle, np.asarray(probabilities, dtype=np.float32))
+        else:
+            frame = predictions_frame(probabilities, exam_ids, thresholds, classes, names)
+            frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
+
+
+# --- Checks, plots and explanations -------------------------------------------------
+def input_warnings(collection, max_records=UNITS_SAMPLE):
+    """Warnings about the amplitude scale and the leads, from a few evenly spread records.
+
+    Uses the checks of ``datasets.py inspect`` (``ecgcode.data.signal_warnings``): a typical
+    amplitude that looks like mV or ADC counts instead of 1e-4 V, flat leads, leads
+    normalised independently, swapped leads.
+
+    Returns
+    -------
+    list of str
+    """
+    from ecgcode.data import RowReader, signal_warnings
+
+    rows = np.unique(np.linspace(0, collection.n - 1, min(max_records, collection.n)).astype(int))
+    reader = RowReader(collection)
+    try:
+        x = reader.read(rows)  # (k, 4096, 12)
+    finally:
+        reader.close()
+    return signal_warnings(x)
+
+
+def nonfinite_warning(probabilities, collection):
+    """A one-line warning naming the exams (file, row in it, exam_id) with NaN/inf outputs."""
+    from ecgcode.data.screening import SHOWN_ROWS, describe_rows
+
+    bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+    if len(bad) == 0:
+        return None
+    exams = "1 exam has" if len(bad) == 1 else f"{len(bad)} exams have"
+    more = " ..." if len(bad) > SHOWN_ROWS else ""
+    return (
+        f"{exams} NaN/inf tracing values, so their predictions are NaN "
+        f"({describe_rows(collection, bad)}{more}); fix or drop those records"
+    )
+
+
+def locate_row(collection, row, option="--plot"):
+    """Map a 0-based row over the whole collection to (file path, row inside that file)."""
+    if not 0 <= row < collection.n:
+        raise ECGInputError(
+            f"{option} {row}: no such exam; the tracings hold {collection.n} exams "
+            f"(rows 0 to {collection.n - 1})"
+        )
+    file_number, local_row = collection.locate([row])
+    return collection.paths[int(file_number[0])], int(local_row[0])
+
+
+def plot_path(output_file, row, plot_format):
+    """Path of the --plot sheet for ``row``: ``<output stem>_row<row>.<format>``."""
+    return f"{os.path.splitext(output_file)[0]}_row{row}.{plot_format}"
+
+
+def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
+               model_path=None, classes=CLASSES, names=None):
+    """Draw each requested row as an ECG sheet; return the written paths."""
+    from ecgcode import plotting as ecg_plot
+
+    written = []
+    for row in rows:
+        path, local_row = locate_row(collection, row)
+        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+        title = f"{names[row] if names else os.path.basename(path)}   row {row}"
+        if exam_id is not None:
+            title += f"   exam_id {exam_id}"
+        if model_path:
+            title += f"   model {model_path}"
+        destination = plot_path(output_file, row, plot_format)
+        ecg_plot.save_ecg_sheet(
+            tracing, destination, title=title, probabilities=probabilities[row],
+            thresholds=thresholds, classes=classes,
+        )
+        written.append(destination)
+    return written
+
+
+def explain_exams(model, collection, probabilities, thresholds, args, classes=CLASSES):
+    """--explain: attributions (.npy, .json) and saliency sheets; return (paths, summaries)."""
+    from ecgcode import explain
+    from ecgcode import plotting as ecg_plot
+
+    exams = []
+    for row in args.explain:
+        path, local_row = locate_row(collection, row)
+        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+        exams.append(explain.Exam(row, tracing, exam_id, os.path.basename(path)))
+    return explain.explain_and_save(
+        model, exams, probabilities, args.output_file, args.explain_class, thresholds,
+        args.plot_format, args.explain_steps, classes,
+    )

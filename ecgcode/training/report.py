@@ -1,0 +1,65 @@
+"""What a training run tells its user when it ends: the summary, a NaN, an interruption.
+
+Each function takes the ``Run`` of ``train.py`` (its ``state``, ``model``, ``classes`` and
+``writes``) and the run folder, prints its message and returns the exit status.
+"""
+
+import json
+import os
+import sys
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def report_nan(run, epoch, out, cause=None):
+    """Say where the loss (or, with ``cause``, the data) became NaN, which model is kept; 2."""
+    done = run.state["completed_epochs"]
+    kept = (f"the last good model (epoch {done}) is kept in {out}/model_last.keras"
+            if done else "no epoch completed, so no model was saved")
+    if cause:
+        print(f"error: epoch {epoch + 1} met bad data: {cause}; training stopped and {kept}",
+              file=sys.stderr)
+        return 2
+    print(f"error: the loss became NaN in epoch {epoch + 1}; training stopped and {kept}; "
+          "lower --lr or check the data", file=sys.stderr)
+    return 2
+
+
+def report_interrupt(run, epoch, out):
+    """Save model_last at the interruption, say how to resume; return status 130."""
+    from ecgcode.modelfiles import save_model
+
+    if run.writes:
+        save_model(run.model, os.path.join(out, "model_last"), classes=run.classes)
+    done = run.state["completed_epochs"]
+    print(f"\nInterrupted in epoch {epoch + 1}: {out}/model_last.keras/.h5 hold the weights "
+          f"at the interruption. Continue from the end of epoch {done} with:\n"
+          f"  python train.py --resume --out {out}", file=sys.stderr)
+    return INTERRUPTED
+
+
+def print_summary(run, out, seconds):
+    """One paragraph: epochs, best epoch, val_loss, per-class F1, speed, files."""
+    state, history = run.state, run.state["history"]
+    samples = sum(r["samples"] for r in history)
+    train_seconds = sum(r["epoch_seconds"] for r in history)
+    f1 = ""
+    path = os.path.join(out, "thresholds.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            classes = json.load(handle)["classes"]
+        f1 = ", ".join(f"{c} {_fmt(classes[c]['f1'])}" for c in run.classes)
+    stop = "stopped early" if state["stopped_early"] else "reached --epochs"
+    print(f"\nSummary: {len(history)} epoch(s) in total ({stop}); this session took "
+          f"{seconds:.0f} s, training at {samples / max(train_seconds, 1e-9):.1f} ECGs/s. "
+          f"Best epoch {state['best_epoch']} with val_loss {_fmt(state['best_val_loss'])}; "
+          f"validation F1 at the F1-maximising thresholds: {f1}. Files in {out}: "
+          "model_best.keras/.h5 and final_model.h5 (best epoch), model_last.keras/.h5, "
+          "history.csv, thresholds.json, config.json, "
+          f"{'tensorboard/, ' if os.path.isdir(os.path.join(out, 'tensorboard')) else ''}"
+          "resume/.")
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.3f}"
