@@ -127,3 +127,36 @@ def make_hdf5(tmp_path):
         return write_hdf5(path, n, **options)
 
     return make
+
+
+def distinctive_paper_model(seed):
+    """The paper's model with non-trivial batch-norm statistics and sigmoids away from 0 and 1.
+
+    Loading such a model gives the saved predictions only if every weight and statistic
+    came back, so comparisons of saved and loaded models can fail.
+    """
+    import keras
+
+    from ecgcode.network import get_model
+
+    keras.utils.set_random_seed(seed)
+    net = get_model()
+    for layer in net.layers:
+        if "batch_normalization" in layer.name:
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma * 1.1, beta + 0.1, mean + 0.2, variance * 1.5])
+    kernel, bias = net.layers[-1].get_weights()
+    net.layers[-1].set_weights([kernel * 0.01, bias + 0.1])
+    return net
+
+
+def run_main(main, argv, capsys):
+    """Run a script's ``main`` as its command line does; return (status, stdout, stderr)."""
+    from ecgcode.common import run_cli
+
+    try:
+        status = run_cli(main, argv)
+    except SystemExit as stop:
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

@@ -17,13 +17,14 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main as status_of
 from conftest import synthetic_tracings, write_hdf5
 
 import datasets
 import predict
 import train
 from ecgcode import quiet
-from ecgcode.common import CLASSES, plain, run_cli
+from ecgcode.common import CLASSES, plain
 from ecgcode.data.hdf5 import Collection
 from ecgcode.data.screening import input_error_in_pipeline
 
@@ -36,16 +37,6 @@ def tiny_model():
     x = keras.layers.Conv1D(2, 16, strides=128)(signal)  # (batch, 32, 2)
     x = keras.layers.Flatten()(x)  # (batch, 64)
     return keras.Model(signal, keras.layers.Dense(len(CLASSES), activation="sigmoid")(x))
-
-
-def status_of(main, argv, capsys):
-    """Run ``main`` through run_cli; return (status, stdout, stderr)."""
-    try:
-        status = run_cli(main, argv)
-    except SystemExit as stop:
-        status = stop.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def with_nonfinite(path, rows, n=40):

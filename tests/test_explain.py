@@ -5,11 +5,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import write_hdf5
+from conftest import run_main, write_hdf5
 
 import predict
 from ecgcode import explain, plotting
-from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS, run_cli
+from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS
 from ecgcode.network import get_model
 from ecgcode.synthetic.generate import generate
 
@@ -133,12 +133,7 @@ def inputs(tmp_path_factory, ecgs):
 
 
 def run_predict(argv, capsys):
-    try:
-        status = run_cli(predict.main, argv)
-    except SystemExit as stop:
-        status = stop.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    return run_main(predict.main, argv, capsys)
 
 
 def test_predict_explain_writes_attributions_index_and_sheets(inputs, ecgs, tmp_path, capsys):

@@ -5,12 +5,12 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import distinctive_paper_model
 
 import model as model_module
 from ecgcode import export, runtimes
 from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError, run_cli
 from ecgcode.modelfiles import save_model
-from ecgcode.network import get_model
 from ecgcode.synthetic.generate import generate
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -29,16 +29,7 @@ def tiny_model(n_classes=6):
 
 @pytest.fixture(scope="module")
 def paper_model():
-    """The paper's model with non-trivial BN statistics and outputs away from 0 and 1."""
-    keras.utils.set_random_seed(5)
-    net = get_model()
-    for layer in net.layers:
-        if "batch_normalization" in layer.name:
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([gamma * 1.1, beta + 0.1, mean + 0.2, variance * 1.5])
-    kernel, bias = net.layers[-1].get_weights()
-    net.layers[-1].set_weights([kernel * 0.01, bias + 0.1])
-    return net
+    return distinctive_paper_model(5)
 
 
 @pytest.fixture(scope="module")

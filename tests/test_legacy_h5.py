@@ -9,11 +9,11 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import distinctive_paper_model
 
 from ecgcode.common import INPUT_SHAPE
 from ecgcode.legacy_h5 import tf_keras2_model_config, tf_keras2_training_config
 from ecgcode.modelfiles import load_model, save_model
-from ecgcode.network import get_model
 
 tf_keras = pytest.importorskip("tf_keras")
 
@@ -21,14 +21,7 @@ tf_keras = pytest.importorskip("tf_keras")
 @pytest.fixture(scope="module")
 def trained_paper_model():
     """The paper's model compiled as train.py compiles it, with non-trivial BN statistics."""
-    keras.utils.set_random_seed(3)
-    net = get_model()
-    for layer in net.layers:
-        if "batch_normalization" in layer.name:
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([gamma * 1.1, beta + 0.1, mean + 0.2, variance * 1.5])
-    kernel, bias = net.layers[-1].get_weights()
-    net.layers[-1].set_weights([kernel * 0.01, bias + 0.1])  # sigmoids away from 0 and 1
+    net = distinctive_paper_model(3)
     net.compile(optimizer=keras.optimizers.Adam(3e-4), loss="binary_crossentropy")
     net.optimizer.build(net.trainable_variables)
     return net

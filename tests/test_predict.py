@@ -10,12 +10,13 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main as run_script
 from conftest import synthetic_tracings, write_hdf5
 
 import model as model_module
 import predict
 from ecgcode import outputs
-from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds, run_cli
+from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds
 
 keras = pytest.importorskip("keras")
 
@@ -48,12 +49,7 @@ def tiny_model(input_shape=(4096, 12), n_outputs=6, seed=0):
 
 def run_main(argv, capsys):
     """Run predict.main as the command line does; return (status, stdout, stderr)."""
-    try:
-        status = run_cli(predict.main, argv)
-    except SystemExit as stop:
-        status = stop.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    return run_script(predict.main, argv, capsys)
 
 
 @pytest.fixture(scope="module")
