@@ -99,6 +99,12 @@ def build_parser():
         + "); only for a model of the paper's six classes",
     )
     parser.add_argument(
+        "--precision", choices=("float32", "bfloat16"), default="float32",
+        help="compute precision: float32 (default; the results of model.predict) or "
+        "bfloat16 (opt-in: faster where the CPU computes it natively, AMX or AVX512-BF16, "
+        "or on a GPU; probabilities differ slightly, see README)",
+    )
+    parser.add_argument(
         "--classes", metavar="A,B,...",
         help="names of the model's outputs, for a model that stores none (models written by "
         "this project store theirs; without names a 6-output model is taken as the paper's)",
@@ -290,6 +296,28 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     return probabilities
 
 
+def bfloat16_model(model):
+    """``model`` computing in mixed bfloat16 (float32 output), with a note on the hardware."""
+    import keras
+
+    from ecgcode.precision import describe_bfloat16_support, native_bfloat16_cpu, with_policy
+
+    if not _on_gpu(keras.backend.backend()) and native_bfloat16_cpu() is None:
+        print(f"warning: --precision bfloat16: {describe_bfloat16_support()}, so bfloat16 is "
+              "emulated and slower than float32; drop --precision", file=sys.stderr)
+    return with_policy(model, "mixed_bfloat16")
+
+
+def _on_gpu(backend):
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 # --- Command line ------------------------------------------------------------------
 def main(argv=None):
     """Command line of predict.py; returns the exit status."""
@@ -331,6 +359,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     classes, guessed = model_classes(model_path, int(model.outputs[0].shape[-1]), given_classes)
     if guessed:
         print(f"warning: {guessed}", file=sys.stderr)
+    if args.precision == "bfloat16":
+        model = bfloat16_model(model)
     thresholds = choose_thresholds(args, run_thresholds_path, classes)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
     if unknown and output_format(args.output_file) == ".csv":

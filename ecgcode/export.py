@@ -165,17 +165,9 @@ def export_model(model, out, formats=FORMATS, classes=None):
 
 def float32_model(model):
     """``model`` itself when it computes in float32, else a float32 copy with its weights."""
-    if all(layer.compute_dtype == "float32" for layer in model.layers):
-        return model
-    import keras
+    from ecgcode.precision import with_policy
 
-    config = model.get_config()
-    for layer in config["layers"]:
-        if "dtype" in layer.get("config", {}):
-            layer["config"]["dtype"] = "float32"
-    copy = keras.Model.from_config(config)
-    copy.set_weights(model.get_weights())
-    return copy
+    return with_policy(model, "float32")
 
 
 def export_saved_model(model, path, metadata):

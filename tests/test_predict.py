@@ -366,3 +366,32 @@ def test_run_folder_without_model(exams, tmp_path, capsys):
     run.mkdir()
     status, _, err = run_main([path, str(run)], capsys)
     assert_one_line_error(status, err, "empty_run", "model_best.keras")
+
+
+# --- Precision ----------------------------------------------------------------------
+def test_bfloat16_precision_is_opt_in_and_close_to_float32(models, exams, tmp_path, capsys):
+    _, paths = models
+    path, _ = exams
+    outputs_of = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.npy"
+        status, _, err = run_main([path, paths[".keras"], "--output-file", str(out), "--quiet",
+                                   "--precision", precision], capsys)
+        assert status == 0, err
+        outputs_of[precision] = np.load(out)
+    assert outputs_of["bfloat16"].dtype == np.float32
+    difference = np.abs(outputs_of["bfloat16"] - outputs_of["float32"]).max()
+    assert 0 < difference < 0.02  # bfloat16 really computed, and close
+
+
+def test_with_policy_keeps_the_output_layer_in_float32(models):
+    from ecgcode.precision import native_bfloat16_cpu, with_policy
+
+    model, _ = models
+    mixed = with_policy(model, "mixed_bfloat16")
+    assert [layer.compute_dtype for layer in mixed.layers[1:-1]] == ["bfloat16"] * (
+        len(mixed.layers) - 2)
+    assert mixed.layers[-1].compute_dtype == "float32"
+    assert with_policy(with_policy(mixed, "float32"), "float32").layers[1].compute_dtype == "float32"
+    assert native_bfloat16_cpu({"avx2", "avx512_bf16"}) == "avx512_bf16"
+    assert native_bfloat16_cpu({"avx2", "fma"}) is None
