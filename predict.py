@@ -29,7 +29,10 @@ from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
     PAPER_THRESHOLDS,
+    RUN_MODEL_NAMES,  # noqa: F401 - predict.RUN_MODEL_NAMES, as before
+    RUN_THRESHOLDS_NAME,
     ECGInputError,
+    find_run_model,
     first_line,
     read_thresholds,
     run_cli,
@@ -52,10 +55,6 @@ DEFAULT_OUTPUT = "./dnn_output.npy"
 
 DEFAULT_BATCH_SIZE = 128
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
-RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
-"""Model files looked for, in this order, inside a train.py run folder."""
-
-RUN_THRESHOLDS_NAME = "thresholds.json"
 
 
 # --- Arguments ---------------------------------------------------------------------
@@ -179,16 +178,10 @@ def resolve_model(path):
         The run folder's ``thresholds.json`` when there is one.
     """
     if os.path.isdir(path):
+        model_path = find_run_model(
+            path, "give a train.py run folder or a model file as the last argument")
         thresholds_path = os.path.join(path, RUN_THRESHOLDS_NAME)
-        thresholds_path = thresholds_path if os.path.isfile(thresholds_path) else None
-        for name in RUN_MODEL_NAMES:
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                return candidate, thresholds_path
-        raise ECGInputError(
-            f"{path}: folder has no {' or '.join(RUN_MODEL_NAMES)}; give a train.py run folder "
-            "or a model file as the last argument"
-        )
+        return model_path, (thresholds_path if os.path.isfile(thresholds_path) else None)
     if not os.path.exists(path):
         raise ECGInputError(
             f"{path}: MODEL not found; the last argument must be a .keras/.h5 model file or a "

@@ -28,7 +28,7 @@ import numpy as np
 
 from ecgcode import backend as kb
 from ecgcode.classnames import parse_classes
-from ecgcode.common import CLASSES, ECGInputError, atomic_output, run_cli
+from ecgcode.common import CLASSES, RUN_THRESHOLDS_NAME, ECGInputError, atomic_output, run_cli
 from ecgcode.data.screening import input_error_in_pipeline, screen_rows
 from ecgcode.quiet import import_tensorflow, lazy_module
 from ecgcode.training.report import (  # INTERRUPTED: re-exported as train.*
@@ -339,7 +339,7 @@ class Run:
                                  classes=self.classes)
             thresholds = ts.f1_max_thresholds(self.validation.y_true, self.validation.y_score,
                                               self.classes)
-            ts.write_json(os.path.join(self.out, "thresholds.json"),
+            ts.write_json(os.path.join(self.out, RUN_THRESHOLDS_NAME),
                           {"epoch": epoch + 1, "val_loss": row["val_loss"],
                            "rule": "positive when score > threshold", "classes": thresholds})
         write_history(self.out, state["history"])

@@ -42,6 +42,23 @@ PAPER_THRESHOLDS = dict(zip(CLASSES, (0.124, 0.07, 0.05, 0.278, 0.390, 0.174)))
 """Per-class decision thresholds of the original study (chosen on its validation set);
 a score strictly greater than the threshold is a positive."""
 
+# --- A train.py run folder ---------------------------------------------------------
+RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
+"""Model files looked for, in this order, inside a train.py run folder."""
+
+RUN_THRESHOLDS_NAME = "thresholds.json"
+"""The run folder's per-class decision thresholds."""
+
+
+def find_run_model(folder, fix="give a train.py run folder or a model file"):
+    """The best model file of a train.py run folder; ECGInputError (ending with ``fix``) if none."""
+    for name in RUN_MODEL_NAMES:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise ECGInputError(f"{folder}: folder has no {' or '.join(RUN_MODEL_NAMES)}; {fix}")
+
+
 # --- Where the public data live ----------------------------------------------------
 CODE_TEST_DOI = "10.5281/zenodo.3625006"
 PUBLISHED_WEIGHTS_DOI = "10.5281/zenodo.3625017"

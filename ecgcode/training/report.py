@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from ecgcode.common import RUN_THRESHOLDS_NAME
+
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
@@ -45,7 +47,7 @@ def print_summary(run, out, seconds):
     samples = sum(r["samples"] for r in history)
     train_seconds = sum(r["epoch_seconds"] for r in history)
     f1 = ""
-    path = os.path.join(out, "thresholds.json")
+    path = os.path.join(out, RUN_THRESHOLDS_NAME)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             classes = json.load(handle)["classes"]

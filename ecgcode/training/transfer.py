@@ -15,23 +15,13 @@ import os
 
 import numpy as np
 
-from ecgcode.common import ECGInputError
-
-RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
-"""Model files looked for, in this order, inside a train.py run folder."""
+from ecgcode.common import ECGInputError, find_run_model
 
 
 def find_model_file(path):
     """The model file named by ``path``: the file itself, or a run folder's best model."""
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        return path
-    for name in RUN_MODEL_NAMES:
-        candidate = os.path.join(path, name)
-        if os.path.isfile(candidate):
-            return candidate
-    raise ECGInputError(f"{path}: folder has no {' or '.join(RUN_MODEL_NAMES)}; give a "
-                        "train.py run folder or a model file")
+    return find_run_model(path) if os.path.isdir(path) else path
 
 
 def weighted_layers(model):
