@@ -33,6 +33,30 @@ def default_classes(n_outputs):
     return tuple(f"class_{k}" for k in range(n_outputs))
 
 
+def output_names(n_outputs, classes=None, source=None):
+    """One name per output: ``classes`` checked against ``n_outputs``, else the defaults.
+
+    Parameters
+    ----------
+    n_outputs : int
+    classes : sequence of str, optional
+    source : str, optional
+        Where ``classes`` came from (an option, a file), named in the error.
+
+    Returns
+    -------
+    tuple of str
+    """
+    if classes is None:
+        return default_classes(n_outputs)
+    classes = tuple(str(name) for name in classes)
+    if len(classes) != n_outputs:
+        prefix = f"{source}: " if source else ""
+        raise ECGInputError(f"{prefix}{len(classes)} class names ({', '.join(classes)}) for a "
+                            f"model with {n_outputs} outputs; give one name per output")
+    return classes
+
+
 def is_paper_set(classes):
     """True when ``classes`` are the paper's six, in the paper's order."""
     return tuple(classes) == tuple(CLASSES)
@@ -125,12 +149,8 @@ def model_classes(path, n_outputs, given=None):
         The names, and a warning to print (names guessed), or None.
     """
     for source, names in (("--classes", given), (path, read_model_classes(path))):
-        if names is None:
-            continue
-        if len(names) != n_outputs:
-            raise ECGInputError(f"{source}: {len(names)} class names ({','.join(names)}) for a "
-                                f"model with {n_outputs} outputs; give one name per output")
-        return tuple(names), None
+        if names is not None:
+            return output_names(n_outputs, names, source), None
     names = default_classes(n_outputs)
     if is_paper_set(names):
         return names, None

@@ -22,8 +22,8 @@ import warnings
 
 import numpy as np
 
+from ecgcode.classnames import output_names
 from ecgcode.common import (
-    CLASSES,
     INPUT_SHAPE,
     LEADS,
     SAMPLING_RATE,
@@ -46,7 +46,7 @@ SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
 
 # --- What every export carries -----------------------------------------------------
 def class_names(model, classes=None):
-    """The class names of ``model``'s outputs.
+    """The class names of ``model``'s outputs (``ecgcode.classnames.output_names``).
 
     Parameters
     ----------
@@ -59,18 +59,7 @@ def class_names(model, classes=None):
     -------
     tuple of str
     """
-    n_outputs = int(model.outputs[0].shape[-1])
-    if classes is None:
-        return CLASSES if n_outputs == len(CLASSES) else tuple(
-            f"class_{i}" for i in range(n_outputs)
-        )
-    classes = tuple(str(name) for name in classes)
-    if len(classes) != n_outputs:
-        raise ECGInputError(
-            f"{len(classes)} class names ({', '.join(classes)}) for a model with {n_outputs} "
-            "outputs; give one name per output"
-        )
-    return classes
+    return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
 def export_metadata(classes):

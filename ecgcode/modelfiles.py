@@ -15,7 +15,7 @@ import h5py
 import keras
 import numpy as np
 
-from ecgcode.classnames import default_classes, write_model_classes
+from ecgcode.classnames import output_names, write_model_classes
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -57,7 +57,7 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
     if os.path.splitext(stem)[1] in (".keras", ".h5", ".hdf5"):
         stem = os.path.splitext(stem)[0]
     paths = tuple(stem + suffix for suffix in formats)
-    classes = _output_names(model, classes)
+    classes = output_names(int(model.outputs[0].shape[-1]), classes)
     for path in paths:
         with atomic_output(path) as tmp, _keeping_compile_config(model):
             model.save(tmp)
@@ -65,15 +65,6 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
                 rewrite_for_tf_keras2(tmp)
             write_model_classes(tmp, classes)
     return paths
-
-
-def _output_names(model, classes):
-    n_outputs = int(model.outputs[0].shape[-1])
-    if classes is None:
-        return default_classes(n_outputs)
-    if len(classes) != n_outputs:
-        raise ValueError(f"{len(classes)} class names for a model with {n_outputs} outputs")
-    return tuple(classes)
 
 
 @contextlib.contextmanager

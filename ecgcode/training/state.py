@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ecgcode.classnames import default_classes, write_model_classes
+from ecgcode.classnames import output_names, write_model_classes
 from ecgcode.common import INPUT_SHAPE, atomic_output
 from ecgcode.metrics import f1_optimal_thresholds
 
@@ -341,7 +341,7 @@ def commit_epoch(out_dir, model, state, classes=None):
     checkpoint = os.path.join(resume_dir, name)
     with atomic_output(checkpoint) as tmp:
         model.save(tmp)
-        write_model_classes(tmp, classes or default_classes(model.outputs[0].shape[-1]))
+        write_model_classes(tmp, output_names(int(model.outputs[0].shape[-1]), classes))
     write_json(state_path(out_dir), dict(state, checkpoint=name, format=STATE_FORMAT))
     for old in os.listdir(resume_dir):
         if old.startswith("epoch_") and old != name:
