@@ -104,16 +104,15 @@ def input_warnings(collection, max_records=UNITS_SAMPLE):
 
 def nonfinite_warning(probabilities, collection):
     """A one-line warning naming the exams (file, row in it, exam_id) with NaN/inf outputs."""
-    from ecgcode.data.screening import SHOWN_ROWS, describe_rows
+    from ecgcode.data.hdf5 import describe_rows
 
     bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
     if len(bad) == 0:
         return None
     exams = "1 exam has" if len(bad) == 1 else f"{len(bad)} exams have"
-    more = " ..." if len(bad) > SHOWN_ROWS else ""
     return (
         f"{exams} NaN/inf tracing values, so their predictions are NaN "
-        f"({describe_rows(collection, bad)}{more}); fix or drop those records"
+        f"({describe_rows(collection, bad)}); fix or drop those records"
     )
 
 

@@ -111,6 +111,29 @@ class Collection:
         return files, rows - self.starts[files]
 
 
+SHOWN_ROWS = 5
+"""Rows named in a message (then ``...``)."""
+
+
+def describe_rows(collection, rows, limit=SHOWN_ROWS):
+    """Where global ``rows`` lie: ``"FILE row R (exam_id E); ..."``, the first ``limit`` of them.
+
+    The row is counted inside its file (0-based), so it is found with h5py directly; the
+    exam id is added when the files have ``exam_id``; `` ...`` ends the text when more rows
+    than ``limit`` were given.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    files, local = collection.locate(rows[:limit])
+    parts = []
+    for row, file_number, local_row in zip(rows[:limit].tolist(), files.tolist(),
+                                           local.tolist()):
+        part = f"{collection.paths[file_number]} row {local_row}"
+        if collection.exam_ids is not None:
+            part += f" (exam_id {int(collection.exam_ids[row])})"
+        parts.append(part)
+    return "; ".join(parts) + (" ..." if len(rows) > limit else "")
+
+
 def _as_path_list(paths):
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

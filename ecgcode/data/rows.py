@@ -28,6 +28,7 @@ from ecgcode.data.hdf5 import (
     NonFiniteError,
     TruncatedFileError,
     corrupt_hdf5_errors,
+    describe_rows,
     open_collection,
     open_hdf5,
     validate_signal,
@@ -242,14 +243,10 @@ def _all_finite(x):
 
 
 def _nonfinite_message(collection, rows, count):
-    files, local = collection.locate(rows[:5])
-    where = "; ".join(
-        f"{collection.paths[f]} row {r}" for f, r in zip(files.tolist(), local.tolist())
-    )
-    more = " ..." if len(rows) > 5 else ""
     return (
-        f"{count} NaN/inf values in {len(rows)} tracings (first: {where}{more}); "
-        "replace or drop those records (e.g. pass indices= without them)"
+        f"{count} NaN/inf values in {len(rows)} tracings (first: "
+        f"{describe_rows(collection, rows)}); replace or drop those records (e.g. pass "
+        "indices= without them)"
     )
 
 

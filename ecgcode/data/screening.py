@@ -13,28 +13,8 @@ import time
 import numpy as np
 
 from ecgcode.common import ECGInputError
-from ecgcode.data.hdf5 import NonFiniteError
+from ecgcode.data.hdf5 import NonFiniteError, describe_rows
 from ecgcode.data.rows import find_nonfinite
-
-SHOWN_ROWS = 5
-"""Bad rows named in a message (then ``...``)."""
-
-
-def describe_rows(collection, rows, limit=SHOWN_ROWS):
-    """Where global ``rows`` lie: ``"FILE row R (exam_id E); ..."``, the first ``limit`` of them.
-
-    The row is counted inside its file (0-based), so it is found with h5py directly; the
-    exam id is added when the files have ``exam_id``.
-    """
-    rows = np.asarray(rows, dtype=np.int64)[:limit]
-    files, local = collection.locate(rows)
-    parts = []
-    for row, file_number, local_row in zip(rows.tolist(), files.tolist(), local.tolist()):
-        part = f"{collection.paths[file_number]} row {local_row}"
-        if collection.exam_ids is not None:
-            part += f" (exam_id {int(collection.exam_ids[row])})"
-        parts.append(part)
-    return "; ".join(parts)
 
 
 def screen_rows(collection, train_rows, val_rows, skip=False, file=None):
@@ -66,7 +46,7 @@ def screen_rows(collection, train_rows, val_rows, skip=False, file=None):
     seconds = time.perf_counter() - started
     if len(bad) == 0:
         return train_rows, val_rows
-    where = describe_rows(collection, bad) + (" ..." if len(bad) > SHOWN_ROWS else "")
+    where = describe_rows(collection, bad)
     if not skip:
         raise NonFiniteError(
             f"{count} NaN/inf values in {len(bad)} tracings (first: {where}); repair or drop "
