@@ -45,6 +45,7 @@ import time
 
 import numpy as np
 
+from ecgcode.backend import has_gpu
 from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
 from ecgcode.bench.measure import (  # noqa: F401 - bench.X for tests and users
@@ -56,7 +57,6 @@ from ecgcode.bench.measure import (  # noqa: F401 - bench.X for tests and users
     bench_pipeline,
     ensure_bench_file,
     flops_rows,
-    has_gpu,
     machine_description,
     make_h5_sequence,
     max_rss_mb,
@@ -280,7 +280,7 @@ def speed_rows(path, model_name="paper", repeats=1, warmup=2, window=2, windows=
     ECGs whatever the batch size.
     """
     if gpu is None:
-        gpu = has_gpu()
+        gpu = has_gpu("tensorflow")  # the speed section's paths run on TensorFlow
     runs = SPEED_RUNS + (GPU_SPEED_RUNS if gpu else ())
     rates = {index: [] for index in range(len(runs))}
     for _ in range(repeats):

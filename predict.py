@@ -293,22 +293,13 @@ def bfloat16_model(model):
     """``model`` computing in mixed bfloat16 (float32 output), with a note on the hardware."""
     import keras
 
+    from ecgcode.backend import has_gpu
     from ecgcode.precision import describe_bfloat16_support, native_bfloat16_cpu, with_policy
 
-    if not _on_gpu(keras.backend.backend()) and native_bfloat16_cpu() is None:
+    if not has_gpu(keras.backend.backend()) and native_bfloat16_cpu() is None:
         print(f"warning: --precision bfloat16: {describe_bfloat16_support()}, so bfloat16 is "
               "emulated and slower than float32; drop --precision", file=sys.stderr)
     return with_policy(model, "mixed_bfloat16")
-
-
-def _on_gpu(backend):
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "gpu"
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 # --- Command line ------------------------------------------------------------------
@@ -316,7 +307,7 @@ def main(argv=None):
     """Command line of predict.py; returns the exit status."""
     args = build_parser().parse_args(argv)
     tracing_paths, model_argument = split_positionals(args.paths)
-    output_format(args.output_file)  # checked before any work
+    extension = output_format(args.output_file)  # checked before any work
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     if args.explain_steps < 1:
@@ -331,11 +322,11 @@ def main(argv=None):
     with contract_inputs(tracing_paths, args.fs, args.units, args.leads) as (
             tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
         return _predict_and_write(args, tracing_paths, converted, model_path,
-                                  run_thresholds_path, given_classes)
+                                  run_thresholds_path, given_classes, extension)
 
 
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
-                       given_classes):
+                       given_classes, extension):
     """Predict the (converted) tracings and write the outputs; returns the exit status."""
     import datasets  # imports TensorFlow: after the cheap checks
     from ecgcode.formats.inputs import row_names
@@ -356,7 +347,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
         model = bfloat16_model(model)
     thresholds = choose_thresholds(args, run_thresholds_path, classes)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
-    if unknown and output_format(args.output_file) == ".csv":
+    if unknown and extension == ".csv":
         print(
             f"warning: no threshold for {', '.join(unknown)} (no positive validation exams when "
             "it was chosen); their _pred columns are left empty",

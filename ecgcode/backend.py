@@ -37,6 +37,17 @@ def name():
     return keras.backend.backend()
 
 
+def has_gpu(backend=None):
+    """True when the Keras backend (default: this process's) computes on a GPU."""
+    if (backend or name()) == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def check_training_backend(backend):
     """Refuse a Keras backend that train.py does not support."""
     if backend not in TRAINING_BACKENDS:

@@ -354,13 +354,6 @@ RESULT_PREFIX = "BENCH_RESULT "
 """Start of the line on which a measuring process prints its JSON result."""
 
 
-def has_gpu():
-    """True when TensorFlow sees a GPU."""
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def apply_threads(intra=None, inter=None):
     """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
     if intra is None and inter is None:
