@@ -123,6 +123,16 @@ def test_run_on_own_classes_names_everything(make_hdf5, tmp_path):
     assert list(pd.read_csv(scores).columns) == ["exam_id", "MI", "NORM", "MI_pred", "NORM_pred"]
 
 
+def test_classes_cannot_change_on_resume_of_a_paper_run(make_hdf5, tmp_path, capsys):
+    data = make_hdf5("x.hdf5", 40, labels=True)
+    out = tmp_path / "run"
+    assert train_tiny([data, "--out", str(out), *BASE, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert train_tiny(["--resume", "--out", str(out), "--classes", "AF"]) == 2
+    assert "cannot change on --resume" in capsys.readouterr().err
+    assert train_tiny(["--resume", "--out", str(out), "--classes", ",".join(CLASSES)]) == 0
+
+
 def test_train_without_classes_on_other_columns_is_a_one_line_error(make_hdf5, tmp_path, capsys):
     data = make_hdf5("x.hdf5", 20)
     out = tmp_path / "run"

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from ecgcode import backend as kb
-from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, atomic_output
 from ecgcode.quiet import lazy_module
 
 ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
@@ -91,8 +91,9 @@ def resolve_run(args):
             raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
                                 "a new run without --resume")
         options = dict(DEFAULTS, **saved["options"])
-        if "classes" in given and given["classes"] != (options["classes"] or given["classes"]):
-            raise ECGInputError(f"{args.out}: the run learns {options['classes']}; --classes "
+        learnt = options["classes"] or list(CLASSES)  # None: the paper's six, by default
+        if "classes" in given and given["classes"] != learnt:
+            raise ECGInputError(f"{args.out}: the run learns {','.join(learnt)}; --classes "
                                 "cannot change on --resume (start a new run with --init)")
         for key, value in given.items():
             if options.get(key) != value:
