@@ -118,6 +118,14 @@ def test_drop_remainder_and_repeat(make_hdf5):
     assert ids_of(repeated).tolist() == list(range(10)) * 2
 
 
+def test_autotuning_is_off_so_deleting_an_iterator_never_waits(make_hdf5):
+    # tf.data's autotuning thread made an iterator's deletion wait up to ~10 s (issue 15);
+    # the pipeline's parallelism is fixed, so the thread is not started at all.
+    for shuffle in (False, True):
+        dataset = datasets.make_dataset(make_hdf5("a.hdf5", 10), batch_size=4, shuffle=shuffle)
+        assert dataset.options().autotune.enabled is False
+
+
 def test_repeated_shuffle_gives_each_row_once_per_pass(make_hdf5):
     path = make_hdf5("a.hdf5", 20)  # the shuffle window (64 rows) exceeds the collection
     options = {"batch_size": 5, "shuffle": True, "block_size": 2, "shuffle_buffer": 64}
