@@ -48,6 +48,9 @@ def build_parser():
                         help="validation fraction, last rows (default: %(default)s; the paper: "
                         "0.02 of 2 million exams)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
+                        help="passed to train.py (default: train.py's, mixed bfloat16 where "
+                        "the device computes it natively)")
     return parser
 
 
@@ -64,6 +67,13 @@ def _step(title, function, argv):
     status = function(argv)
     if status:
         raise SystemExit(status)
+
+
+def precision_flag(mixed_precision):
+    """train.py's argument for --[no-]mixed-precision (none: train.py's default)."""
+    if mixed_precision is None:
+        return []
+    return ["--mixed-precision" if mixed_precision else "--no-mixed-precision"]
 
 
 def write_gold_csv(tracings, path):
@@ -114,7 +124,7 @@ def main(argv=None):
     _step("2/4 training", train.main,
           [paths["train.hdf5"], "--out", paths["run"], "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--val-split", str(args.val_split),
-           "--seed", str(args.seed)])
+           "--seed", str(args.seed), *precision_flag(args.mixed_precision)])
     _step("3/4 prediction on the held-out set", predict.main,
           [paths["test.hdf5"], paths["run"], "--output-file", paths["test_predictions.csv"]])
     write_gold_csv(paths["test.hdf5"], paths["test_gold.csv"])

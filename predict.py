@@ -345,6 +345,10 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
         print(f"warning: {guessed}", file=sys.stderr)
     if args.precision == "bfloat16":
         model = bfloat16_model(model)
+    else:  # a model saved in a mixed policy (e.g. a resume checkpoint) computes in float32
+        from ecgcode.precision import with_policy
+
+        model = with_policy(model, "float32")
     thresholds = choose_thresholds(args, run_thresholds_path, classes)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
     if unknown and extension == ".csv":

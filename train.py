@@ -40,6 +40,7 @@ from ecgcode.training.report import (  # INTERRUPTED: re-exported as train.*
 from ecgcode.training.run_setup import (  # DEFAULTS and split_inputs: re-exported as train.*
     DEFAULTS,  # noqa: F401
     check_options,
+    choose_precision,
     device_defaults,
     is_chief,
     load_data,
@@ -91,8 +92,11 @@ def build_parser():
     parser.add_argument("--steps-per-epoch", type=int,
                         help="at most this many batches per epoch (for quick runs)")
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
-                        help="bfloat16 (CPU, GPUs >= Ampere) or float16 compute with a float32 "
-                        "output layer (default off)")
+                        help="mixed bfloat16 (CPUs, GPUs >= Ampere) or float16 (older GPUs) "
+                        "compute with float32 weights and output layer; default on where the "
+                        "device computes bfloat16 natively (AMX or AVX512-BF16 CPUs under "
+                        "TensorFlow, GPUs >= Ampere), off elsewhere; the saved models are "
+                        "float32 either way")
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction,
                         help="XLA compilation (default: on with a GPU or under jax, off on "
                         "TensorFlow's CPU)")
@@ -334,8 +338,9 @@ class Run:
         state["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         state["seed_states"] = ts.capture_seed_states(self.model)
         state["stopped_early"] = bool(self.early_stopping.stopped_epoch > 0)
+        portable = self.portable_model()
         if improved:
-            ecg_model.save_model(self.model, os.path.join(self.out, "model_best"),
+            ecg_model.save_model(portable, os.path.join(self.out, "model_best"),
                                  classes=self.classes)
             thresholds = ts.f1_max_thresholds(self.validation.y_true, self.validation.y_score,
                                               self.classes)
@@ -345,8 +350,16 @@ class Run:
         write_history(self.out, state["history"])
         ts.commit_epoch(self.out, self.model, state, self.classes)
         # model_last.keras is a link to the resume checkpoint; add the legacy copy.
-        ecg_model.save_model(self.model, os.path.join(self.out, "model_last"), formats=(".h5",),
+        ecg_model.save_model(portable, os.path.join(self.out, "model_last"), formats=(".h5",),
                              classes=self.classes)
+
+    def portable_model(self):
+        """The model in the float32 policy (itself if it trains in float32), for the saved
+        files other than the resume checkpoint: mixed precision keeps float32 weights, so
+        nothing is lost, and every loader and predict.py's float32 path read it as is."""
+        from ecgcode.precision import with_policy
+
+        return with_policy(self.model, "float32")
 
     def finish(self):
         """Write final_model.h5: the weights of the best epoch, in the legacy HDF5 format."""
@@ -395,15 +408,21 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     import keras
 
     writes = is_chief(strategy)
-    device, jit_default, policy = device_defaults(backend)
+    device, jit_default, mixed_policy = device_defaults(backend)
     jit = jit_default if options["jit"] is None else options["jit"]
-    mixed = bool(options["mixed_precision"])
-    keras.mixed_precision.set_global_policy(policy if mixed else "float32")
+    policy, policy_reason = choose_precision(options["mixed_precision"], device, mixed_policy,
+                                             backend)
+    options["mixed_precision"] = policy != "float32"  # config.json: what the run used
+    if state is not None or args.resume:
+        policy_reason = "as the run being resumed"
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)  # restored when main returns
     keras.utils.set_random_seed(options["seed"])
     replicas = strategy.num_replicas_in_sync
     global_batch = options["batch_size"] * replicas
     setup = {"backend": backend, "device": device, "strategy": kind, "replicas": replicas,
-             "global_batch": global_batch, "precision": policy if mixed else "float32",
+             "global_batch": global_batch, "precision": policy,
+             "precision_reason": policy_reason,
              "jit": jit, "model": getattr(model_factory, "__name__", "model.get_model"),
              "classes": list(data.classes), "init": init_description(options)}
     print_setup(setup, options, collection, len(train_rows), len(val_rows), len(data.test_rows))
@@ -426,6 +445,7 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
                       worker_strategy=strategy if kind == "multi-worker" else None)
         return train(run, out, verbose=1 if writes else 0)
     finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
         if not writes:
             shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -384,6 +384,24 @@ def test_bfloat16_precision_is_opt_in_and_close_to_float32(models, exams, tmp_pa
     assert 0 < difference < 0.02  # bfloat16 really computed, and close
 
 
+def test_a_model_saved_in_mixed_precision_predicts_in_float32_by_default(models, exams,
+                                                                          tmp_path, capsys):
+    from ecgcode.precision import with_policy
+
+    model, paths = models
+    path, _ = exams
+    mixed_file = tmp_path / "mixed.keras"
+    with_policy(model, "mixed_bfloat16").save(mixed_file)  # as a resume checkpoint is saved
+    outputs = {}
+    for name, model_file in (("mixed", mixed_file), ("float32", paths[".keras"])):
+        out = tmp_path / f"{name}.npy"
+        status, _, err = run_main([path, str(model_file), "--output-file", str(out), "--quiet"],
+                                  capsys)
+        assert status == 0, err
+        outputs[name] = np.load(out)
+    np.testing.assert_array_equal(outputs["mixed"], outputs["float32"])
+
+
 def test_with_policy_keeps_the_output_layer_in_float32(models):
     from ecgcode.precision import native_bfloat16_cpu, with_policy
 

@@ -284,7 +284,7 @@ def weights_of(path):
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
-    argv = [data, *BASE, "--epochs", "3", "--deterministic"]
+    argv = [data, *BASE, "--epochs", "3", "--deterministic", "--mixed-precision"]  # bfloat16
     whole = start(tmp_path, [*argv, "--out", tmp_path / "whole"], dump=str(tmp_path / "w.npz"))
     killed = start(tmp_path, [*argv, "--out", tmp_path / "killed"], kill_at=[1, 2])
     status, output = finish(killed)
@@ -383,17 +383,92 @@ def test_two_workers_read_disjoint_shares_of_the_rows(make_hdf5):
 
 
 # --- Precision and the paper's model --------------------------------------------------
-def test_mixed_precision_keeps_a_float32_output(data, tmp_path, capsys):
+def pin_cpu_flags(monkeypatch, *flags):
+    """Make this CPU look as if it had exactly ``flags`` (e.g. ``avx512_bf16``)."""
+    import ecgcode.precision
+
+    monkeypatch.setattr(ecgcode.precision, "cpu_flags", lambda path=None: set(flags))
+
+
+@pytest.mark.parametrize("flag", ["amx_bf16", "avx512_bf16"])
+def test_native_bfloat16_cpu_trains_in_mixed_bfloat16_by_default(data, tmp_path, capsys,
+                                                                   monkeypatch, flag):
+    pin_cpu_flags(monkeypatch, "avx2", flag)
     out = tmp_path / "run"
+    assert train_tiny([data, *BASE, "--epochs", "1", "--out", str(out)]) == 0
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # main restores the policy
+    banner = capsys.readouterr().out
+    assert f"precision mixed_bfloat16 (default: this CPU computes bfloat16 natively ({flag}))" \
+        in banner
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["mixed_precision"] is True  # what the run used, for --resume
+    checkpoint = keras.models.load_model(out / "model_last.keras", compile=False)
+    assert checkpoint.layers[1].compute_dtype == "bfloat16"  # resumes in its own policy
+    for name in ("model_best.keras", "model_best.h5", "final_model.h5", "model_last.h5"):
+        saved = keras.models.load_model(out / name, compile=False)
+        assert {layer.compute_dtype for layer in saved.layers[1:]} == {"float32"}, name
+        np.testing.assert_array_equal(saved.get_weights()[0], checkpoint.get_weights()[0]) \
+            if name.startswith("model_last") else None
+
+
+def test_cpu_without_native_bfloat16_trains_in_float32_by_default(data, tmp_path, capsys,
+                                                                  monkeypatch):
+    pin_cpu_flags(monkeypatch, "avx2", "avx512f")
+    assert train_tiny([data, *BASE, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    banner = capsys.readouterr().out
+    assert "precision float32 (default: this CPU" in banner
+    assert "has no native bfloat16 (no amx_bf16 nor avx512_bf16))" in banner
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["options"]["mixed_precision"] is False
+
+
+def test_precision_flags_override_the_default(data, tmp_path, capsys, monkeypatch):
+    pin_cpu_flags(monkeypatch, "avx512_bf16")
+    assert train_tiny([data, *BASE, "--epochs", "1", "--no-mixed-precision",
+                       "--out", str(tmp_path / "off")]) == 0
+    assert "precision float32 (--no-mixed-precision)" in capsys.readouterr().out
+    pin_cpu_flags(monkeypatch)
     try:
         assert train_tiny([data, *BASE, "--epochs", "1", "--mixed-precision",
-                           "--out", str(out)]) == 0
+                           "--out", str(tmp_path / "on")]) == 0
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert "precision mixed_bfloat16" in capsys.readouterr().out  # the CPU's choice
-    saved = keras.models.load_model(out / "model_best.keras", compile=False)
-    assert saved.layers[1].compute_dtype == "bfloat16"
+    assert "precision mixed_bfloat16 (--mixed-precision)" in capsys.readouterr().out
+    saved = keras.models.load_model(tmp_path / "on" / "model_best.keras", compile=False)
     assert saved.outputs[0].dtype == "float32"
+
+
+def test_resume_keeps_the_precision_of_the_run(data, tmp_path, capsys, monkeypatch):
+    pin_cpu_flags(monkeypatch, "avx512_bf16")
+    out = str(tmp_path / "run")
+    try:
+        assert train_tiny([data, *BASE, "--epochs", "1", "--out", out]) == 0
+        capsys.readouterr()
+        pin_cpu_flags(monkeypatch)  # resumed on a CPU without native bfloat16
+        assert train_tiny(["--resume", "--out", out, "--epochs", "2"]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert "precision mixed_bfloat16 (as the run being resumed)" in capsys.readouterr().out
+    assert train_tiny(["--resume", "--out", out, "--epochs", "3", "--no-mixed-precision"]) == 2
+    assert "--mixed-precision cannot change on --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, policy, expected", [
+    ("1 x NVIDIA H200", "mixed_bfloat16", "mixed_bfloat16"),
+    ("1 x Tesla T4", "mixed_float16", "float32"),
+])
+def test_gpus_from_ampere_on_default_to_mixed_bfloat16(device, policy, expected):
+    chosen, reason = train.choose_precision(None, device, policy)
+    assert chosen == expected and reason.startswith("default: the GPU")
+    assert train.choose_precision(True, device, policy)[0] == policy
+
+
+def test_jax_on_a_cpu_defaults_to_float32_even_with_native_bfloat16(monkeypatch):
+    pin_cpu_flags(monkeypatch, "avx512_bf16")
+    assert train.choose_precision(None, "CPU", "mixed_bfloat16", "tensorflow")[0] == \
+        "mixed_bfloat16"
+    policy, reason = train.choose_precision(None, "CPU", "mixed_bfloat16", "jax")
+    assert policy == "float32" and "JAX" in reason
 
 
 def test_full_paper_model_end_to_end(make_hdf5, tmp_path):

@@ -33,7 +33,10 @@ def report_interrupt(run, epoch, out):
     from ecgcode.modelfiles import save_model
 
     if run.writes:
-        save_model(run.model, os.path.join(out, "model_last"), classes=run.classes)
+        save_model(run.model, os.path.join(out, "model_last"), formats=(".keras",),
+                   classes=run.classes)  # with the optimizer, in the training policy
+        save_model(run.portable_model(), os.path.join(out, "model_last"), formats=(".h5",),
+                   classes=run.classes)
     done = run.state["completed_epochs"]
     print(f"\nInterrupted in epoch {epoch + 1}: {out}/model_last.keras/.h5 hold the weights "
           f"at the interruption. Continue from the end of epoch {done} with:\n"

@@ -34,7 +34,7 @@ DEFAULTS = {
     "dataset_name": DEFAULT_DATASET_NAME,
     "seed": 0,
     "steps_per_epoch": None,
-    "mixed_precision": None,  # None: the device's default (see device_defaults)
+    "mixed_precision": None,  # None: on where the device computes bfloat16 natively
     "jit": None,
     "distribute": "auto",
     "deterministic": False,
@@ -91,6 +91,14 @@ def resolve_run(args):
             raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
                                 "a new run without --resume")
         options = dict(DEFAULTS, **saved["options"])
+        if options["mixed_precision"] is None:  # saved before the default was resolved
+            options["mixed_precision"] = False  # then the default: float32
+        if given.get("mixed_precision", options["mixed_precision"]) != options["mixed_precision"]:
+            raise ECGInputError(
+                f"{args.out}: the run computes in "
+                f"{'mixed precision' if options['mixed_precision'] else 'float32'}; "
+                "--mixed-precision cannot change on --resume (its checkpoint keeps its "
+                "policy): drop the option, or start a new run with --init")
         learnt = options["classes"] or list(CLASSES)  # None: the paper's six, by default
         if "classes" in given and given["classes"] != learnt:
             raise ECGInputError(f"{args.out}: the run learns {','.join(learnt)}; --classes "
@@ -261,6 +269,45 @@ def device_defaults(backend=None):
     return f"{len(gpus)} x {details.get('device_name', 'GPU')}", True, policy
 
 
+def choose_precision(requested, device, mixed_policy, backend="tensorflow"):
+    """The dtype policy of a run, and why it was chosen (for the start-up banner).
+
+    Parameters
+    ----------
+    requested : bool or None
+        ``--mixed-precision`` (True), ``--no-mixed-precision`` (False), or None: mixed
+        bfloat16 where the device computes bfloat16 natively (CPUs with AMX or
+        AVX512-BF16, GPUs from Ampere on), float32 elsewhere.
+    device : str
+        ``"CPU"`` or a GPU description, from ``device_defaults``.
+    mixed_policy : str
+        The device's mixed policy, from ``device_defaults`` (``mixed_float16`` on GPUs
+        before Ampere, which only ``--mixed-precision`` turns on).
+    backend : str
+        Keras backend. JAX's CPU build (XLA) computes bfloat16 slower than float32 even
+        where the CPU has it natively (measured, PERFORMANCE.md), so it defaults to float32.
+
+    Returns
+    -------
+    (str, str)
+        Keras dtype policy name and the reason.
+    """
+    from ecgcode.precision import describe_bfloat16_support, native_bfloat16_cpu
+
+    if requested is not None:
+        flag = "--mixed-precision" if requested else "--no-mixed-precision"
+        return (mixed_policy if requested else "float32"), flag
+    if device == "CPU" and backend == "jax":
+        return "float32", "default: JAX's CPU build computes bfloat16 slower than float32"
+    if device == "CPU":
+        native = native_bfloat16_cpu() is not None
+        return ("mixed_bfloat16" if native else "float32"), f"default: {describe_bfloat16_support()}"
+    if mixed_policy == "mixed_bfloat16":
+        return mixed_policy, "default: the GPU computes bfloat16 natively (Ampere or later)"
+    return "float32", ("default: the GPU has no native bfloat16 (before Ampere); "
+                       "--mixed-precision gives mixed_float16")
+
+
 # --- What a run prints and writes --------------------------------------------------------
 def print_setup(setup, options, collection, n_train, n_val, n_test=0):
     """Print the resolved devices, precision, XLA and data sizes before training starts."""
@@ -269,7 +316,7 @@ def print_setup(setup, options, collection, n_train, n_val, n_test=0):
           f"training, {n_val} validation{held_out}; classes {','.join(setup['classes'])}; "
           f"{setup['init']}; backend {setup['backend']}; device {setup['device']}; strategy "
           f"{setup['strategy']} ({setup['replicas']} replica(s)), global batch "
-          f"{setup['global_batch']}; precision {setup['precision']}; XLA "
+          f"{setup['global_batch']}; precision {setup['precision']} ({setup['precision_reason']}); XLA "
           f"{'on' if setup['jit'] else 'off'}; seed {options['seed']}"
           f"{'; deterministic ops' if options['deterministic'] else ''}")
     if setup["replicas"] > 1:
