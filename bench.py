@@ -17,6 +17,11 @@ speed
     predict.py's path (make_dataset + model.predict at ``predict.DEFAULT_BATCH_SIZE``),
     next to the BASELINE of the original study: a ``keras.utils.PyDataset`` reading h5py
     slices batch by batch, ``model.fit``/``model.predict`` with default settings.
+precision
+    Issue 15 in one run: a whole predict.py pass (``predict_collection``) against the bare
+    compiled forward pass at its batch size, float32 and ``--precision bfloat16`` with
+    their agreement (on ``--trained RUN`` if given), and training ECGs/s of train.py's
+    default precision against ``--no-mixed-precision``.
 memory
     Peak resident memory (VmHWM, i.e. ru_maxrss of the process alone) of training and
     prediction on two file sizes.
@@ -52,6 +57,7 @@ from ecgcode.bench.measure import (  # noqa: F401 - bench.X for tests and users
     BASELINE_PREDICT_BATCH,
     BYTES_PER_ECG,
     RESULT_PREFIX,
+    add_timing_arguments,
     apply_threads,
     batch_timer,
     bench_pipeline,
@@ -86,13 +92,14 @@ from ecgcode.bench.model_speed import (  # noqa: F401 - bench.X for tests and us
     train_throughput,
     write_table,
 )
+from ecgcode.bench.paths import add_precision_arguments
 from ecgcode.common import run_cli
 from ecgcode.quiet import import_tensorflow
 
 
 # --- The measured paths: the scripts' own code, one path per process ----------------------
 def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH, jit=None,
-                  mixed_precision=False):
+                  mixed_precision=None):
     """Steady-state training ECGs/s through ``train.main`` (a throw-away run folder).
 
     Only the batch end times of the first epoch matter; the validation set is made tiny
@@ -110,8 +117,8 @@ def train_default(path, factory, warmup, window, windows, batch_size=PAPER_BATCH
             str(batch_size), "--val-split", str(min(0.5, 4 / n))]
     if jit is not None:
         argv.append("--jit" if jit else "--no-jit")
-    if mixed_precision:
-        argv.append("--mixed-precision")
+    if mixed_precision is not None:  # None: train.py's default for this device
+        argv.append("--mixed-precision" if mixed_precision else "--no-mixed-precision")
     with tempfile.TemporaryDirectory(prefix="bench-train-") as out, _quiet_stdout():
         status = train.main(argv + ["--out", os.path.join(out, "run")], model_factory=factory,
                             extra_callbacks=[timer])
@@ -195,8 +202,11 @@ def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **opt
         ``max_rss_MB`` (this process's peak resident memory so far).
     """
     factory = MODELS[model_name]
-    if options.pop("mixed_precision", False):
-        _use_mixed_precision(kind, options)
+    mixed = options.pop("mixed_precision", None)
+    if kind == "train_default":
+        options["mixed_precision"] = mixed  # train.py's --[no-]mixed-precision, or its default
+    elif mixed:
+        _use_mixed_precision(kind)
     function = KINDS[kind]
     if kind == "predict_full_pass":
         rates = function(path, factory, **options)
@@ -206,10 +216,8 @@ def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **opt
             "max_rss_MB": max_rss_mb()}
 
 
-def _use_mixed_precision(kind, options):
-    if kind == "train_default":
-        options["mixed_precision"] = True  # train.py's --mixed-precision
-    elif kind.startswith("predict"):
+def _use_mixed_precision(kind):
+    if kind.startswith("predict"):
         import keras
 
         import train
@@ -309,6 +317,30 @@ def speed_rows(path, model_name="paper", repeats=1, warmup=2, window=2, windows=
     return rows
 
 
+def precision_rows(path, trained=None, rounds=3, model_name="paper", warmup=2, window=2,
+                   windows=3):
+    """Rows of the ``precision`` section (issue 15, items 1-3) on the whole file ``path``.
+
+    ``trained`` (a run folder or model file) is the model predicted; default the paper's
+    model with random weights (then the agreement says little).  Training runs in separate
+    processes, default precision and ``--no-mixed-precision`` interleaved over ``rounds``.
+    """
+    import predict
+    from ecgcode.bench.paths import predict_path_rows, trained_model, training_precision_rows
+    from ecgcode.data import open_collection
+
+    if trained:
+        model, thresholds, label = trained_model(trained)
+    else:
+        model, thresholds, label = MODELS[model_name](), None, f"{model_name} model, random weights"
+    if thresholds is None:
+        thresholds = [0.5] * int(model.outputs[0].shape[-1])
+    rows = predict_path_rows(predict.predict_collection, model, open_collection(path),
+                             predict.DEFAULT_BATCH_SIZE, thresholds, label, rounds)
+    return rows + training_precision_rows(measure_in_subprocess, path, model_name, rounds,
+                                          warmup, window, windows)
+
+
 def _batch_of(kind, options):
     if "batch_size" in options:
         return options["batch_size"]
@@ -320,55 +352,19 @@ def _batch_of(kind, options):
 
 
 def memory_rows(files, model_name="paper", isolate=True):
-    """Rows of the ``memory`` section: peak RSS of separate processes on each file.
-
-    ``files`` maps a label (e.g. "1.0 GB") to a path.  Training and prediction run a few
-    batches of ``model_name``; a full predict.py pass over every file runs the tiny model,
-    so that the whole collection streams through the pipeline in reasonable time.
-    """
-    runs = (("train_default", model_name, f"training ({model_name} model, 2 steps)"),
-            ("predict_default", model_name, f"prediction ({model_name} model, 2 batches)"),
-            ("predict_full_pass", "tiny", "prediction, full pass over the file (tiny model)"))
-    run = measure_in_subprocess if isolate else measure
-    rows = []
-    for kind, kind_model, label in runs:
-        peaks = {}
-        for size_label, path in files.items():
-            result = run(kind, path, kind_model, 1, 1, 1)
-            peaks[size_label] = result["max_rss_MB"]
-        values = list(peaks.values())
-        for position, (size_label, value) in enumerate(peaks.items()):
-            note = ""
-            if position == len(values) - 1 and position > 0:
-                note = f"{(value - values[0]) / values[0]:+.1%} from smallest to largest file"
-            rows.append(row("memory", f"peak RSS, {label}, {size_label} file", value, "MB",
-                            note))
-    return rows
+    """Rows of the ``memory`` section (``ecgcode.bench.measure.memory_rows``), measured in
+    separate processes unless ``isolate`` is False."""
+    return bench_measure.memory_rows(files, measure_in_subprocess if isolate else measure,
+                                     model_name)
 
 
 # --- Command line ---------------------------------------------------------------------------
-def _add_timing_arguments(parser):
-    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
-                        help="paper (default) or tiny (a quick check of the script)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="processes per path, interleaved (default 1)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="training batches not timed (compilation, first steps; default 2)")
-    parser.add_argument("--window", type=int, default=2,
-                        help="training batches per timed window (default 2)")
-    parser.add_argument("--windows", type=int, default=3,
-                        help="timed windows per process (default 3)")
-    parser.add_argument("--predict-window-ecgs", type=int, default=256,
-                        help="ECGs per timed prediction window (default 256)")
-    parser.add_argument("--out", help="also write the markdown table to this file")
-
-
 def _all_main(argv):
     parser = argparse.ArgumentParser(
         prog="bench.py all",
         description="Every section on the same generated file; prints the markdown table "
         "and writes it to --out.  Takes ~15 min on a 2-core CPU with the defaults.")
-    _add_timing_arguments(parser)
+    add_timing_arguments(parser)
     parser.add_argument("--data-dir", help="where the benchmark files are written (or reused "
                         "if present); default a temporary folder, deleted afterwards")
     parser.add_argument("--small-gb", type=float, default=1.0,
@@ -378,8 +374,9 @@ def _all_main(argv):
     parser.add_argument("--rows", type=int, nargs=2, metavar=("SMALL", "LARGE"),
                         help="exact row counts of the two files instead of --small/large-gb")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=("pipeline", "peak", "speed", "memory"),
+                        choices=("pipeline", "peak", "speed", "precision", "memory"),
                         help="sections to leave out")
+    add_precision_arguments(parser)
     args = parser.parse_args(argv)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="ecg-bench-")
     os.makedirs(data_dir, exist_ok=True)
@@ -405,6 +402,11 @@ def _run_all(args, data_dir):
     if "speed" not in args.skip:
         rows += speed_rows(small, args.model, args.repeats, args.warmup, args.window,
                            args.windows, args.predict_window_ecgs, peak, forward)
+    if "precision" not in args.skip:
+        whole = write_bench_file(os.path.join(data_dir, "bench_precision.hdf5"),
+                                 args.precision_rows)
+        rows += precision_rows(whole, args.trained, args.rounds, args.model, args.warmup,
+                               args.window, args.windows)
     if "memory" not in args.skip:
         large = ensure_bench_file(os.path.join(data_dir, "bench_large.hdf5"), args.large_gb,
                              rows_large)
@@ -421,9 +423,11 @@ def _section_main(name):
     def section_main(argv):
         parser = argparse.ArgumentParser(prog=f"bench.py {name}",
                                          description=f"The {name} section alone.")
-        if name in ("speed", "memory"):
+        if name in ("speed", "memory", "precision"):
             parser.add_argument("file", help="CODE-style HDF5 file with labels (bench.py make)")
-            _add_timing_arguments(parser)
+            add_timing_arguments(parser)
+        if name == "precision":
+            add_precision_arguments(parser)
         if name == "memory":
             parser.add_argument("large_file", help="a larger file of the same kind")
         if name == "flops":
@@ -440,6 +444,9 @@ def _section_main(name):
             rows = speed_rows(args.file, args.model, args.repeats, args.warmup, args.window,
                               args.windows, args.predict_window_ecgs, peak,
                               flops_rows(args.model)[1])
+        elif name == "precision":
+            rows = precision_rows(args.file, args.trained, args.rounds, args.model,
+                                  args.warmup, args.window, args.windows)
         else:
             files = {f"{os.path.getsize(p) / 1e9:.2f} GB": p for p in (args.file,
                                                                          args.large_file)}
@@ -452,26 +459,15 @@ def _section_main(name):
     return section_main
 
 
-def _make_main(argv):
-    parser = argparse.ArgumentParser(prog="bench.py make",
-                                     description="Write a benchmark HDF5 file (with labels).")
-    parser.add_argument("file")
-    size = parser.add_mutually_exclusive_group(required=True)
-    size.add_argument("--gb", type=float, help="about this many GB")
-    size.add_argument("--rows", type=int, help="exactly this many tracings")
-    args = parser.parse_args(argv)
-    write_bench_file(args.file, args.rows or rows_for_gigabytes(args.gb))
-    return 0
-
-
 SECTIONS = {
     "all": _all_main,
     "pipeline": bench_measure.pipeline_main,
     "peak": _section_main("peak"),
     "flops": _section_main("flops"),
     "speed": _section_main("speed"),
+    "precision": _section_main("precision"),
     "memory": _section_main("memory"),
-    "make": _make_main,
+    "make": bench_measure.make_main,
     "measure": measure_main,
     "model": lambda argv: bench_model.main(argv, prog="bench.py model"),
 }

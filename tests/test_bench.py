@@ -200,3 +200,51 @@ def test_model_section_rejects_a_bad_data_file_up_front(tmp_path, problem):
 def test_file_batches_for_inference_need_one_whole_batch(bench_file):
     with pytest.raises(ValueError, match="200 rows, fewer than one batch of 256"):
         bench.file_batches(bench_file, 256, train=False)
+
+
+# --- The precision section (issue 15, items 1-3) ---------------------------------------
+def test_agreement_counts_the_largest_difference_and_the_agreeing_decisions():
+    from ecgcode.bench.paths import agreement
+
+    float32 = np.array([[0.1, 0.6], [0.4, 0.9]])
+    bfloat16 = np.array([[0.1, 0.4], [0.45, 0.9]])  # one decision of four flips
+    result = agreement(float32, bfloat16, [0.5, 0.5])
+    assert result["max_abs_difference"] == pytest.approx(0.2)
+    assert result["decisions_agree"] == 0.75 and result["decisions"] == 4
+    assert agreement(float32, bfloat16, [0.5, 0.3])["decisions_agree"] == 1.0
+
+
+def test_trained_model_takes_the_run_folders_thresholds(tmp_path):
+    import json
+
+    from ecgcode.bench.paths import trained_model
+    from ecgcode.modelfiles import save_model
+
+    save_model(bench.tiny_model(2), tmp_path / "model_best", classes=["a", "b"])
+    (tmp_path / "thresholds.json").write_text(json.dumps(
+        {"classes": {"a": {"threshold": 0.3}, "b": {"threshold": None}}}))
+    model, thresholds, label = trained_model(str(tmp_path))
+    assert int(model.outputs[0].shape[-1]) == 2
+    assert thresholds == [0.3, 0.5] and "model_best.keras" in label
+    assert trained_model(str(tmp_path / "model_best.h5"))[1] == [0.5, 0.5]  # a bare file
+
+
+def test_precision_section_reports_items_1_to_3(bench_file, tmp_path):
+    out = tmp_path / "precision.md"
+    status = bench.main(["precision", bench_file, "--model", "tiny", "--rounds", "1",
+                         "--warmup", "1", "--window", "1", "--windows", "1", "--out", str(out)])
+    assert status == 0
+    lines = table_lines(out.read_text())
+    names = [line.split("|")[2].strip() for line in lines]
+    assert names[:6] == [
+        "inference, bare compiled forward pass, float32",
+        "inference, predict.py path (predict_collection), float32",
+        "inference, bare compiled forward pass, mixed bfloat16",
+        "inference, predict.py --precision bfloat16",
+        "bfloat16 vs float32: max abs. probability difference",
+        "bfloat16 vs float32: thresholded decisions that agree"]
+    assert names[6].startswith("training, train.py default (") and names[7] == (
+        "training, train.py --no-mixed-precision (float32), batch 64")
+    values = [float(line.split("|")[3]) for line in lines]
+    assert all(value > 0 for value in values[:4] + values[5:]) and values[4] >= 0
+    assert "of the bare pass (target >= 95 %)" in lines[1] and "x --no-mixed-precision" in lines[6]

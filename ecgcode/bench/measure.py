@@ -433,3 +433,62 @@ def ensure_bench_file(path, gigabytes, rows=None):
               file=sys.stderr)
         write_bench_file(path, n)
     return path
+
+
+# --- The memory section's rows; command-line pieces of the sections ----------------------
+def memory_rows(files, run, model_name="paper"):
+    """Rows of the ``memory`` section: peak RSS of separate processes on each file.
+
+    ``files`` maps a label (e.g. "1.0 GB") to a path.  Training and prediction run a few
+    batches of ``model_name``; a full predict.py pass over every file runs the tiny model,
+    so that the whole collection streams through the pipeline in reasonable time.
+    ``run(kind, path, model_name, warmup, window, windows)`` measures one path (bench.py's
+    ``measure`` or ``measure_in_subprocess``) and returns its dict.
+    """
+    runs = (("train_default", model_name, f"training ({model_name} model, 2 steps)"),
+            ("predict_default", model_name, f"prediction ({model_name} model, 2 batches)"),
+            ("predict_full_pass", "tiny", "prediction, full pass over the file (tiny model)"))
+    rows = []
+    for kind, kind_model, label in runs:
+        peaks = {}
+        for size_label, path in files.items():
+            result = run(kind, path, kind_model, 1, 1, 1)
+            peaks[size_label] = result["max_rss_MB"]
+        values = list(peaks.values())
+        for position, (size_label, value) in enumerate(peaks.items()):
+            note = ""
+            if position == len(values) - 1 and position > 0:
+                note = f"{(value - values[0]) / values[0]:+.1%} from smallest to largest file"
+            rows.append(row("memory", f"peak RSS, {label}, {size_label} file", value, "MB",
+                            note))
+    return rows
+
+
+def add_timing_arguments(parser):
+    """The timing options of the bench.py sections that time scripts."""
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="processes per path, interleaved (default 1)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="training batches not timed (compilation, first steps; default 2)")
+    parser.add_argument("--window", type=int, default=2,
+                        help="training batches per timed window (default 2)")
+    parser.add_argument("--windows", type=int, default=3,
+                        help="timed windows per process (default 3)")
+    parser.add_argument("--predict-window-ecgs", type=int, default=256,
+                        help="ECGs per timed prediction window (default 256)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+
+
+def make_main(argv):
+    """``bench.py make``: write a benchmark HDF5 file."""
+    parser = argparse.ArgumentParser(prog="bench.py make",
+                                     description="Write a benchmark HDF5 file (with labels).")
+    parser.add_argument("file")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--gb", type=float, help="about this many GB")
+    size.add_argument("--rows", type=int, help="exactly this many tracings")
+    args = parser.parse_args(argv)
+    write_bench_file(args.file, args.rows or rows_for_gigabytes(args.gb))
+    return 0
