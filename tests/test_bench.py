@@ -92,12 +92,14 @@ def test_all_writes_the_table(bench_file, tmp_path, capsys):
     data_dir.mkdir()
     (data_dir / "bench_small.hdf5").symlink_to(bench_file)
     status = bench.main(["all", "--model", "tiny", "--data-dir", str(data_dir), "--out",
-                         str(out), "--skip", "peak", "speed", "memory"])
+                         str(out), "--skip", "peak", "speed", "memory", "--precision-rows",
+                         "160", "--rounds", "1", "--warmup", "1", "--window", "1",
+                         "--windows", "1"])
     assert status == 0
     text = out.read_text()
     assert text.startswith("Machine: cpu ") and "tensorflow" in text and "cores" in text
     sections = [line.split("|")[1].strip() for line in table_lines(text)]
-    assert sections == ["pipeline"] * 3 + ["flops"] * 2
+    assert sections == ["pipeline"] * 3 + ["flops"] * 2 + ["precision"] * 8
     assert text in capsys.readouterr().out
 
 
