@@ -363,7 +363,7 @@ def _all_main(argv):
     parser = argparse.ArgumentParser(
         prog="bench.py all",
         description="Every section on the same generated file; prints the markdown table "
-        "and writes it to --out.  Takes ~15 min on a 2-core CPU with the defaults.")
+        "and writes it to --out.  Takes ~25-30 min on a 2-core CPU with the defaults.")
     add_timing_arguments(parser)
     parser.add_argument("--data-dir", help="where the benchmark files are written (or reused "
                         "if present); default a temporary folder, deleted afterwards")
