@@ -202,10 +202,8 @@ def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **opt
         ``max_rss_MB`` (this process's peak resident memory so far).
     """
     factory = MODELS[model_name]
-    mixed = options.pop("mixed_precision", None)
-    if kind == "train_default":
-        options["mixed_precision"] = mixed  # train.py's --[no-]mixed-precision, or its default
-    elif mixed:
+    # train_default passes mixed_precision on to train.py (None: train.py's default).
+    if kind != "train_default" and options.pop("mixed_precision", None):
         _use_mixed_precision(kind)
     function = KINDS[kind]
     if kind == "predict_full_pass":
@@ -330,10 +328,9 @@ def precision_rows(path, trained=None, rounds=3, model_name="paper", warmup=2, w
     from ecgcode.data import open_collection
 
     if trained:
-        model, thresholds, label = trained_model(trained)
+        model, thresholds, label = trained_model(*predict.resolve_model(trained))
     else:
-        model, thresholds, label = MODELS[model_name](), None, f"{model_name} model, random weights"
-    if thresholds is None:
+        model, label = MODELS[model_name](), f"{model_name} model, random weights"
         thresholds = [0.5] * int(model.outputs[0].shape[-1])
     rows = predict_path_rows(predict.predict_collection, model, open_collection(path),
                              predict.DEFAULT_BATCH_SIZE, thresholds, label, rounds)
@@ -403,8 +400,8 @@ def _run_all(args, data_dir):
         rows += speed_rows(small, args.model, args.repeats, args.warmup, args.window,
                            args.windows, args.predict_window_ecgs, peak, forward)
     if "precision" not in args.skip:
-        whole = write_bench_file(os.path.join(data_dir, "bench_precision.hdf5"),
-                                 args.precision_rows)
+        whole = ensure_bench_file(os.path.join(data_dir, "bench_precision.hdf5"), None,
+                                  args.precision_rows)
         rows += precision_rows(whole, args.trained, args.rounds, args.model, args.warmup,
                                args.window, args.windows)
     if "memory" not in args.skip:

@@ -413,7 +413,7 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     policy, policy_reason = choose_precision(options["mixed_precision"], device, mixed_policy,
                                              backend)
     options["mixed_precision"] = policy != "float32"  # config.json: what the run used
-    if state is not None or args.resume:
+    if args.resume:
         policy_reason = "as the run being resumed"
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_global_policy(policy)  # restored when main returns

@@ -219,13 +219,14 @@ def test_agreement_counts_the_largest_difference_and_the_agreeing_decisions():
 def test_trained_model_takes_the_run_folders_thresholds(tmp_path):
     import json
 
+    import predict
     from ecgcode.bench.paths import trained_model
     from ecgcode.modelfiles import save_model
 
     save_model(bench.tiny_model(2), tmp_path / "model_best", classes=["a", "b"])
     (tmp_path / "thresholds.json").write_text(json.dumps(
         {"classes": {"a": {"threshold": 0.3}, "b": {"threshold": None}}}))
-    model, thresholds, label = trained_model(str(tmp_path))
+    model, thresholds, label = trained_model(*predict.resolve_model(str(tmp_path)))
     assert int(model.outputs[0].shape[-1]) == 2
     assert thresholds == [0.3, 0.5] and "model_best.keras" in label
     assert trained_model(str(tmp_path / "model_best.h5"))[1] == [0.5, 0.5]  # a bare file

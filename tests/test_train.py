@@ -407,8 +407,8 @@ def test_native_bfloat16_cpu_trains_in_mixed_bfloat16_by_default(data, tmp_path,
     for name in ("model_best.keras", "model_best.h5", "final_model.h5", "model_last.h5"):
         saved = keras.models.load_model(out / name, compile=False)
         assert {layer.compute_dtype for layer in saved.layers[1:]} == {"float32"}, name
-        np.testing.assert_array_equal(saved.get_weights()[0], checkpoint.get_weights()[0]) \
-            if name.startswith("model_last") else None
+        if name.startswith("model_last"):  # the same weights as the checkpoint
+            np.testing.assert_array_equal(saved.get_weights()[0], checkpoint.get_weights()[0])
 
 
 def test_cpu_without_native_bfloat16_trains_in_float32_by_default(data, tmp_path, capsys,

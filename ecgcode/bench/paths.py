@@ -9,7 +9,6 @@ thresholded decisions with float32.  The functions take predict.py's ``predict_c
 as an argument (the package never imports the root scripts).
 """
 
-import os
 import statistics
 import time
 
@@ -19,22 +18,20 @@ from ecgcode.bench.model_speed import random_ecgs, row
 from ecgcode.precision import describe_bfloat16_support, with_policy
 
 
-def trained_model(path):
-    """(model, thresholds, label) of a train.py run folder or a model file.
+def trained_model(model_path, thresholds_path=None):
+    """(model, thresholds, label) of a model file and its run's ``thresholds.json``.
 
-    The thresholds are the run folder's ``thresholds.json`` (0.5 for a class without one,
-    and for every class of a bare model file), in the model's class order.
+    ``model_path`` and ``thresholds_path`` are what predict.py's ``resolve_model`` finds
+    for a run folder or a model file.  The thresholds are in the model's class order, 0.5
+    for a class without one (and for every class when ``thresholds_path`` is None).
     """
     from ecgcode.classnames import model_classes
-    from ecgcode.common import RUN_THRESHOLDS_NAME, find_run_model, read_thresholds
+    from ecgcode.common import read_thresholds
     from ecgcode.modelfiles import load_model
 
-    model_path = find_run_model(path) if os.path.isdir(path) else path
     model = load_model(model_path, n_classes=None)
     classes = model_classes(model_path, int(model.outputs[0].shape[-1]), None)[0]
-    thresholds_path = os.path.join(os.path.dirname(model_path), RUN_THRESHOLDS_NAME)
-    found = read_thresholds(thresholds_path, classes) if os.path.isdir(path) and \
-        os.path.isfile(thresholds_path) else {}
+    found = read_thresholds(thresholds_path, classes) if thresholds_path else {}
     thresholds = [0.5 if found.get(name) is None else found[name] for name in classes]
     return model, thresholds, f"model {model_path}"
 
