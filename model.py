@@ -1,82 +1,13 @@
-"""The paper's 1-D ResNet for 12-lead ECG classification, and how it is saved and loaded.
+"""The paper's 1-D ResNet: its summary and parameter count, or an export of a saved model.
 
-Ribeiro et al., "Automatic diagnosis of the 12-lead ECG using a deep neural network",
-Nature Communications 11:1760 (2020). The network maps a (4096, 12) tracing to
-independent sigmoid probabilities, one per class (the paper's six by default).
+    python model.py                        # the paper's ResNet: 6,425,638 parameters
+    python model.py export MODEL OUT       # OUT.onnx, OUT.tflite and the SavedModel OUT/
 
-    import model
-    net = model.get_model()                     # the paper's ResNet, 6,425,638 parameters
-    paths = model.save_model(net, "runs/net")   # runs/net.keras and runs/net.h5
-    net = model.load_model("model.hdf5")        # any format the project knows
-
-The network itself is built in ``ecgcode/network.py`` with plain Keras layers (no custom
-objects); saving and loading live in ``ecgcode/modelfiles.py``.
-
-Run ``python model.py`` to print the summary and the parameter count, and
-``python model.py export MODEL OUT`` to export a model as ONNX, TFLite and SavedModel
-(``ecgcode/export.py``).
+The network is ``ecgcode/network.py``; this program is ``ecgcode/cli/model.py`` (also
+``ecg-model`` and ``python -m ecgcode.cli.model``).
 """
 
-import argparse
-import os
-import sys
-
-from ecgcode.classnames import default_classes, model_classes
-from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
-from ecgcode.quiet import import_tensorflow
-
-if __name__ == "__main__":  # as a script: Keras (imported next) without TensorFlow's noise
-    import_tensorflow()
-
-from ecgcode.modelfiles import load_model, save_model
-from ecgcode.network import get_model
-
-__all__ = ["cli", "get_model", "load_model", "main", "save_model"]
-
-
-# --- Command line ------------------------------------------------------------------
-def main(argv=None):
-    """Print the model summary and its parameter count; ``export ...`` exports a model."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["export"]:
-        return export_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        description="Print the summary of the paper's ResNet (or of a saved model) and its "
-        "parameter count. Published weights of the original study: "
-        f"doi:{PUBLISHED_WEIGHTS_DOI}.",
-        epilog="python model.py export MODEL OUT  exports MODEL as OUT.onnx, OUT.tflite and "
-        "the SavedModel OUT/ (see python model.py export --help)",
-    )
-    parser.add_argument("model", nargs="?", help="a saved model to describe (default: a new one)")
-    args = parser.parse_args(argv)
-    model = load_model(args.model, n_classes=None) if args.model else get_model()
-    n_outputs = int(model.outputs[0].shape[-1])
-    classes = model_classes(args.model, n_outputs)[0] if args.model else default_classes(6)
-    model.summary()
-    print(f"Parameters: {model.count_params():,}")
-    print(f"Input: {tuple(model.inputs[0].shape)}  outputs: {', '.join(classes)}")
-
-
-def export_main(argv=None):
-    """``python model.py export MODEL OUT``: ONNX, TFLite and SavedModel exports of MODEL."""
-    from ecgcode import export
-    from predict import resolve_model
-
-    args = export.build_parser().parse_args(argv)
-    if not os.path.exists(args.model):
-        raise ECGInputError(
-            f"{args.model}: MODEL not found; give a .keras/.h5 model file or a train.py run folder"
-        )
-    model_path, _ = resolve_model(args.model)  # a model file or a train.py run folder
-    model = load_model(model_path, n_classes=None)
-    args.classes, _ = model_classes(model_path, int(model.outputs[0].shape[-1]), args.classes)
-    return export.export_and_report(model, args)
-
-
-def cli():
-    """Console-script entry point: bad input gives a one-line error and exit status 2."""
-    raise SystemExit(run_cli(main))
-
+from ecgcode.cli.model import cli
 
 if __name__ == "__main__":
     cli()

@@ -6,7 +6,6 @@ import it in milliseconds.
 """
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -41,23 +40,6 @@ DEFAULT_DATASET_NAME = "tracings"
 PAPER_THRESHOLDS = dict(zip(CLASSES, (0.124, 0.07, 0.05, 0.278, 0.390, 0.174)))
 """Per-class decision thresholds of the original study (chosen on its validation set);
 a score strictly greater than the threshold is a positive."""
-
-# --- A train.py run folder ---------------------------------------------------------
-RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
-"""Model files looked for, in this order, inside a train.py run folder."""
-
-RUN_THRESHOLDS_NAME = "thresholds.json"
-"""The run folder's per-class decision thresholds."""
-
-
-def find_run_model(folder, fix="give a train.py run folder or a model file"):
-    """The best model file of a train.py run folder; ECGInputError (ending with ``fix``) if none."""
-    for name in RUN_MODEL_NAMES:
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate):
-            return candidate
-    raise ECGInputError(f"{folder}: folder has no {' or '.join(RUN_MODEL_NAMES)}; {fix}")
-
 
 # --- Where the public data live ----------------------------------------------------
 CODE_TEST_DOI = "10.5281/zenodo.3625006"
@@ -165,53 +147,3 @@ def atomic_output(path, suffix=None):
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-
-
-def read_thresholds(path, classes=CLASSES):
-    """Read per-class decision thresholds from a JSON file.
-
-    Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}``, or either under
-    a top-level ``"classes"`` or ``"thresholds"`` key (train.py's ``thresholds.json`` is
-    ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
-    choice for a class without positive validation exams) is kept as None.
-
-    Parameters
-    ----------
-    path : str
-    classes : sequence of str
-        The classes that need a threshold (the paper's six by default).
-
-    Returns
-    -------
-    dict
-        Class name -> float or None, for every name in ``classes``.
-
-    Raises
-    ------
-    ECGInputError
-        Missing or unreadable file, or a class without a numeric (or null) threshold.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except FileNotFoundError:
-        raise ECGInputError(f"{path}: thresholds file not found; check the path") from None
-    except (OSError, ValueError) as error:
-        raise ECGInputError(f"{path}: cannot read thresholds JSON ({error})") from None
-    for key in ("classes", "thresholds"):
-        if isinstance(content, dict) and isinstance(content.get(key), dict):
-            content = content[key]
-    if not isinstance(content, dict):
-        raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
-    thresholds = {}
-    for name in classes:
-        value = content.get(name, "missing")
-        if isinstance(value, dict):
-            value = value.get("threshold", "missing")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ECGInputError(
-                f"{path}: no numeric threshold for class {name}; the file must give one for "
-                f"each of {', '.join(classes)}"
-            )
-        thresholds[name] = None if value is None else float(value)
-    return thresholds

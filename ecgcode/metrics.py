@@ -16,7 +16,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, cohen_kappa_score, precision_recall_curve
 from statsmodels.stats.contingency_tables import mcnemar
 
-from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, read_thresholds
+from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError
+from ecgcode.runfolder import read_thresholds
 
 METRICS = ("Precision", "Recall", "Specificity", "F1 score")
 """Metrics of Table 2, in the paper's column order."""

@@ -15,7 +15,7 @@ import h5py
 import keras
 import numpy as np
 
-from ecgcode.classnames import output_names, write_model_classes
+from ecgcode.classnames import model_classes, output_names, write_model_classes
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -122,6 +122,30 @@ def load_model(path, n_classes=N_CLASSES, compile=False):
         model = _load_h5_file(path, n_classes, compile)
     _check_shapes(model, path, n_classes)
     return model
+
+
+def load_model_and_classes(path, classes=None):
+    """Load a model with any number of outputs, and name its outputs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file (see :func:`load_model`).
+    classes : sequence of str, optional
+        Names given by the user (``--classes``); else the names stored in the file, else
+        the defaults (see ``ecgcode.classnames.model_classes``).
+
+    Returns
+    -------
+    model : keras.Model
+    classes : tuple of str
+        One name per output.
+    warning : str or None
+        Set when the names were guessed; the caller prints it.
+    """
+    model = load_model(path, n_classes=None)
+    names, warning = model_classes(os.fspath(path), int(model.outputs[0].shape[-1]), classes)
+    return model, names, warning
 
 
 def _load_keras_file(path, compile):

@@ -3,7 +3,7 @@
 ``write_predictions`` writes the ``.npy`` (the original study's format) or the ``.csv``
 (``predictions_frame``); ``input_warnings`` and ``nonfinite_warning`` give the one-line
 warnings on the inputs and on NaN outputs; ``plot_exams`` draws ``--plot`` sheets and
-``explain_exams`` writes the ``--explain`` attributions. No TensorFlow is imported here.
+``exams_to_explain`` reads the ``--explain`` exams. No TensorFlow is imported here.
 """
 
 import os
@@ -155,17 +155,14 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
     return written
 
 
-def explain_exams(model, collection, probabilities, thresholds, args, classes=CLASSES):
-    """--explain: attributions (.npy, .json) and saliency sheets; return (paths, summaries)."""
+def exams_to_explain(collection, rows):
+    """The ``--explain`` rows of ``collection`` as ``ecgcode.explain.Exam`` records."""
     from ecgcode import explain
     from ecgcode import plotting as ecg_plot
 
     exams = []
-    for row in args.explain:
+    for row in rows:
         path, local_row = locate_row(collection, row)
         tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
         exams.append(explain.Exam(row, tracing, exam_id, os.path.basename(path)))
-    return explain.explain_and_save(
-        model, exams, probabilities, args.output_file, args.explain_class, thresholds,
-        args.plot_format, args.explain_steps, classes,
-    )
+    return exams

@@ -8,6 +8,9 @@ No TensorFlow is imported here.
 """
 
 import os
+import sys
+
+from ecgcode.backend import has_gpu
 
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """Linux /proc/cpuinfo flags of CPUs that compute bfloat16 in hardware."""
@@ -71,3 +74,13 @@ def describe_bfloat16_support():
         return f"this CPU computes bfloat16 natively ({flag})"
     machine = os.uname().machine if hasattr(os, "uname") else "this machine"
     return f"this CPU ({machine}) has no native bfloat16 (no amx_bf16 nor avx512_bf16)"
+
+
+def bfloat16_model(model):
+    """``model`` computing in mixed bfloat16 (float32 output), with a note on the hardware."""
+    import keras  # the caller has imported TensorFlow quietly
+
+    if not has_gpu(keras.backend.backend()) and native_bfloat16_cpu() is None:
+        print(f"warning: --precision bfloat16: {describe_bfloat16_support()}, so bfloat16 is "
+              "emulated and slower than float32; drop --precision", file=sys.stderr)
+    return with_policy(model, "mixed_bfloat16")

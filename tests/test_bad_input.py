@@ -20,10 +20,10 @@ import pytest
 from conftest import run_main as status_of
 from conftest import synthetic_tracings, write_hdf5
 
-import datasets
-import predict
-import train
-from ecgcode import quiet
+from ecgcode import data as datasets
+from ecgcode import outputs, quiet
+from ecgcode.cli import datasets as datasets_cli
+from ecgcode.cli import predict, train
 from ecgcode.common import CLASSES, plain
 from ecgcode.data.hdf5 import Collection
 from ecgcode.data.screening import input_error_in_pipeline
@@ -114,7 +114,7 @@ def test_train_label_errors_come_before_tensorflow(tmp_path, damage, expected):
     damage(frame).to_csv(tmp_path / "labels.csv", index=False)
     result = run_script(f"""
         import sys
-        import train
+        from ecgcode.cli import train
         from ecgcode.common import run_cli
         try:
             run_cli(train.main, [{data!r}, "labels.csv", "--out", "run"])
@@ -161,7 +161,7 @@ def test_nonfinite_warning_names_the_shard_and_its_row():
                             np.arange(100, 108))
     probabilities = np.zeros((8, len(CLASSES)), dtype=np.float32)
     probabilities[[1, 6]] = np.nan
-    message = predict.nonfinite_warning(probabilities, collection)
+    message = outputs.nonfinite_warning(probabilities, collection)
     assert "part0.hdf5 row 1 (exam_id 101)" in message
     assert "part1.hdf5 row 2 (exam_id 106)" in message and "2 exams" in message
 
@@ -228,7 +228,7 @@ def test_signal_warnings_tell_the_causes_apart(damage, expected, absent):
 def test_inspect_reports_normalised_leads_instead_of_swapped(tmp_path, capsys):
     path = write_hdf5(tmp_path / "ludb_like.hdf5", 10, data=_leads_normalised(
         synthetic_tracings(10)))
-    status, out, _ = status_of(datasets.main, ["inspect", path], capsys)
+    status, out, _ = status_of(datasets_cli.main, ["inspect", path], capsys)
     assert status == 0 and "normalised independently" in out and "swapped" not in out
 
 
@@ -271,7 +271,7 @@ def test_lead_checks_on_real_records(tmp_path, capsys):
     if not folder.is_dir():
         pytest.skip(f"real CinC 2021 records not found at {folder}")
     output = tmp_path / "g12ec.hdf5"
-    assert status_of(datasets.main, ["convert", str(folder), "-o", str(output), "-q"],
+    assert status_of(datasets_cli.main, ["convert", str(folder), "-o", str(output), "-q"],
                      capsys)[0] == 0
     collection = datasets.open_collection(output)
     x = datasets.RowReader(collection).read(np.arange(collection.n))  # (10, 4096, 12)

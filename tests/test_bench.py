@@ -9,8 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-import bench
+from ecgcode.bench import measure as bench_measure
+from ecgcode.bench import model_speed as bench_model
+from ecgcode.cli import bench
 from ecgcode.common import CLASSES, INPUT_SHAPE
+from ecgcode.runfolder import resolve_model
 
 keras = pytest.importorskip("keras")
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def bench_file(tmp_path_factory):
     """A 200-tracing benchmark file (enough for 2 training batches of 64 plus validation)."""
-    return bench.write_bench_file(str(tmp_path_factory.mktemp("bench") / "b.hdf5"), 200, 64)
+    return bench_measure.write_bench_file(str(tmp_path_factory.mktemp("bench") / "b.hdf5"), 200, 64)
 
 
 def table_lines(text):
@@ -42,21 +45,21 @@ def test_write_bench_file_has_the_data_contract(bench_file):
 
 def test_window_rates_skip_warmup_and_split_windows():
     times = [10.0, 11.0, 13.0, 14.0, 16.0]  # ends of batches 0..4
-    assert bench.window_rates(times, 8, warmup=1, window=2) == [8 * 2 / 3, 8 * 2 / 3]
-    assert bench.window_rates(times, 8, warmup=2, window=1) == [4.0, 8.0, 4.0]
-    assert bench.window_rates(times, 8, warmup=4, window=2) == []  # incomplete window
+    assert bench_measure.window_rates(times, 8, warmup=1, window=2) == [8 * 2 / 3, 8 * 2 / 3]
+    assert bench_measure.window_rates(times, 8, warmup=2, window=1) == [4.0, 8.0, 4.0]
+    assert bench_measure.window_rates(times, 8, warmup=4, window=2) == []  # incomplete window
     with pytest.raises(ValueError):
-        bench.window_rates(times, 8, warmup=0, window=1)
+        bench_measure.window_rates(times, 8, warmup=0, window=1)
 
 
 def test_model_flops_counts_conv_and_dense_shapes():
-    tiny = bench.tiny_model()  # Conv1D(8, 16, strides 16) -> pooling -> Dense(6)
-    assert bench.model_flops(tiny) == 2 * 256 * 16 * 12 * 8 + 2 * 8 * 6
-    assert 3.5e9 < bench.model_flops(bench.paper_model()) < 3.8e9  # the paper's ResNet
+    tiny = bench_model.tiny_model()  # Conv1D(8, 16, strides 16) -> pooling -> Dense(6)
+    assert bench_measure.model_flops(tiny) == 2 * 256 * 16 * 12 * 8 + 2 * 8 * 6
+    assert 3.5e9 < bench_measure.model_flops(bench_model.paper_model()) < 3.8e9  # the paper's ResNet
 
 
 def test_peak_is_positive():
-    rows, peak = bench.peak_rows(size=256, repeats=2)
+    rows, peak = bench_measure.peak_rows(size=256, repeats=2)
     assert peak == max(r["value"] for r in rows) > 0
 
 
@@ -68,7 +71,7 @@ def test_speed_section_in_process(bench_file):
     assert all(r["value"] > 0 and r["unit"] == "ECGs/s" for r in rows)
     assert "x baseline" in rows[0]["note"] and "of peak" in rows[0]["note"]
     assert "batch 32" in rows[3]["note"]
-    lines = table_lines(bench.format_table(rows, {"cpu": "test"}))
+    lines = table_lines(bench_model.format_table(rows, {"cpu": "test"}))
     assert len(lines) == 4 and all(line.count("|") == 6 for line in lines)
 
 
@@ -80,7 +83,7 @@ def test_measure_in_subprocess_reports_rates_and_memory(bench_file):
 
 
 def test_memory_rows_compare_file_sizes(bench_file, tmp_path):
-    larger = bench.write_bench_file(str(tmp_path / "large.hdf5"), 260, 64)
+    larger = bench_measure.write_bench_file(str(tmp_path / "large.hdf5"), 260, 64)
     rows = bench.memory_rows({"small": bench_file, "large": larger}, "tiny", isolate=False)
     assert len(rows) == 6 and all(r["unit"] == "MB" and r["value"] > 0 for r in rows)
     assert "from smallest to largest" in rows[1]["note"] and rows[0]["note"] == ""
@@ -140,7 +143,7 @@ def test_model_rows_report_a_failing_setting_and_go_on():
     def out_of_memory():
         raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nallocator details")
 
-    rows = bench.model_rows((8,), ("mixed_bfloat16",), (True, False), 2, out_of_memory)
+    rows = bench_model.model_rows((8,), ("mixed_bfloat16",), (True, False), 2, out_of_memory)
     assert len(rows) == 4 and all(math.isnan(r["value"]) for r in rows)
     assert rows[0]["measurement"] == "training, mixed_bfloat16, XLA on, batch 8"
     assert rows[0]["note"] == "failed: RESOURCE_EXHAUSTED: out of memory"
@@ -172,16 +175,16 @@ def test_model_section_fed_by_the_pipeline(bench_file, tmp_path):
 
 
 def test_file_batches_read_the_file_as_train_and_predict_do(bench_file):
-    training = bench.file_batches(bench_file, 64, train=True)
+    training = bench_model.file_batches(bench_file, 64, train=True)
     batches = list(training.take(5).as_numpy_iterator())  # 200 rows: passes repeat
     assert all(x.shape == (64,) + INPUT_SHAPE and y.shape == (64, len(CLASSES))
                for x, y in batches)
     with h5py.File(bench_file, "r") as handle:
         first_rows = handle["tracings"][:64]
-    inference = list(bench.file_batches(bench_file, 64, train=False).as_numpy_iterator())
+    inference = list(bench_model.file_batches(bench_file, 64, train=False).as_numpy_iterator())
     assert len(inference) == 3  # whole batches only: 200 // 64
     np.testing.assert_array_equal(inference[0], first_rows)  # file order
-    assert len(list(bench.file_batches(bench_file, 64, train=False, batches=2))) == 2
+    assert len(list(bench_model.file_batches(bench_file, 64, train=False, batches=2))) == 2
 
 
 @pytest.mark.parametrize("problem", ["missing", "no labels"])
@@ -201,7 +204,7 @@ def test_model_section_rejects_a_bad_data_file_up_front(tmp_path, problem):
 
 def test_file_batches_for_inference_need_one_whole_batch(bench_file):
     with pytest.raises(ValueError, match="200 rows, fewer than one batch of 256"):
-        bench.file_batches(bench_file, 256, train=False)
+        bench_model.file_batches(bench_file, 256, train=False)
 
 
 # --- The precision section (issue 15, items 1-3) ---------------------------------------
@@ -219,14 +222,13 @@ def test_agreement_counts_the_largest_difference_and_the_agreeing_decisions():
 def test_trained_model_takes_the_run_folders_thresholds(tmp_path):
     import json
 
-    import predict
     from ecgcode.bench.paths import trained_model
     from ecgcode.modelfiles import save_model
 
-    save_model(bench.tiny_model(2), tmp_path / "model_best", classes=["a", "b"])
+    save_model(bench_model.tiny_model(2), tmp_path / "model_best", classes=["a", "b"])
     (tmp_path / "thresholds.json").write_text(json.dumps(
         {"classes": {"a": {"threshold": 0.3}, "b": {"threshold": None}}}))
-    model, thresholds, label = trained_model(*predict.resolve_model(str(tmp_path)))
+    model, thresholds, label = trained_model(*resolve_model(str(tmp_path)))
     assert int(model.outputs[0].shape[-1]) == 2
     assert thresholds == [0.3, 0.5] and "model_best.keras" in label
     assert trained_model(str(tmp_path / "model_best.h5"))[1] == [0.5, 0.5]  # a bare file

@@ -15,10 +15,9 @@ import pandas as pd
 import pytest
 from test_train import BASE, tiny_model, train_tiny
 
-import model as model_module
-import predict
-import train
-from ecgcode import classnames
+from ecgcode import classnames, modelfiles
+from ecgcode.cli import model as model_module
+from ecgcode.cli import predict, train
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data import load_labels, open_collection
 from ecgcode.data.labels import LabelColumnsError
@@ -89,7 +88,7 @@ def test_parse_classes_refuses_empty_and_repeated_names():
 # --- Class names inside the model files ----------------------------------------------------
 def test_class_names_are_stored_in_every_model_file_and_plain_keras_still_loads(tmp_path):
     net = tiny_model(3)
-    keras_path, h5_path = model_module.save_model(net, tmp_path / "m", classes=("x", "y", "z"))
+    keras_path, h5_path = modelfiles.save_model(net, tmp_path / "m", classes=("x", "y", "z"))
     with h5py.File(h5_path) as handle:
         assert list(handle.attrs["classes"]) == ["x", "y", "z"]
     assert classnames.KERAS_ENTRY in zipfile.ZipFile(keras_path).namelist()
@@ -97,7 +96,7 @@ def test_class_names_are_stored_in_every_model_file_and_plain_keras_still_loads(
         assert classnames.read_model_classes(path) == ("x", "y", "z")
         loaded = keras.models.load_model(path, compile=False)
         assert loaded.outputs[0].shape[-1] == 3
-    assert classnames.read_model_classes(model_module.save_model(tiny_model(), tmp_path / "p")[1]) \
+    assert classnames.read_model_classes(modelfiles.save_model(tiny_model(), tmp_path / "p")[1]) \
         == CLASSES
 
 
@@ -171,7 +170,7 @@ def test_val_where_reads_an_hdf5_column_such_as_ptbxl_strat_fold(make_hdf5, tmp_
 # --- Fine-tuning ------------------------------------------------------------------------------
 def test_init_transfers_every_weight_for_the_same_classes_and_reorders_the_head(tmp_path):
     source = tiny_model(3)
-    path = model_module.save_model(source, tmp_path / "src", classes=("a", "b", "c"))[0]
+    path = modelfiles.save_model(source, tmp_path / "src", classes=("a", "b", "c"))[0]
     same = tiny_model(3)
     summary = transfer_weights(same, path, ("a", "b", "c"))
     assert summary["head"] == "transferred"
@@ -185,7 +184,7 @@ def test_init_transfers_every_weight_for_the_same_classes_and_reorders_the_head(
 
 def test_init_with_other_classes_keeps_a_new_head(tmp_path):
     source = tiny_model()
-    path = model_module.save_model(source, tmp_path / "src")[1]  # .h5, the paper's six
+    path = modelfiles.save_model(source, tmp_path / "src")[1]  # .h5, the paper's six
     keras.utils.set_random_seed(5)
     target = tiny_model(2)
     summary = transfer_weights(target, path, ("X", "Y"))
@@ -223,7 +222,7 @@ def test_run_from_init_with_frozen_backbone(make_hdf5, tmp_path, capsys):
     data = make_hdf5("x.hdf5", 40)
     csv = _own_labels_csv(tmp_path, 40)
     source = tiny_model()
-    source_path = model_module.save_model(source, tmp_path / "src")[1]
+    source_path = modelfiles.save_model(source, tmp_path / "src")[1]
     out = tmp_path / "run"
     assert train_tiny([data, csv, "--out", str(out), *BASE, "--classes", "NORM,CD",
                        "--init", source_path, "--freeze-backbone"]) == 0
@@ -304,7 +303,7 @@ def test_explain_and_export_use_the_stored_class_names(make_hdf5, tmp_path, caps
     from ecgcode import runtimes
 
     data = make_hdf5("x.hdf5", 3)
-    keras_path, _ = model_module.save_model(tiny_model(3), tmp_path / "own", classes=("a", "b", "c"))
+    keras_path, _ = modelfiles.save_model(tiny_model(3), tmp_path / "own", classes=("a", "b", "c"))
     out = tmp_path / "p.npy"
     argv = [data, keras_path, "--output-file", str(out), "--explain", "0",
             "--explain-class", "b", "--explain-steps", "2", "--quiet"]

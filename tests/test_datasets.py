@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from conftest import row_ids, synthetic_tracings
 
-import datasets
+from ecgcode import data as datasets
+from ecgcode.cli import datasets as datasets_cli
 from ecgcode.common import CLASSES, LEADS, run_cli
 
 CODE15_COLUMNS = [
@@ -246,7 +247,7 @@ def test_works_under_a_distribution_strategy(make_hdf5):
 
 # --- inspect ----------------------------------------------------------------------------
 def inspect_output(capsys, *args):
-    status = run_cli(datasets.main, ["inspect", *map(str, args)])
+    status = run_cli(datasets_cli.main, ["inspect", *map(str, args)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -283,7 +284,7 @@ def test_single_abnormal_real_record_raises_no_lead_order_alarm(tmp_path, capsys
     if not record.with_suffix(".hea").exists():
         pytest.skip(f"real PTB record not found at {record}")
     output = tmp_path / "ptb.hdf5"
-    assert run_cli(datasets.main, ["convert", str(record), "-o", str(output)]) == 0
+    assert run_cli(datasets_cli.main, ["convert", str(record), "-o", str(output)]) == 0
     status, out, _ = inspect_output(capsys, output)
     assert status == 0 and "N = 1" in out
     assert "WARNING" not in out
@@ -296,7 +297,7 @@ def test_single_abnormal_real_record_raises_no_lead_order_alarm(tmp_path, capsys
 
 def test_help_lists_the_three_commands(capsys):
     with pytest.raises(SystemExit):
-        datasets.main(["--help"])
+        datasets_cli.main(["--help"])
     out = capsys.readouterr().out
     assert all(command in out for command in ("inspect", "convert", "synthetic"))
 
@@ -355,7 +356,7 @@ def test_bad_files_raise_specific_errors_and_exit_2(make_hdf5, tmp_path, capsys,
     message = str(raised.value)
     assert path in message and words in message and "\n" not in message
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(datasets.main, ["inspect", path])
+        run_cli(datasets_cli.main, ["inspect", path])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
@@ -417,9 +418,9 @@ def test_empty_selections_are_refused(make_hdf5):
 
 
 def test_bench_pipeline_section_runs(make_hdf5):
-    import bench
+    from ecgcode.bench.measure import bench_pipeline
 
-    results = bench.bench_pipeline(make_hdf5("a.hdf5", 20), repeats=1, batch_size=8)
+    results = bench_pipeline(make_hdf5("a.hdf5", 20), repeats=1, batch_size=8)
     assert results["shuffled_ecg_per_s_0"] > 0 and results["in_order_ecg_per_s_0"] > 0
     assert results["dd_GB_per_s_0"] > 0
 

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-import demo
+from ecgcode.cli import demo
 from ecgcode.common import CLASSES, run_cli
 
 

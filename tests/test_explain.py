@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import run_main, write_hdf5
 
-import predict
 from ecgcode import explain, plotting
+from ecgcode.cli import predict
 from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS
 from ecgcode.network import get_model
 from ecgcode.synthetic.generate import generate

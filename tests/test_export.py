@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import distinctive_paper_model
 
-import model as model_module
 from ecgcode import export, runtimes
+from ecgcode.cli import model as model_module
 from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError, run_cli
 from ecgcode.modelfiles import save_model
 from ecgcode.synthetic.generate import generate

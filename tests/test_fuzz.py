@@ -20,8 +20,9 @@ import pytest
 import wfdb
 from conftest import synthetic_tracings, write_hdf5
 
-import datasets
-import predict
+from ecgcode import data as datasets
+from ecgcode.cli import datasets as datasets_cli
+from ecgcode.cli import predict
 from ecgcode.common import CLASSES, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # wfdb/pandas warnings on broken files
@@ -192,10 +193,10 @@ def test_convert_survives_corruption(tmp_path, capsys, name, factory, how, draw)
         output = folder / "out.hdf5"
         args = [str(folder / arg) if (folder / arg).exists() else arg
                 for arg in sample.convert_args]
-        status, err = run(datasets.main, ["convert", *args, "-o", str(output), "-q"], capsys)
+        status, err = run(datasets_cli.main, ["convert", *args, "-o", str(output), "-q"], capsys)
         outcome = judge(status, err, output, valid_hdf5)
         if outcome == "ok":  # a file that convert accepted must also pass inspect
-            status, err = run(datasets.main, ["inspect", str(output)], capsys)
+            status, err = run(datasets_cli.main, ["inspect", str(output)], capsys)
             assert status == 0 and "Traceback" not in err, (sample.targets[target], err)
 
 
@@ -217,7 +218,7 @@ def test_inspect_and_predict_survive_a_corrupted_shard(tmp_path, capsys, tiny_mo
     second = tmp_path / "part1.hdf5"
     write_hdf5(second, 4, first_id=3, labels=True)
     corrupt(second, how, draw)
-    status, err = run(datasets.main, ["inspect", first, str(second)], capsys)
+    status, err = run(datasets_cli.main, ["inspect", first, str(second)], capsys)
     assert status in (0, 2) and "Traceback" not in err
     if status == 2:
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err

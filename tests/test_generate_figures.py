@@ -14,8 +14,8 @@ import pytest
 from scipy.stats import chi2
 from sklearn.metrics import precision_recall_fscore_support
 
-import generate_figures as gf
 from ecgcode import metrics as em
+from ecgcode.cli import generate_figures as gf
 from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,9 @@ import pandas as pd
 import pytest
 from test_train import BASE, train_tiny, weights_of
 
-import predict
 from ecgcode import backend as kb
+from ecgcode import modelfiles, network
+from ecgcode.cli import predict
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.training import state as ts
 
@@ -51,8 +52,8 @@ JOBS = textwrap.dedent("""
     sys.path[:0] = [spec["root"], os.path.join(spec["root"], "tests")]
     import keras
     import numpy as np
-    import predict
-    import train
+    from ecgcode.cli import predict
+    from ecgcode.cli import train
     from ecgcode.common import run_cli
     from test_train import AtBatch, tiny_model
 
@@ -124,10 +125,9 @@ def wait(process, results, timeout=240):
 def paper_model_under_tensorflow(folder, data):
     """Save the paper's model (random weights, non-trivial BatchNorm statistics) and its
     TensorFlow predictions of ``data``; return (model path, predictions)."""
-    import model as ecg_model
 
     keras.utils.set_random_seed(3)
-    net = ecg_model.get_model()
+    net = network.get_model()
     rng = np.random.default_rng(3)
     for layer in net.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -135,7 +135,7 @@ def paper_model_under_tensorflow(folder, data):
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
     dense = net.layers[-1]
     dense.kernel.assign(dense.kernel * 0.05)  # probabilities away from 0 and 1
-    path = ecg_model.save_model(net, folder / "paper", formats=(".keras",))[0]
+    path = modelfiles.save_model(net, folder / "paper", formats=(".keras",))[0]
     out = folder / "paper_tf.npy"
     assert run_cli(predict.main, [data, path, "--output-file", str(out), "--quiet"]) == 0
     return path, np.load(out)

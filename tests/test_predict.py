@@ -13,10 +13,10 @@ import pytest
 from conftest import run_main as run_script
 from conftest import synthetic_tracings, write_hdf5
 
-import model as model_module
-import predict
-from ecgcode import outputs
-from ecgcode.common import CLASSES, PAPER_THRESHOLDS, read_thresholds
+from ecgcode import modelfiles, network, outputs
+from ecgcode.cli import predict
+from ecgcode.common import CLASSES, PAPER_THRESHOLDS, ECGInputError
+from ecgcode.runfolder import read_thresholds
 
 keras = pytest.importorskip("keras")
 
@@ -175,7 +175,7 @@ def test_load_thresholds_formats(tmp_path):
     assert read_thresholds(str(nested)) == {name: 0.1 for name in CLASSES}
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"AF": 0.3}))
-    with pytest.raises(predict.ECGInputError, match="1dAVb"):
+    with pytest.raises(ECGInputError, match="1dAVb"):
         read_thresholds(str(partial))
 
 
@@ -190,15 +190,13 @@ def test_plot_option_draws_sheet(models, exams, tmp_path, capsys):
 
 
 def test_end_to_end_with_paper_model(exams, tmp_path, capsys):
-    import model as model_module
-
     path, signals = exams
-    network = model_module.get_model()
-    keras_path, _ = model_module.save_model(network, tmp_path / "paper")
+    paper = network.get_model()
+    keras_path, _ = modelfiles.save_model(paper, tmp_path / "paper")
     out = tmp_path / "p.npy"
     argv = [path, keras_path, "--output-file", str(out), "--quiet"]
     assert run_main(argv, capsys)[0] == 0
-    expected = network.predict(signals, verbose=0)
+    expected = paper.predict(signals, verbose=0)
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -241,7 +239,7 @@ def test_model_of_wrong_input_shape(exams, tmp_path, capsys):
 def test_csv_columns_come_from_the_classes_stored_in_the_model(exams, tmp_path, capsys):
     path, _ = exams
     stem = tmp_path / "three"
-    keras_path, h5_path = model_module.save_model(tiny_model(n_outputs=3), stem,
+    keras_path, h5_path = modelfiles.save_model(tiny_model(n_outputs=3), stem,
                                                   classes=("NORM", "MI", "CD"))
     thresholds = tmp_path / "t.json"
     thresholds.write_text(json.dumps({"NORM": 0.5, "MI": 0.5, "CD": 0.5}))
@@ -274,7 +272,7 @@ def test_unnamed_model_gets_class_numbers_with_a_warning_or_given_names(exams, t
 
 def test_paper_thresholds_refused_for_other_classes(exams, tmp_path, capsys):
     path, _ = exams
-    keras_path, _ = model_module.save_model(tiny_model(n_outputs=2), tmp_path / "two",
+    keras_path, _ = modelfiles.save_model(tiny_model(n_outputs=2), tmp_path / "two",
                                             classes=("A", "B"))
     status, _, err = run_main([path, keras_path, "--output-file", str(tmp_path / "o.csv"),
                                "--paper-thresholds"], capsys)

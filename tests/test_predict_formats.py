@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import write_hdf5
 
-import predict
+from ecgcode.cli import predict
 from ecgcode.common import CLASSES, run_cli
 from ecgcode.formats import convert as ecg_convert
 

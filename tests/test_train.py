@@ -19,9 +19,13 @@ import pandas as pd
 import pytest
 from conftest import row_ids
 
-import train
-from ecgcode.common import CLASSES, N_CLASSES, run_cli
+from ecgcode import modelfiles
+from ecgcode.cli import train
+from ecgcode.common import CLASSES, N_CLASSES, ECGInputError, run_cli
+from ecgcode.training import run as training_run
+from ecgcode.training import run_setup
 from ecgcode.training import state as ts
+from ecgcode.training.report import INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["--epochs", "2", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]
@@ -92,11 +96,11 @@ def test_epoch_seed_depends_only_on_seed_and_epoch():
 
 
 def test_split_inputs_by_extension(tmp_path):
-    assert train.split_inputs(["a.hdf5", "b.h5", "l.csv"])[1].endswith("l.csv")
-    with pytest.raises(train.ECGInputError, match="unknown file type"):
-        train.split_inputs(["a.hdf5", "notes.txt"])
-    with pytest.raises(train.ECGInputError, match="several label CSVs"):
-        train.split_inputs(["a.hdf5", "x.csv", "y.csv"])
+    assert run_setup.split_inputs(["a.hdf5", "b.h5", "l.csv"])[1].endswith("l.csv")
+    with pytest.raises(ECGInputError, match="unknown file type"):
+        run_setup.split_inputs(["a.hdf5", "notes.txt"])
+    with pytest.raises(ECGInputError, match="several label CSVs"):
+        run_setup.split_inputs(["a.hdf5", "x.csv", "y.csv"])
 
 
 # --- A whole run ------------------------------------------------------------------------
@@ -195,7 +199,7 @@ def test_ctrl_c_saves_model_last_and_resume_finishes(data, tmp_path, capsys):
 
     status = train_tiny([data, "--out", str(out), *BASE, "--epochs", "3"],
                         extra_callbacks=[AtBatch(1, 2, interrupt)])
-    assert status == train.INTERRUPTED
+    assert status == INTERRUPTED
     assert f"--resume --out {out}" in capsys.readouterr().err
     assert (out / "model_last.keras").is_file() and (out / "model_last.h5").is_file()
     assert ts.read_state(out)["completed_epochs"] == 1
@@ -206,14 +210,14 @@ def test_ctrl_c_saves_model_last_and_resume_finishes(data, tmp_path, capsys):
 def test_counters_and_lr_restored_on_resume(data, tmp_path, monkeypatch):
     """ReduceLROnPlateau must fire at the same epoch with and without a resume."""
     argv = [data, *BASE, "--epochs", "4", "--lr", "1e-9"]  # no progress: plateau at once
-    paper_callbacks = train.paper_callbacks
+    paper_callbacks = training_run.paper_callbacks
 
     def quick_callbacks(lr):  # the same callbacks with shorter patience, to keep the test short
         reduce_lr, early = paper_callbacks(lr)
         reduce_lr.patience, early.patience = 2, 3
         return reduce_lr, early
 
-    monkeypatch.setattr(train, "paper_callbacks", quick_callbacks)
+    monkeypatch.setattr(training_run, "paper_callbacks", quick_callbacks)
     assert train_tiny([*argv, "--out", str(tmp_path / "a")]) == 0
     assert train_tiny([*argv, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
     assert train_tiny(["--resume", "--out", str(tmp_path / "b"), "--epochs", "4"]) == 0
@@ -235,8 +239,9 @@ SCRIPT = textwrap.dedent("""
             cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
     import keras
     import numpy as np
-    import train
+    from ecgcode.cli import train
     from ecgcode.common import run_cli
+    from ecgcode.training import run as training_run
     from test_train import AtBatch, tiny_model
 
     class DumpWeights(keras.callbacks.Callback):
@@ -244,14 +249,14 @@ SCRIPT = textwrap.dedent("""
             np.savez(spec["dump"], *self.model.get_weights())
 
     if spec.get("contexts"):  # record the input contexts of the worker's pipelines
-        read_share = train.worker_dataset
+        read_share = training_run.worker_dataset
 
         def recording(*args):
             with open(spec["contexts"], "a") as handle:
                 handle.write(f"{args[-1].input_pipeline_id}/{args[-1].num_input_pipelines}\\n")
             return read_share(*args)
 
-        train.worker_dataset = recording
+        training_run.worker_dataset = recording
     callbacks = [DumpWeights()] if spec.get("dump") else []
     if spec.get("kill_at"):
         kill = lambda model: os.kill(os.getpid(), signal.SIGKILL)
@@ -361,7 +366,7 @@ def test_two_workers_read_disjoint_shares_of_the_rows(make_hdf5):
     """Each worker's pipeline reads its own rows; together they read all training rows."""
     import tensorflow as tf
 
-    import datasets
+    from ecgcode import data as datasets
 
     collection = datasets.open_collection([make_hdf5("rows.hdf5", 50)], "tracings")
     labels = np.zeros((50, len(CLASSES)), np.float32)
@@ -371,7 +376,7 @@ def test_two_workers_read_disjoint_shares_of_the_rows(make_hdf5):
     for worker in range(2):
         context = tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
-        dataset = train.worker_dataset(collection, labels, rows, global_batch, 7, context)
+        dataset = training_run.worker_dataset(collection, labels, rows, global_batch, 7, context)
         batches = [row_ids(x) for x, _ in dataset.take(3 * steps)]  # endless: > 2 passes
         assert {len(b) for b in batches} == {global_batch // 2}
         epoch = np.concatenate(batches[:steps])
@@ -458,16 +463,16 @@ def test_resume_keeps_the_precision_of_the_run(data, tmp_path, capsys, monkeypat
     ("1 x Tesla T4", "mixed_float16", "float32"),
 ])
 def test_gpus_from_ampere_on_default_to_mixed_bfloat16(device, policy, expected):
-    chosen, reason = train.choose_precision(None, device, policy)
+    chosen, reason = run_setup.choose_precision(None, device, policy)
     assert chosen == expected and reason.startswith("default: the GPU")
-    assert train.choose_precision(True, device, policy)[0] == policy
+    assert run_setup.choose_precision(True, device, policy)[0] == policy
 
 
 def test_jax_on_a_cpu_defaults_to_float32_even_with_native_bfloat16(monkeypatch):
     pin_cpu_flags(monkeypatch, "avx512_bf16")
-    assert train.choose_precision(None, "CPU", "mixed_bfloat16", "tensorflow")[0] == \
+    assert run_setup.choose_precision(None, "CPU", "mixed_bfloat16", "tensorflow")[0] == \
         "mixed_bfloat16"
-    policy, reason = train.choose_precision(None, "CPU", "mixed_bfloat16", "jax")
+    policy, reason = run_setup.choose_precision(None, "CPU", "mixed_bfloat16", "jax")
     assert policy == "float32" and "JAX" in reason
 
 
@@ -477,8 +482,7 @@ def test_full_paper_model_end_to_end(make_hdf5, tmp_path):
     argv = [data, "--out", str(out), "--epochs", "1", "--batch-size", "2",
             "--steps-per-epoch", "2", "--val-split", "0.25", "--no-jit"]
     assert run_cli(train.main, argv) == 0
-    import model as ecg_model
 
-    best = ecg_model.load_model(out / "final_model.h5")
+    best = modelfiles.load_model(out / "final_model.h5")
     assert best.count_params() == 6_425_638
     assert ts.read_state(out)["history"][0]["samples"] == 4

@@ -353,6 +353,10 @@ def max_rss_mb():
 RESULT_PREFIX = "BENCH_RESULT "
 """Start of the line on which a measuring process prints its JSON result."""
 
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+"""The folder holding the ``ecgcode`` package: a measuring process starts there, so that
+``python -m ecgcode.cli.bench`` runs from a checkout that is not installed."""
+
 
 def apply_threads(intra=None, inter=None):
     """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
@@ -366,23 +370,23 @@ def apply_threads(intra=None, inter=None):
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def measure_script_in_subprocess(script, kind, path, model_name="paper", warmup=2, window=2,
+def measure_script_in_subprocess(module, kind, path, model_name="paper", warmup=2, window=2,
                                  windows=3, env=None, timeout=None, **options):
-    """Run ``python SCRIPT measure KIND PATH ...`` and return the dict it prints.
+    """Run ``python -m MODULE measure KIND PATH ...`` and return the dict it prints.
 
-    ``script`` is the benchmark script (``bench.py``), whose ``measure`` command runs one
-    measured path and prints a ``RESULT_PREFIX`` JSON line.
+    ``module`` is the benchmark program (``ecgcode.cli.bench``), whose ``measure`` command
+    runs one measured path and prints a ``RESULT_PREFIX`` JSON line.
     """
-    command = [sys.executable, script, "measure", kind, path,
+    command = [sys.executable, "-m", module, "measure", kind, path,
                "--model", model_name, "--warmup", str(warmup), "--window", str(window),
                "--windows", str(windows), "--options", json.dumps(options)]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     done = subprocess.run(command, capture_output=True, text=True, env=environment,
-                          timeout=timeout, check=False, cwd=os.path.dirname(script))
+                          timeout=timeout, check=False, cwd=PROJECT_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"{os.path.basename(script)} measure {kind} failed "
+        raise RuntimeError(f"{module} measure {kind} failed "
                            f"({done.returncode}): " + " | ".join(tail))
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 

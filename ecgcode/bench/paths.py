@@ -16,6 +16,7 @@ import numpy as np
 
 from ecgcode.bench.model_speed import random_ecgs, row
 from ecgcode.precision import describe_bfloat16_support, with_policy
+from ecgcode.runfolder import read_thresholds
 
 
 def trained_model(model_path, thresholds_path=None):
@@ -25,12 +26,9 @@ def trained_model(model_path, thresholds_path=None):
     for a run folder or a model file.  The thresholds are in the model's class order, 0.5
     for a class without one (and for every class when ``thresholds_path`` is None).
     """
-    from ecgcode.classnames import model_classes
-    from ecgcode.common import read_thresholds
-    from ecgcode.modelfiles import load_model
+    from ecgcode.modelfiles import load_model_and_classes  # imports Keras
 
-    model = load_model(model_path, n_classes=None)
-    classes = model_classes(model_path, int(model.outputs[0].shape[-1]), None)[0]
+    model, classes, _ = load_model_and_classes(model_path)
     found = read_thresholds(thresholds_path, classes) if thresholds_path else {}
     thresholds = [0.5 if found.get(name) is None else found[name] for name in classes]
     return model, thresholds, f"model {model_path}"

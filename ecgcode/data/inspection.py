@@ -13,7 +13,6 @@ main(argv)                         -> the ``inspect`` command line
 """
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -228,11 +227,13 @@ def inspect_collection(
     return warnings
 
 
-def main(argv=None):
-    """The ``inspect`` command line (``python datasets.py inspect FILE... [options]``)."""
-    standalone = os.path.basename(sys.argv[0]) == "inspection.py"
+def main(argv=None, prog=None):
+    """The ``inspect`` command line (``python datasets.py inspect FILE... [options]``).
+
+    ``prog`` names the command in its usage line (``datasets.py inspect``).
+    """
     parser = argparse.ArgumentParser(
-        prog=None if standalone else "datasets.py inspect",
+        prog=prog,
         description="Summarise CODE-style HDF5 file(s): size, labels, amplitudes in mV; warn "
         "when the scale (1e-4 V expected) or the lead order looks wrong.",
     )

@@ -42,7 +42,6 @@ import argparse
 import os
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -417,9 +416,8 @@ def _write_ids_and_labels(file, n, table):
 
 
 # --- Command line ---------------------------------------------------------------------------
-def build_parser():
-    """Return the argparse parser of the ``convert`` command."""
-    prog = "datasets.py convert" if Path(sys.argv[0]).name == "datasets.py" else None
+def build_parser(prog=None):
+    """Return the argparse parser of the ``convert`` command (``prog``: its name in usage)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
@@ -455,9 +453,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     """Run the ``convert`` command; returns 0, raises ECGInputError on bad input."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     summary = convert(args.inputs, args.output, fs=args.fs, units=args.units, leads=args.leads,
                       low_rate=args.ptbxl_100hz, ptbxl_labels=args.ptbxl_labels,
                       progress=not args.quiet)

@@ -33,7 +33,6 @@ Command line (also ``python datasets.py synthetic ...``)::
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -382,10 +381,12 @@ def build_parser(prog=None):
     return parser
 
 
-def main(argv=None):
-    """Command line: ``python -m ecgcode.synthetic.generate OUT.hdf5 --n N --seed S [options]``."""
-    called_by_datasets = os.path.basename(sys.argv[0]) == "datasets.py"
-    parser = build_parser("datasets.py synthetic" if called_by_datasets else None)
+def main(argv=None, prog=None):
+    """Command line: ``python -m ecgcode.synthetic.generate OUT.hdf5 --n N --seed S [options]``.
+
+    ``prog`` names the command in its usage line (``datasets.py synthetic``).
+    """
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     prevalence = parse_prevalence(args.prevalence)
     path = write_synthetic(args.output, args.n, args.seed, prevalence, not args.no_noise,

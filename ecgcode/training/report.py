@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from ecgcode.common import RUN_THRESHOLDS_NAME
+from ecgcode.runfolder import RUN_THRESHOLDS_NAME
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""

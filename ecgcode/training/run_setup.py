@@ -9,13 +9,16 @@ folder's ``config.json`` and ``history.csv`` (:func:`run_config`, :func:`git_com
 :func:`write_history`).
 """
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -308,7 +311,91 @@ def choose_precision(requested, device, mixed_policy, backend="tensorflow"):
                        "--mixed-precision gives mixed_float16")
 
 
+@dataclasses.dataclass
+class Device:
+    """Where and how a run computes: backend, strategy, precision and XLA (see set_up_device)."""
+
+    backend: str
+    strategy: object
+    kind: str  # the strategy's name: none, mirrored, multi-worker or data-parallel
+    writes: bool  # this process writes the run folder (the chief)
+    name: str  # "CPU" or a GPU description
+    jit: bool
+    policy: str  # Keras dtype policy
+    policy_reason: str
+
+    @property
+    def replicas(self):
+        return self.strategy.num_replicas_in_sync
+
+
+def set_up_device(options, resumed):
+    """Choose the backend's strategy, precision and XLA for ``options``; seed the run.
+
+    Call after TensorFlow was imported (``ecgcode.quiet.import_tensorflow``). Records the
+    precision used in ``options["mixed_precision"]`` (for config.json).
+    """
+    import keras  # TensorFlow is already imported quietly by the caller
+
+    backend = kb.name()
+    if options["deterministic"]:
+        kb.set_deterministic(backend)  # before JAX starts its devices
+    strategy, kind = make_strategy(options["distribute"], backend)
+    name, jit_default, mixed_policy = device_defaults(backend)
+    policy, reason = choose_precision(options["mixed_precision"], name, mixed_policy, backend)
+    options["mixed_precision"] = policy != "float32"
+    keras.utils.set_random_seed(options["seed"])
+    return Device(backend, strategy, kind, is_chief(strategy), name,
+                  jit_default if options["jit"] is None else options["jit"], policy,
+                  "as the run being resumed" if resumed else reason)
+
+
+@contextlib.contextmanager
+def global_policy(policy):
+    """Set Keras' global dtype policy to ``policy`` for the block; restore it afterwards."""
+    import keras  # TensorFlow is already imported quietly by the caller
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@contextlib.contextmanager
+def writable_folder(out, writes):
+    """The folder this process writes to: ``out`` on the chief, else a temporary folder
+    (other workers' copies of the files), removed afterwards."""
+    if writes:
+        os.makedirs(out, exist_ok=True)
+        yield out
+        return
+    folder = tempfile.mkdtemp(prefix="ecg-train-worker-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- What a run prints and writes --------------------------------------------------------
+def describe_setup(device, data, options, model_name):
+    """The ``setup`` of config.json and of the start-up line: devices, precision, classes."""
+    return {"backend": device.backend, "device": device.name, "strategy": device.kind,
+            "replicas": device.replicas, "global_batch": options["batch_size"] * device.replicas,
+            "precision": device.policy, "precision_reason": device.policy_reason,
+            "jit": device.jit, "model": model_name, "classes": list(data.classes),
+            "init": init_description(options)}
+
+
+def init_description(options):
+    """What the start-up line says about the initial weights."""
+    if not options["init"]:
+        return "weights: new"
+    frozen = ", backbone frozen" if options["freeze_backbone"] else ""
+    return f"weights: from {options['init']}{frozen}"
+
+
 def print_setup(setup, options, collection, n_train, n_val, n_test=0):
     """Print the resolved devices, precision, XLA and data sizes before training starts."""
     held_out = f", {n_test} held out (--test-where)" if n_test else ""
@@ -355,6 +442,15 @@ def run_config(options, collection, n_train, n_val, setup, n_test=0):
         "command": sys.argv,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def write_config(out, options, data, setup, state):
+    """Write the run folder's config.json (with the epoch a resumed run restarts at)."""
+    config = run_config(options, data.collection, len(data.train_rows), len(data.val_rows),
+                        setup, len(data.test_rows))
+    if state is not None:
+        config["resumed_at_epoch"] = state["completed_epochs"]
+    ts.write_json(os.path.join(out, "config.json"), config)
 
 
 def git_commit():

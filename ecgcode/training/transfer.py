@@ -11,17 +11,12 @@ class set (in any order) the head transfers too, its columns permuted to the new
 runs in inference mode, with the source's statistics).
 """
 
-import os
 
 import numpy as np
 
-from ecgcode.common import ECGInputError, find_run_model
-
-
-def find_model_file(path):
-    """The model file named by ``path``: the file itself, or a run folder's best model."""
-    path = os.fspath(path)
-    return find_run_model(path) if os.path.isdir(path) else path
+from ecgcode.common import ECGInputError
+from ecgcode.modelfiles import load_model_and_classes
+from ecgcode.runfolder import model_file
 
 
 def weighted_layers(model):
@@ -50,12 +45,8 @@ def transfer_weights(model, source_path, classes, prevalence=None):
         ``source``, ``source_classes``, ``layers`` (transferred layers) and ``head``
         ("transferred", "transferred, columns reordered" or "new").
     """
-    from ecgcode.classnames import model_classes
-    from ecgcode.modelfiles import load_model
-
-    path = find_model_file(source_path)
-    source = load_model(path, n_classes=None)
-    source_classes, _ = model_classes(path, int(source.outputs[0].shape[-1]))
+    path = model_file(source_path)
+    source, source_classes, _ = load_model_and_classes(path)
     targets, sources = weighted_layers(model), weighted_layers(source)
     if len(targets) != len(sources):
         raise ECGInputError(f"{path}: {len(sources)} layers with weights, the model being "
