@@ -1,0 +1,9 @@
+"""ECG-CODE in Keras 3: the library behind the root scripts (see ARCHITECTURE in docs/).
+
+Importing the package keeps TensorFlow's oneDNN off AMX, whose bfloat16 convolutions are
+wrong (``ecgcode.precision.keep_onednn_off_amx``); it imports no TensorFlow.
+"""
+
+from ecgcode.precision import keep_onednn_off_amx
+
+keep_onednn_off_amx()

@@ -28,6 +28,59 @@ def cpu_flags(path="/proc/cpuinfo"):
     return set()
 
 
+AMX_FLAG = "amx_bf16"
+ONEDNN_ISA_WITHOUT_AMX = "AVX512_CORE_BF16"
+"""The ``ONEDNN_MAX_CPU_ISA`` that keeps TensorFlow's oneDNN off AMX (see keep_onednn_off_amx)."""
+
+
+def keep_onednn_off_amx(flags=None, environ=None):
+    """On a CPU with AMX, cap TensorFlow's oneDNN at AVX512-BF16, unless the user chose a cap.
+
+    Measured with TensorFlow 2.21 on an Intel Xeon with AMX: a bfloat16 ``Conv1D`` with
+    kernel size 16 (every convolution of the paper's model) comes out wrong on AMX, with
+    an error as large as the outputs themselves; the paper's model in mixed bfloat16 then
+    differs from float32 by up to 0.98 in probability. Every AMX cap of
+    ``ONEDNN_MAX_CPU_ISA`` gave the same; at ``AVX512_CORE_BF16`` the difference is 0.06
+    at most and a kernel-16 convolution is within 0.4 % of float32. float32 never uses
+    AMX, so only bfloat16 changes. oneDNN reads the variable at its first operation, so
+    this must run before TensorFlow computes anything; ``import ecgcode`` runs it.
+
+    Parameters
+    ----------
+    flags : set of str, optional
+        The CPU's flags (:func:`cpu_flags` when None).
+    environ : mapping, optional
+        The environment to set (``os.environ`` when None).
+
+    Returns
+    -------
+    bool
+        True when the cap was set here.
+    """
+    environ = os.environ if environ is None else environ
+    flags = cpu_flags() if flags is None else set(flags)
+    if AMX_FLAG not in flags or "ONEDNN_MAX_CPU_ISA" in environ:
+        return False
+    environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA_WITHOUT_AMX
+    return True
+
+
+def default_cpu_precision(flags=None):
+    """(policy, reason): TensorFlow's default dtype policy on this CPU, for train.py.
+
+    Mixed bfloat16 where the CPU computes it natively without AMX (AVX512-BF16: 2.1x the
+    float32 speed, PERFORMANCE.md); float32 elsewhere, and on AMX CPUs, where oneDNN is
+    kept off AMX (:func:`keep_onednn_off_amx`) and AVX512-BF16 measured no faster than
+    float32 (45 against 44 ECG/s for the paper's model).
+    """
+    flags = cpu_flags() if flags is None else set(flags)
+    if AMX_FLAG in flags:
+        return "float32", ("TensorFlow's bfloat16 convolutions are wrong on this CPU's AMX "
+                           "(amx_bf16), and no faster than float32 without it")
+    native = native_bfloat16_cpu(flags) is not None
+    return ("mixed_bfloat16" if native else "float32"), describe_bfloat16_support(flags)
+
+
 def native_bfloat16_cpu(flags=None):
     """The flag that makes bfloat16 native on this CPU (``amx_bf16``, ``avx512_bf16``), or None."""
     flags = cpu_flags() if flags is None else set(flags)
@@ -67,9 +120,9 @@ def with_policy(model, policy):
     return copy
 
 
-def describe_bfloat16_support():
+def describe_bfloat16_support(flags=None):
     """One phrase on whether this CPU computes bfloat16 natively (for warnings and banners)."""
-    flag = native_bfloat16_cpu()
+    flag = native_bfloat16_cpu(flags)
     if flag:
         return f"this CPU computes bfloat16 natively ({flag})"
     machine = os.uname().machine if hasattr(os, "uname") else "this machine"

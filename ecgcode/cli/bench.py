@@ -463,5 +463,10 @@ def main(argv=None):
     return SECTIONS[argv[0]](argv[1:])
 
 
-if __name__ == "__main__":
+def cli():
+    """Entry point: bad input gives a one-line error and exit status 2."""
     raise SystemExit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -24,6 +24,7 @@ import numpy as np
 
 from ecgcode import backend as kb
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+from ecgcode.precision import default_cpu_precision
 from ecgcode.quiet import lazy_module
 
 ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
@@ -279,8 +280,9 @@ def choose_precision(requested, device, mixed_policy, backend="tensorflow"):
     ----------
     requested : bool or None
         ``--mixed-precision`` (True), ``--no-mixed-precision`` (False), or None: mixed
-        bfloat16 where the device computes bfloat16 natively (CPUs with AMX or
-        AVX512-BF16, GPUs from Ampere on), float32 elsewhere.
+        bfloat16 where the device computes bfloat16 natively (CPUs with AVX512-BF16 and
+        no AMX, GPUs from Ampere on), float32 elsewhere (see
+        ``ecgcode.precision.default_cpu_precision``).
     device : str
         ``"CPU"`` or a GPU description, from ``device_defaults``.
     mixed_policy : str
@@ -295,16 +297,14 @@ def choose_precision(requested, device, mixed_policy, backend="tensorflow"):
     (str, str)
         Keras dtype policy name and the reason.
     """
-    from ecgcode.precision import describe_bfloat16_support, native_bfloat16_cpu
-
     if requested is not None:
         flag = "--mixed-precision" if requested else "--no-mixed-precision"
         return (mixed_policy if requested else "float32"), flag
     if device == "CPU" and backend == "jax":
         return "float32", "default: JAX's CPU build computes bfloat16 slower than float32"
     if device == "CPU":
-        native = native_bfloat16_cpu() is not None
-        return ("mixed_bfloat16" if native else "float32"), f"default: {describe_bfloat16_support()}"
+        policy, reason = default_cpu_precision()
+        return policy, f"default: {reason}"
     if mixed_policy == "mixed_bfloat16":
         return mixed_policy, "default: the GPU computes bfloat16 natively (Ampere or later)"
     return "float32", ("default: the GPU has no native bfloat16 (before Ampere); "
