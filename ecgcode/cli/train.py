@@ -35,7 +35,62 @@ from ecgcode.training.run_setup import (
 )
 
 
+# --- The recipe ----------------------------------------------------------------------
+def main(argv=None, *, model_factory=None, extra_callbacks=()):
+    """Train; return the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (``sys.argv[1:]`` when None).
+    model_factory : callable, optional
+        ``model_factory(n_classes)`` returns a new, uncompiled keras.Model with input
+        (4096, 12) and n_classes sigmoid outputs (a factory without parameters is called
+        as ``model_factory()``); the paper's ResNet (``ecgcode.network.get_model``) when
+        None. Tests pass tiny models here.
+    extra_callbacks : sequence of keras.callbacks.Callback
+        Appended to the training callbacks (tests use this to kill a run mid-epoch).
+
+    Returns
+    -------
+    int
+        0 done, 2 NaN loss, 130 interrupted (bad input raises ECGInputError: exit 2).
+    """
+    args = parse_arguments(argv)
+    out, options, state = resolve_run(args)  # a new run folder, or the one to resume
+    check_options(options)
+    data = load_data(options)  # rows, labels and the train/validation/test split
+    data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
+                                                 data.val_rows, skip=options["skip_nonfinite"])
+    import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
+    # Imports Keras, so only now that every input was checked:
+    from ecgcode.training.run import Run, build_model, paper_model, train_epochs
+
+    device = set_up_device(options, resumed=args.resume)  # strategy, precision, XLA, seed
+    setup = describe_setup(device, data, options,
+                           getattr(model_factory, "__name__", "model.get_model"))
+    print_setup(setup, options, data.collection, len(data.train_rows), len(data.val_rows),
+                len(data.test_rows))
+    with global_policy(device.policy), writable_folder(out, device.writes) as folder:
+        if device.writes:
+            write_config(out, options, data, setup, state)
+        with device.strategy.scope():
+            model = build_model(model_factory or paper_model, options, state, out, device, data)
+            run = Run(model, options, data, folder, state, device, extra_callbacks)
+        return train_epochs(run, out, verbose=1 if device.writes else 0)
+
+
 # --- Command line ---------------------------------------------------------------------
+def parse_arguments(argv):
+    """The parsed command line, with --classes split into a list."""
+    args = build_parser().parse_args(argv)
+    if args.classes is not None:
+        args.classes = list(parse_classes(args.classes))
+    if args.resume:  # reading the saved state needs Keras
+        import_tensorflow(verbose=args.verbose)
+    return args
+
+
 def build_parser():
     """The argparse parser of ``train.py`` (options default to None: see DEFAULTS)."""
     parser = argparse.ArgumentParser(
@@ -111,61 +166,6 @@ def build_parser():
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
     return parser
-
-
-# --- The recipe ----------------------------------------------------------------------
-def main(argv=None, *, model_factory=None, extra_callbacks=()):
-    """Train; return the exit status.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Command-line arguments (``sys.argv[1:]`` when None).
-    model_factory : callable, optional
-        ``model_factory(n_classes)`` returns a new, uncompiled keras.Model with input
-        (4096, 12) and n_classes sigmoid outputs (a factory without parameters is called
-        as ``model_factory()``); the paper's ResNet (``ecgcode.network.get_model``) when
-        None. Tests pass tiny models here.
-    extra_callbacks : sequence of keras.callbacks.Callback
-        Appended to the training callbacks (tests use this to kill a run mid-epoch).
-
-    Returns
-    -------
-    int
-        0 done, 2 NaN loss, 130 interrupted (bad input raises ECGInputError: exit 2).
-    """
-    args = parse_arguments(argv)
-    out, options, state = resolve_run(args)  # a new run folder, or the one to resume
-    check_options(options)
-    data = load_data(options)  # rows, labels and the train/validation/test split
-    data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
-                                                 data.val_rows, skip=options["skip_nonfinite"])
-    import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
-    # Imports Keras, so only now that every input was checked:
-    from ecgcode.training.run import Run, build_model, paper_model, train_epochs
-
-    device = set_up_device(options, resumed=args.resume)  # strategy, precision, XLA, seed
-    setup = describe_setup(device, data, options,
-                           getattr(model_factory, "__name__", "model.get_model"))
-    print_setup(setup, options, data.collection, len(data.train_rows), len(data.val_rows),
-                len(data.test_rows))
-    with global_policy(device.policy), writable_folder(out, device.writes) as folder:
-        if device.writes:
-            write_config(out, options, data, setup, state)
-        with device.strategy.scope():
-            model = build_model(model_factory or paper_model, options, state, out, device, data)
-            run = Run(model, options, data, folder, state, device, extra_callbacks)
-        return train_epochs(run, out, verbose=1 if device.writes else 0)
-
-
-def parse_arguments(argv):
-    """The parsed command line, with --classes split into a list."""
-    args = build_parser().parse_args(argv)
-    if args.classes is not None:
-        args.classes = list(parse_classes(args.classes))
-    if args.resume:  # reading the saved state needs Keras
-        import_tensorflow(verbose=args.verbose)
-    return args
 
 
 def cli():
