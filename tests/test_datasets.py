@@ -368,7 +368,7 @@ def test_non_finite_values_are_counted_and_located(make_hdf5):
     data[21, 5:8, 0] = np.inf
     path = make_hdf5("a.hdf5", 30, data=data)
     with pytest.raises(datasets.NonFiniteError, match=r"4 NaN/inf values in 2 tracings.*row 4"):
-        datasets.open_collection(path, check_values=True)
+        datasets.check_finite(datasets.open_collection(path))
     with pytest.raises(tf.errors.OpError, match="NonFiniteError.*row 21"):
         list(datasets.make_dataset(path, batch_size=8, indices=np.arange(10, 30)))
     clean = datasets.make_dataset(path, batch_size=8, indices=np.arange(5, 20))

@@ -9,7 +9,8 @@ as one *collection*, rows numbered in file order.
 Public API
 ----------
 open_collection(paths, dataset_name)      -> Collection  (validates every file up front)
-open_hdf5(path)                           -> h5py.File, or a specific ECGInputError
+open_hdf5(path, unreadable)               -> h5py.File, or a one-line ECGInputError (every
+                                             user-given HDF5 file is opened with it)
 
 Reading rows and checking their values (``RowReader``, ``find_nonfinite``,
 ``check_finite``) live in ``ecgcode.data.rows``.
@@ -160,8 +161,20 @@ def create_tracings(handle, n, dataset_name=DEFAULT_DATASET_NAME):
     return tracings
 
 
-def open_hdf5(path):
-    """Open ``path`` read-only, turning every failure into a specific ECGInputError.
+def open_hdf5(path, unreadable=None):
+    """Open the user-given file ``path`` read-only, every failure a one-line ECGInputError.
+
+    The one place where opening an HDF5 file is checked and h5py's errors are translated:
+    each message names the file, the problem and the fix.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    unreadable : str, optional
+        For files other than tracings (model files): the text after ``"{path}: "`` when
+        h5py cannot open the file, with ``{reason}`` standing for the first line of its
+        error; the tracings checks below are then skipped.  Default: a file of tracings,
+        checked for existence, being a file and the HDF5 signature first.
 
     Returns
     -------
@@ -174,6 +187,24 @@ def open_hdf5(path):
     """
     import h5py
 
+    path = os.fspath(path)
+    if unreadable is None:
+        _check_tracings_file(path, h5py)
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        if unreadable is not None:
+            raise TruncatedFileError(
+                f"{path}: {unreadable.format(reason=first_line(error, 200))}"
+            ) from None
+        raise TruncatedFileError(
+            f"{path}: cannot be read as HDF5 ({first_line(error)}); the file is truncated or "
+            "corrupt, download or copy it again"
+        ) from None
+
+
+def _check_tracings_file(path, h5py):
+    """Raise MissingFileError or NotHDF5Error unless ``path`` is an HDF5 file."""
     if not os.path.exists(path):
         raise MissingFileError(f"{path}: file not found; check the path")
     if os.path.isdir(path):
@@ -182,14 +213,6 @@ def open_hdf5(path):
         raise NotHDF5Error(
             f"{path}: not an HDF5 file; convert it first with `python datasets.py convert`"
         )
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        reason = first_line(error)
-        raise TruncatedFileError(
-            f"{path}: cannot be read as HDF5 ({reason}); the file is truncated or corrupt, "
-            "download or copy it again"
-        ) from None
 
 
 @contextlib.contextmanager
@@ -268,7 +291,7 @@ def _read_exam_ids(path, handle, n_rows):
     return exam_ids[()].astype(np.int64)
 
 
-def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, *, check_values=False):
+def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME):
     """Open and validate CODE-style HDF5 files as one collection.
 
     Parameters
@@ -277,9 +300,6 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, *, check_values=Fa
         HDF5 file(s); their rows are numbered in this order.
     dataset_name : str
         Name of the signal dataset (``tracings``).
-    check_values : bool
-        Also scan every tracing for NaN/inf (reads the whole collection once, in
-        bounded memory).
 
     Returns
     -------
@@ -289,8 +309,12 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, *, check_values=Fa
     ------
     ECGInputError
         A specific subclass (MissingFileError, NotHDF5Error, TruncatedFileError,
-        MissingDatasetError, WrongShapeError, WrongDtypeError, EmptyCollectionError,
-        NonFiniteError) with a one-line message naming the file, problem and fix.
+        MissingDatasetError, WrongShapeError, WrongDtypeError, EmptyCollectionError) with
+        a one-line message naming the file, problem and fix.
+
+    Notes
+    -----
+    The values are not read: ``ecgcode.data.rows.check_finite`` scans them for NaN/inf.
     """
     if isinstance(paths, Collection):
         return paths
@@ -307,9 +331,4 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, *, check_values=Fa
             f"{', '.join(paths)}: no tracings (dataset '{dataset_name}' has 0 rows)"
         )
     exam_ids = None if any(p is None for p in id_parts) else np.concatenate(id_parts)
-    collection = Collection(paths, dataset_name, sizes, int(sum(sizes)), exam_ids, dtypes)
-    if check_values:
-        from ecgcode.data.rows import check_finite  # reading rows needs an open collection
-
-        check_finite(collection)
-    return collection
+    return Collection(paths, dataset_name, sizes, int(sum(sizes)), exam_ids, dtypes)
