@@ -11,12 +11,18 @@ every failure into the project's one-line :class:`ECGInputError`.
 
 Only the rhythm (full-length) waveform is read, never the median beats. The format is
 recognised by content (a ``.txt`` holding MUSE XML is read as MUSE XML).
+
+DICOM's Waveform Padding Value marks samples that hold no signal, but it is also an ordinary
+sample value (0 often is): ecgdatakit turns every sample equal to it into NaN, so here only a
+run of them touching the start or the end of a channel is missing (rows missing in every channel
+are cropped, a channel missing throughout is dropped, other missing samples become 0 as the
+contract pads); the others are signal and get their value back (:func:`_dicom_padding`).
 """
 
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +40,18 @@ CLINICAL_FORMATS = {  # ecgdatakit's source_format -> our name of the format
 _PARSER_FORMATS = {"GEMuseXMLParser": "ge_muse_xml", "HL7aECGParser": "hl7_aecg",
                    "DICOMWaveformParser": "dicom_waveform", "SCPECGParser": "scp_ecg",
                    "SierraXMLParser": "sierra_xml"}
+
+_DICOM = CLINICAL_FORMATS["dicom_waveform"]
+
+_MEDIAN_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
+"""A DICOM multiplex group whose label holds one of these is median beats to ecgdatakit."""
+
+_PCM_DTYPES = {(8, "SB"): "i1", (8, "UB"): "u1", (16, "SS"): "i2", (16, "US"): "u2",
+               (32, "SL"): "i4", (32, "UL"): "u4", (64, "SV"): "i8", (64, "UV"): "u8"}
+"""DICOM Waveform Bits Allocated and Sample Interpretation -> numpy dtype (PS3.3 C.10.9.1.5;
+the ECG IODs allow only SB and SS, so mu-law and A-law are not handled here)."""
+
+_DEFAULT_INTERPRETATION = {8: "SB", 16: "SS", 32: "SL", 64: "SV"}  # as ecgdatakit, when absent
 
 _FIX = "fix: re-export the ECG from the cart or management system, or check the file is complete"
 
@@ -102,7 +120,13 @@ def read_clinical(path):
     ------
     ECGInputError
         Unreadable, truncated or corrupted file (including an SCP-ECG checksum mismatch),
-        no rhythm waveform, leads of different rates, or samples without physical units.
+        no rhythm waveform, leads of different rates, samples without physical units, or a
+        DICOM waveform that is all Waveform Padding Value.
+
+    Notes
+    -----
+    DICOM: a sample equal to Waveform Padding Value is missing only in a run touching the
+    start or the end of its channel; elsewhere it is signal (see the module docstring).
     """
     path = os.fspath(path)
     record = _parse(path)
@@ -113,7 +137,12 @@ def read_clinical(path):
     leads = [lead for lead in record.leads if np.size(lead.samples) > 0]
     if not leads:
         raise ECGInputError(f"{path}: {format_name} file has no rhythm waveform; {_FIX}")
+    missing = None
+    if format_name == _DICOM:
+        leads, missing = _dicom_padding(path, leads)
     signal, units = _physical_signal(leads, path, format_name)  # (n_samples, n_leads)
+    if missing is not None:
+        signal[missing] = 0.0  # missing samples, as the contract pads a short recording
     return ClinicalRecord(signal, _common_rate(leads, path, format_name),
                           [str(lead.label) for lead in leads], units, format_name,
                           _device(record), _statements(record))
@@ -187,6 +216,103 @@ def _physical_signal(leads, path, format_name):
         columns.append(raw * float(lead.resolution) + float(lead.offset or 0.0))
         units.append(str(lead.resolution_unit))
     return np.stack(columns, axis=1), units  # (n_samples, n_leads)
+
+
+def _dicom_padding(path, leads):
+    """Tell padding from signal among the DICOM samples that ecgdatakit made NaN.
+
+    Every sample equal to Waveform Padding Value is NaN in ``leads``. Only a run of them
+    touching the start or the end of a channel is padding; the others are signal and get the
+    padding value back. Rows that are padding in every channel at the start or the end are
+    cropped, a channel that is padding throughout is dropped.
+
+    Returns
+    -------
+    leads : list of ecgdatakit Lead
+        The channels that hold signal, their samples cropped.
+    missing : np.ndarray or None, shape (n_samples, n_leads), bool
+        The padding left in them (None when there is none).
+    """
+    samples = np.stack([np.asarray(lead.samples, dtype=np.float64) for lead in leads], axis=1)
+    padded = np.isnan(samples)  # (n_samples, n_channels): a channel's samples are integers
+    if not padded.any():
+        return leads, None
+    start_run = np.logical_and.accumulate(padded, axis=0)  # padding from the first sample on
+    end_run = np.logical_and.accumulate(padded[::-1], axis=0)[::-1]  # ... up to the last one
+    edge = start_run | end_run
+    if (padded & ~edge).any():
+        samples[padded & ~edge] = _dicom_padding_value(path, samples.shape)
+    kept = ~edge.all(axis=0)
+    if not kept.any():
+        raise ECGInputError(f"{path}: {_DICOM} holds only padding (every sample equals its "
+                            f"Waveform Padding Value); {_FIX}")
+    start = int(start_run[:, kept].sum(axis=0).min())
+    stop = len(samples) - int(end_run[:, kept].sum(axis=0).min())
+    _warn_padding(path, edge, [lead.label for lead in leads], kept, stop - start)
+    leads = [replace(lead, samples=samples[start:stop, channel])
+             for channel, lead in enumerate(leads) if kept[channel]]
+    missing = edge[start:stop][:, kept]  # (stop - start, n_kept)
+    return leads, missing if missing.any() else None
+
+
+def _warn_padding(path, edge, labels, kept, length):
+    """One warning line: how much of the DICOM waveform was padding, and what became of it."""
+    if not edge.any():
+        return
+    dropped = [str(label) for label, keep in zip(labels, kept) if not keep]
+    zeroed = int(edge[:, kept].sum()) - (len(edge) - length) * int(kept.sum())
+    parts = [f"{len(edge) - length} rows cropped", f"{zeroed} samples set to 0"]
+    if dropped:
+        parts.append(f"leads {', '.join(dropped)} dropped (padding throughout)")
+    print(f"warning: {path}: {int(edge.sum())} samples at the start or end of the leads equal the "
+          f"DICOM Waveform Padding Value and are missing: {', '.join(parts)}", file=sys.stderr)
+
+
+def _dicom_padding_value(path, shape):
+    """Waveform Padding Value of the rhythm group of ``shape`` (n_samples, n_channels).
+
+    The group is the one ecgdatakit reads: the first with Waveform Data that is not median
+    beats. NaN when the value cannot be read (the samples then stay NaN and are refused).
+    """
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path)
+        for group in dataset.get("WaveformSequence") or []:
+            if _is_rhythm_group(group, shape):
+                return _pcm_value(group, _little_endian(dataset))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, EOFError):
+        pass  # the file was read by ecgdatakit a moment ago: only a damaged value gets here
+    return np.nan
+
+
+def _is_rhythm_group(group, shape):
+    label = str(group.get("MultiplexGroupLabel") or "").upper()
+    return ("WaveformData" in group and not any(word in label for word in _MEDIAN_WORDS)
+            and (int(group.get("NumberOfWaveformSamples") or 0),
+                 int(group.get("NumberOfWaveformChannels") or 0)) == shape)
+
+
+def _little_endian(dataset):
+    """Byte order of the dataset's values: its transfer syntax, else how it was read."""
+    file_meta = getattr(dataset, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    if syntax is not None and syntax.is_transfer_syntax:
+        return bool(syntax.is_little_endian)
+    encoding = getattr(dataset, "original_encoding", (None, None))
+    return True if encoding[1] is None else bool(encoding[1])
+
+
+def _pcm_value(group, little_endian):
+    """The group's Waveform Padding Value as a sample value (NaN when absent or not PCM)."""
+    raw = group.get("WaveformPaddingValue")
+    bits = int(group.get("WaveformBitsAllocated") or 0)
+    interpretation = str(group.get("WaveformSampleInterpretation") or "").strip().upper()
+    code = _PCM_DTYPES.get((bits, interpretation or _DEFAULT_INTERPRETATION.get(bits, "")))
+    if code is None or not isinstance(raw, (bytes, bytearray)) or len(raw) < bits // 8:
+        return np.nan
+    dtype = np.dtype(code).newbyteorder("<" if little_endian else ">")
+    return float(np.frombuffer(bytes(raw[:dtype.itemsize]), dtype=dtype)[0])
 
 
 def _check_scale(lead, path, format_name):
