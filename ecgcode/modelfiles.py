@@ -11,7 +11,6 @@ import json
 import logging
 import os
 
-import h5py
 import keras
 import numpy as np
 
@@ -24,6 +23,7 @@ from ecgcode.common import (
     atomic_output,
     first_line,
 )
+from ecgcode.data.hdf5 import open_hdf5
 from ecgcode.legacy_h5 import rewrite_for_tf_keras2
 from ecgcode.network import get_model
 
@@ -159,13 +159,8 @@ def _load_keras_file(path, compile):
 
 
 def _open_h5(path):
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise ECGInputError(
-            f"{path}: not a readable HDF5 file ({first_line(error, 200)}); "
-            "the file may be truncated: download or save it again"
-        ) from None
+    return open_hdf5(path, unreadable="not a readable HDF5 file ({reason}); the file may be "
+                     "truncated: download or save it again")
 
 
 def _load_h5_file(path, n_classes, compile):

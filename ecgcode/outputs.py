@@ -127,6 +127,22 @@ def locate_row(collection, row, option="--plot"):
     return collection.paths[int(file_number[0])], int(local_row[0])
 
 
+def read_rows(collection, rows, option="--plot"):
+    """(file path, tracing, exam_id) of each row of ``collection``, opening each file once.
+
+    ``exam_id`` is that file's ``exam_id`` of the row, or None when the file has none.
+    """
+    from ecgcode import plotting as ecg_plot
+
+    located = [locate_row(collection, row, option) for row in rows]
+    by_file = {}
+    for path, local_row in located:
+        by_file.setdefault(path, []).append(local_row)
+    exams = {path: iter(ecg_plot.read_exams(path, local_rows, collection.dataset_name))
+             for path, local_rows in by_file.items()}
+    return [(path, *next(exams[path])) for path, _ in located]
+
+
 def plot_path(output_file, row, plot_format):
     """Path of the --plot sheet for ``row``: ``<output stem>_row<row>.<format>``."""
     return f"{os.path.splitext(output_file)[0]}_row{row}.{plot_format}"
@@ -138,9 +154,7 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
     from ecgcode import plotting as ecg_plot
 
     written = []
-    for row in rows:
-        path, local_row = locate_row(collection, row)
-        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
+    for row, (path, tracing, exam_id) in zip(rows, read_rows(collection, rows)):
         title = f"{names[row] if names else os.path.basename(path)}   row {row}"
         if exam_id is not None:
             title += f"   exam_id {exam_id}"
@@ -158,11 +172,6 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
 def exams_to_explain(collection, rows):
     """The ``--explain`` rows of ``collection`` as ``ecgcode.explain.Exam`` records."""
     from ecgcode import explain
-    from ecgcode import plotting as ecg_plot
 
-    exams = []
-    for row in rows:
-        path, local_row = locate_row(collection, row)
-        tracing, exam_id = ecg_plot.read_exam(path, local_row, collection.dataset_name)
-        exams.append(explain.Exam(row, tracing, exam_id, os.path.basename(path)))
-    return exams
+    return [explain.Exam(row, tracing, exam_id, os.path.basename(path))
+            for row, (path, tracing, exam_id) in zip(rows, read_rows(collection, rows))]

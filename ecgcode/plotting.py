@@ -31,6 +31,7 @@ from ecgcode.common import (
     atomic_output,
     run_cli,
 )
+from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
 
 PAPER_SPEED_MM_PER_S = 25.0
 """Horizontal scale: millimetres of paper per second."""
@@ -294,42 +295,53 @@ def save_ecg_sheet(tracing, path, **kwargs):
 
 
 def read_exam(path, index, dataset_name=DEFAULT_DATASET_NAME):
-    """Read exam ``index`` (0-based row) of a CODE-style HDF5 file.
+    """Read exam ``index`` (0-based row) of a CODE-style HDF5 file: ``read_exams`` of one."""
+    return read_exams(path, [index], dataset_name)[0]
+
+
+def read_exams(path, indices, dataset_name=DEFAULT_DATASET_NAME):
+    """Read exams ``indices`` (0-based rows) of a CODE-style HDF5 file, opening it once.
 
     Returns
     -------
-    tracing : numpy.ndarray, shape (N_SAMPLES, N_LEADS)
-    exam_id : int or None
-        The file's ``exam_id`` of that row, when the file has one.
-    """
-    import h5py
+    list of (tracing, exam_id)
+        ``tracing`` : numpy.ndarray, shape (N_SAMPLES, N_LEADS), float32;
+        ``exam_id`` : int or None, the file's ``exam_id`` of that row when it has one.
 
-    if not os.path.isfile(path):
-        raise ECGInputError(f"{path}: file not found; give an HDF5 file of tracings")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ECGInputError(f"{path}: cannot be read as HDF5 ({error}); is it truncated?") from None
-    with handle:
-        if dataset_name not in handle:
-            raise ECGInputError(
-                f"{path}: no dataset '{dataset_name}' (has: {', '.join(handle.keys()) or 'none'});"
-                f" pass --dataset-name"
-            )
-        signals = handle[dataset_name]
-        if signals.ndim != 3 or signals.shape[1:] != (N_SAMPLES, N_LEADS):
-            raise ECGInputError(
-                f"{path}: '{dataset_name}' has shape {signals.shape}, expected "
-                f"(N, {N_SAMPLES}, {N_LEADS}); convert it with `python datasets.py convert`"
-            )
-        if not 0 <= index < signals.shape[0]:
-            raise ECGInputError(
-                f"{path}: exam index {index} out of range; the file has {signals.shape[0]} exams"
-                f" (0 to {signals.shape[0] - 1})"
-            )
-        tracing = np.asarray(signals[index], dtype=np.float32)
-        exam_id = int(handle["exam_id"][index]) if "exam_id" in handle else None
-    return tracing, exam_id
+    Raises
+    ------
+    ECGInputError
+        The file cannot be opened (see ``ecgcode.data.hdf5.open_hdf5``), lacks the signal
+        dataset, has another shape, or has no such row.
+    """
+    exams = []
+    with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
+        signals = _exam_signals(handle, path, dataset_name)
+        for index in indices:
+            if not 0 <= index < signals.shape[0]:
+                raise ECGInputError(
+                    f"{path}: exam index {index} out of range; the file has "
+                    f"{signals.shape[0]} exams (0 to {signals.shape[0] - 1})"
+                )
+            exam_id = int(handle["exam_id"][index]) if "exam_id" in handle else None
+            exams.append((np.asarray(signals[index], dtype=np.float32), exam_id))
+    return exams
+
+
+def _exam_signals(handle, path, dataset_name):
+    """The signal dataset of an open file, checked to be (N, N_SAMPLES, N_LEADS)."""
+    if dataset_name not in handle:
+        raise ECGInputError(
+            f"{path}: no dataset '{dataset_name}' (has: {', '.join(handle.keys()) or 'none'});"
+            f" pass --dataset-name"
+        )
+    signals = handle[dataset_name]
+    if signals.ndim != 3 or signals.shape[1:] != (N_SAMPLES, N_LEADS):
+        raise ECGInputError(
+            f"{path}: '{dataset_name}' has shape {signals.shape}, expected "
+            f"(N, {N_SAMPLES}, {N_LEADS}); convert it with `python datasets.py convert`"
+        )
+    return signals
 
 
 def read_prediction_row(path, index):
