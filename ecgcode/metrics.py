@@ -17,6 +17,12 @@ from sklearn.metrics import average_precision_score, cohen_kappa_score, precisio
 from statsmodels.stats.contingency_tables import mcnemar
 
 from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError
+from ecgcode.data.labels import (
+    check_label_values,
+    csv_classes,
+    exam_id_positions,
+    read_label_csv,
+)
 from ecgcode.runfolder import read_thresholds
 
 METRICS = ("Precision", "Recall", "Specificity", "F1 score")
@@ -44,29 +50,14 @@ def _class_columns(frame, path, classes):
 
 
 def gold_classes(path, classes=None):
-    """The classes to evaluate: ``classes``, else the paper's six when the gold standard
-    has them all, else every 0/1 column of the gold standard (but ``exam_id``)."""
-    if classes is not None:
-        return tuple(classes)
-    frame = read_table(path)
-    if all(name in frame.columns for name in CLASSES):
-        return tuple(CLASSES)
-    from ecgcode.data.labels import zero_one_columns
-
-    found = zero_one_columns(frame.drop(columns=["exam_id"], errors="ignore"))
-    if not found:
-        raise ECGInputError(f"{path}: no 0/1 class columns in the gold standard; give one "
-                            "0/1 column per class (and optionally exam_id)")
-    return tuple(found)
+    """The classes to evaluate: ``ecgcode.data.labels.csv_classes`` on the gold standard,
+    every one of its 0/1 columns when it lacks the paper's six and none are given."""
+    return csv_classes(read_table(path), classes, path, every_zero_one=True)
 
 
 def read_table(path):
-    """Read a CSV file into a DataFrame, turning parse errors into ECGInputError."""
-    require_file(path)
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError) as error:  # pandas' ParserError is a ValueError
-        raise ECGInputError(f"{path}: not a readable CSV file ({error}); fix or replace it") from error
+    """Read a CSV file (``ecgcode.data.labels.read_label_csv``) after ``require_file``."""
+    return read_label_csv(require_file(path))
 
 
 def read_labels(path, classes=CLASSES):
@@ -79,9 +70,7 @@ def read_labels(path, classes=CLASSES):
         The ``exam_id`` column when the file has one.
     """
     frame = read_table(path)
-    values = _class_columns(frame, path, classes).to_numpy()
-    if not np.isin(values, (0, 1)).all():
-        raise ECGInputError(f"{path}: annotations must be 0 or 1 in columns {','.join(classes)}")
+    values = check_label_values(_class_columns(frame, path, classes).to_numpy(), path, classes)
     exam_ids = frame["exam_id"].to_numpy() if "exam_id" in frame.columns else None
     return values.astype(int), exam_ids
 
@@ -162,15 +151,14 @@ def read_thresholds_json(path, classes=CLASSES):
 def align(values, exam_ids, gold_ids, path):
     """Reorder ``values`` to the gold standard's exams (by exam_id when both have ids).
 
-    Raises ECGInputError when the exams cannot be matched one to one.
+    Raises ECGInputError when the exams cannot be matched one to one (the join is
+    ``ecgcode.data.labels.exam_id_positions``).
     """
     if exam_ids is not None and gold_ids is not None:
-        position = pd.Series(np.arange(len(exam_ids)), index=exam_ids)
-        if position.index.has_duplicates or not np.isin(gold_ids, exam_ids).all():
-            raise ECGInputError(
-                f"{path}: its exam_id column does not cover every gold-standard exam once"
-            )
-        return values[position.loc[gold_ids].to_numpy()]
+        positions, _ = exam_id_positions(exam_ids, gold_ids, path,
+                                         wanted_from="the gold standard",
+                                         fix="use the file that belongs to this gold standard")
+        return values[positions]
     if len(values) != len(gold_ids if gold_ids is not None else values):
         raise ECGInputError(f"{path}: row count differs from the gold standard")
     return values

@@ -7,6 +7,9 @@ matched by name and whose rows are joined on ``exam_id``.
 Public API
 ----------
 load_labels(paths_or_collection, csv)     -> LabelTable  (labels aligned to the rows)
+read_label_csv(path)                      -> DataFrame   (every label CSV is read with it)
+csv_classes(frame, classes, source)       -> the label columns (the one default-class rule)
+exam_id_positions(ids, wanted, source)    -> rows of ``ids`` holding ``wanted`` (the exam_id join)
 split_indices(n, val_split, groups, seed) -> (train_idx, val_idx)
 """
 
@@ -70,7 +73,8 @@ class LabelTable:
     classes: tuple = CLASSES
 
 
-def _check_label_values(values, source, classes):
+def check_label_values(values, source, classes):
+    """``values`` as float32 after checking that every one is 0 or 1 (LabelValuesError)."""
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
@@ -92,8 +96,13 @@ def zero_one_columns(frame):
     return found
 
 
-def choose_classes(available, classes, source, zero_one=None):
-    """The label columns to learn: ``classes`` if given, else the paper's six.
+def choose_classes(available, classes, source, zero_one=None, *, every_zero_one=False):
+    """The label columns: ``classes`` if given, else the paper's six when all are present.
+
+    Without either, training stops with a LabelColumnsError listing the 0/1 columns: a
+    label CSV such as CODE-15%'s exams.csv also has 0/1 metadata (``is_male``, ``death``)
+    that must not be learned silently. A gold standard to evaluate against holds
+    annotations only, so ``every_zero_one`` takes all its 0/1 columns instead.
 
     Parameters
     ----------
@@ -105,6 +114,8 @@ def choose_classes(available, classes, source, zero_one=None):
         File named in the error messages.
     zero_one : sequence of str, optional
         The 0/1 columns, listed when the paper's six are absent and nothing was requested.
+    every_zero_one : bool
+        Return the (non-empty) ``zero_one`` columns rather than raising.
 
     Returns
     -------
@@ -123,6 +134,8 @@ def choose_classes(available, classes, source, zero_one=None):
     if not missing:
         return tuple(CLASSES)
     candidates = list(zero_one if zero_one is not None else available)
+    if every_zero_one and zero_one:
+        return tuple(zero_one)
     raise LabelColumnsError(
         f"{source}: no paper class column {', '.join(missing)}; its 0/1 columns are "
         f"{', '.join(candidates) or 'none'}: choose the ones to learn with --classes "
@@ -161,45 +174,100 @@ def _labels_from_hdf5(collection, classes=None):
                 )
             classes = choose_classes(columns, classes, f"{path}:labels")
             values = dataset[()][:, [columns.index(c) for c in classes]]
-            parts.append(_check_label_values(values, f"{path}:labels", classes))
+            parts.append(check_label_values(values, f"{path}:labels", classes))
     return np.concatenate(parts), tuple(classes)
 
 
-def _read_label_csv(csv_path):
+def read_label_csv(path):
+    """A label CSV (or a CSV of predictions) as a DataFrame, with one-line errors.
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    LabelError
+        The file cannot be parsed as CSV.
+    """
     import pandas as pd
 
-    csv_path = os.fspath(csv_path)
-    if not os.path.exists(csv_path):
-        raise MissingFileError(f"{csv_path}: label CSV not found; check the path")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingFileError(f"{path}: label CSV not found; check the path")
     try:
-        frame = pd.read_csv(csv_path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise LabelError(f"{csv_path}: cannot be parsed as CSV ({error}); check the file") from None
-    return frame
+        return pd.read_csv(path)
+    except (ValueError, OSError) as error:  # ParserError and UnicodeDecodeError included
+        raise LabelError(f"{path}: cannot be parsed as CSV ({error}); check the file") from None
+
+
+def csv_classes(frame, classes, source, *, every_zero_one=False):
+    """The label columns of a label CSV's ``frame`` (``choose_classes`` on its columns)."""
+    zero_one = zero_one_columns(frame.drop(columns=["exam_id"], errors="ignore"))
+    return choose_classes(frame.columns, classes, source, zero_one,
+                          every_zero_one=every_zero_one)
+
+
+MISSING_IDS_FIX = ("use the CSV that belongs to these files, or allow_missing=True to skip "
+                   "them")
+"""End of the message when exam ids of the tracings are absent from their label CSV."""
+
+
+def exam_id_positions(ids, wanted, source, *, allow_missing=False, wanted_from="the tracings",
+                      fix=MISSING_IDS_FIX):
+    """The exam_id join: the row of ``ids`` that holds each exam id of ``wanted``.
+
+    Parameters
+    ----------
+    ids : array_like
+        (m,) exam ids of the rows of ``source`` (a CSV).
+    wanted : array_like
+        (n,) exam ids to find there, in the order wanted.
+    source : str
+        The file of ``ids``, named in the messages.
+    allow_missing : bool
+        Mark absent ids as unmatched instead of raising.
+    wanted_from, fix : str
+        Where ``wanted`` comes from, and the fix, for the message on absent ids.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        (n,) int64 rows of ``ids`` (0 where unmatched).
+    matched : numpy.ndarray
+        (n,) bool.
+
+    Raises
+    ------
+    ExamIdJoinError
+        ``ids`` has duplicates, or (unless ``allow_missing``) lacks some wanted ids.
+    """
+    import pandas as pd
+
+    ids = pd.Index(np.asarray(ids))
+    duplicated = ids.duplicated()
+    if duplicated.any():
+        raise ExamIdJoinError(
+            f"{source}: {int(duplicated.sum())} duplicated exam_id values (first: "
+            f"{ids[duplicated][0]}); exam ids must be unique"
+        )
+    wanted = np.asarray(wanted)
+    found = pd.Series(np.arange(len(ids)), index=ids).reindex(wanted)
+    matched = found.notna().to_numpy()
+    if not matched.all() and not allow_missing:
+        missing_ids = wanted[~matched]
+        raise ExamIdJoinError(
+            f"{source}: {len(missing_ids)} of {len(wanted)} exam ids of {wanted_from} are not "
+            f"in the CSV (first: {missing_ids[:5].tolist()}); {fix}"
+        )
+    return found.fillna(0).astype(np.int64).to_numpy(), matched
 
 
 def _align_csv(frame, collection, csv_path, allow_missing):
     """Rows of ``frame`` aligned with the collection, and the mask of matched rows."""
     csv_path = os.fspath(csv_path)
     if collection.exam_ids is not None and "exam_id" in frame.columns:
-        duplicated = frame["exam_id"].duplicated()
-        if duplicated.any():
-            raise ExamIdJoinError(
-                f"{csv_path}: {int(duplicated.sum())} duplicated exam_id values (first: "
-                f"{frame['exam_id'][duplicated].iloc[0]}); exam ids must be unique"
-            )
-        positions = frame.reset_index(drop=True).reset_index().set_index("exam_id")["index"]
-        found = positions.reindex(collection.exam_ids)
-        matched = found.notna().to_numpy()
-        if not matched.all() and not allow_missing:
-            missing_ids = collection.exam_ids[~matched]
-            raise ExamIdJoinError(
-                f"{csv_path}: {len(missing_ids)} of {collection.n} exam ids of the tracings are "
-                f"not in the CSV (first: {missing_ids[:5].tolist()}); use the CSV that belongs "
-                "to these files, or allow_missing=True to skip them"
-            )
-        aligned = frame.iloc[found.fillna(0).astype(np.int64).to_numpy()].reset_index(drop=True)
-        return aligned, matched
+        positions, matched = exam_id_positions(frame["exam_id"], collection.exam_ids, csv_path,
+                                               allow_missing=allow_missing)
+        return frame.iloc[positions].reset_index(drop=True), matched
     if len(frame) != collection.n:
         raise LabelRowCountError(
             f"{csv_path}: {len(frame)} rows but the collection has {collection.n} tracings; "
@@ -256,12 +324,11 @@ def load_labels(
             )
         matched = np.ones(collection.n, dtype=bool)
         return LabelTable(labels, collection.exam_ids, None, matched, "hdf5", classes)
-    frame = _read_label_csv(labels_csv)
-    classes = choose_classes(frame.columns, classes, os.fspath(labels_csv),
-                             zero_one_columns(frame.drop(columns=["exam_id"], errors="ignore")))
+    frame = read_label_csv(labels_csv)
+    classes = csv_classes(frame, classes, os.fspath(labels_csv))
     aligned, matched = _align_csv(frame, collection, labels_csv, allow_missing)
     labels = np.full((collection.n, len(classes)), np.nan, dtype=np.float32)
-    labels[matched] = _check_label_values(
+    labels[matched] = check_label_values(
         aligned.loc[matched, list(classes)].to_numpy(), os.fspath(labels_csv), classes
     )
     exam_ids = collection.exam_ids
