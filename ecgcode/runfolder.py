@@ -12,16 +12,14 @@ import json
 import os
 import zipfile
 
-import h5py
-
 from ecgcode.classnames import is_paper_set
 from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
     PAPER_THRESHOLDS,
     ECGInputError,
-    first_line,
 )
+from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
 
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
 """File extensions of a model file."""
@@ -96,15 +94,11 @@ def refuse_tracings_as_model(path):
                 "file is truncated or not a model: save or download it again"
             )
         return
-    try:
-        with h5py.File(path, "r") as handle:
-            is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
-            looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
-    except OSError as error:
-        raise ECGInputError(
-            f"{path}: not a readable HDF5 model file ({first_line(error, 200)}); the file "
-            "may be truncated: download or save it again"
-        ) from None
+    unreadable = ("not a readable HDF5 model file ({reason}); the file may be truncated: "
+                  "download or save it again")
+    with open_hdf5(path, unreadable) as handle, corrupt_hdf5_errors(path):
+        is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
+        looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
     if looks_like_tracings and not is_model:
         raise ECGInputError(
             f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
