@@ -319,3 +319,30 @@ def test_explain_and_export_use_the_stored_class_names(make_hdf5, tmp_path, caps
     assert json.loads(runtimes.read_metadata(str(served) + ".onnx")["classes"]) == ["a", "b", "c"]
     run_cli(model_module.main, [keras_path])  # the summary names the stored classes
     assert "outputs: a, b, c" in capsys.readouterr().out
+
+
+def test_one_default_class_rule_for_training_and_evaluation(tmp_path):
+    from ecgcode.data.labels import csv_classes, read_label_csv
+
+    frame = read_label_csv(_own_labels_csv(tmp_path, 6))
+    with pytest.raises(LabelColumnsError, match="is_male"):
+        csv_classes(frame, None, "own.csv")  # training: never learn metadata silently
+    assert csv_classes(frame, None, "own.csv", every_zero_one=True) == (
+        "is_male", "death", "NORM", "MI", "CD")  # a gold standard: all its 0/1 columns
+    paper = pd.DataFrame(0, index=range(3), columns=[*CLASSES, "is_male"])
+    for every in (False, True):
+        assert csv_classes(paper, None, "code15.csv", every_zero_one=every) == CLASSES
+        assert csv_classes(paper, ("AF",), "code15.csv", every_zero_one=every) == ("AF",)
+
+
+def test_the_exam_id_join():
+    from ecgcode.data.labels import ExamIdJoinError, exam_id_positions
+
+    positions, matched = exam_id_positions([7, 5, 9], [9, 7], "a.csv")
+    assert positions.tolist() == [2, 0] and matched.all()
+    positions, matched = exam_id_positions([7, 5], [5, 8], "a.csv", allow_missing=True)
+    assert positions.tolist() == [1, 0] and matched.tolist() == [True, False]
+    with pytest.raises(ExamIdJoinError, match="a.csv: 1 of 2 exam ids of the tracings"):
+        exam_id_positions([7, 5], [5, 8], "a.csv")
+    with pytest.raises(ExamIdJoinError, match="a.csv: 1 duplicated exam_id values"):
+        exam_id_positions([7, 7], [7], "a.csv")

@@ -109,3 +109,16 @@ def test_command_line_bad_input_exits_2(tmp_path, capsys, index, fragment):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and "exams.hdf5" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_several_exams_are_read_with_one_open(tmp_path, monkeypatch):
+    path = write_hdf5(tmp_path / "exams.hdf5", 4)
+    opened = []
+    real_open = ecg_plot.open_hdf5
+    monkeypatch.setattr(ecg_plot, "open_hdf5", lambda p: opened.append(p) or real_open(p))
+    exams = ecg_plot.read_exams(path, [3, 0, 3])
+    assert opened == [path]
+    np.testing.assert_array_equal(exams[0][0], exams[2][0])
+    np.testing.assert_array_equal(exams[1][0], ecg_plot.read_exam(path, 0)[0])
+    with pytest.raises(ECGInputError, match="not found"):
+        ecg_plot.read_exams(str(tmp_path / "nope.hdf5"), [0])
