@@ -1,5 +1,7 @@
-"""The README's set-up commands stay true: CI runs exactly its test command."""
+"""The README's set-up commands stay true (CI runs exactly its test command), and the
+packaging it describes: only the package is installed, the scripts are console scripts."""
 
+import configparser
 import re
 from pathlib import Path
 
@@ -22,12 +24,33 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci_lines
 
 
-def test_every_root_module_is_packaged():
-    config = (ROOT / "setup.cfg").read_text()
-    listed = re.search(r"py_modules =\n((?:    \w+\n)+)", config).group(1).split()
-    modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem != "setup")
-    assert sorted(listed) == modules
-    assert "packages = find:" in config and "include = ecgcode, ecgcode.*" in config
+def _setup_cfg():
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def test_no_root_module_is_installed():
+    """The root scripts are not installed as top-level modules (``datasets``, ``model``,
+    ``train`` would clash with other distributions); the package alone is."""
+    config = _setup_cfg()
+    assert not config.has_option("options", "py_modules"), config.get("options", "py_modules")
+    assert config.get("options", "packages").strip() == "find:"
+    assert config.get("options.packages.find", "include").strip() == "ecgcode, ecgcode.*"
+
+
+def test_every_console_script_points_into_the_package():
+    entries = _setup_cfg().get("options.entry_points", "console_scripts").strip().splitlines()
+    assert entries
+    for entry in entries:
+        name, _, target = (part.strip() for part in entry.partition("="))
+        module, _, function = target.partition(":")
+        assert module.startswith("ecgcode.") and function, f"{name} = {target}"
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name}: {path.relative_to(ROOT)} does not exist"
+        assert re.search(rf"^def {function}\(", path.read_text(), re.MULTILINE), (
+            f"{name}: {module} defines no {function}()"
+        )
 
 
 def test_the_root_holds_only_the_scripts():
