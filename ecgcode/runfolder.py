@@ -124,6 +124,30 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES):
 
 
 
+FALLBACK_THRESHOLD = 0.5
+"""The threshold used for a class without one where every class must be decided."""
+
+
+def fill_missing(thresholds, classes):
+    """Thresholds for every one of ``classes``: FALLBACK_THRESHOLD where none is known.
+
+    A null threshold (train.py's choice for a class without positive validation exams)
+    means "no decision": predict.py leaves that class undecided. The demo and the
+    benchmarks must decide every class; they fill the gaps here, all with one rule.
+
+    Returns
+    -------
+    values : dict
+        Class name -> float, for every name in ``classes``.
+    filled : list of str
+        The classes that got FALLBACK_THRESHOLD.
+    """
+    filled = [name for name in classes if thresholds.get(name) is None]
+    values = {name: FALLBACK_THRESHOLD if name in filled else float(thresholds[name])
+              for name in classes}
+    return values, filled
+
+
 def read_thresholds(path, classes=CLASSES):
     """Read per-class decision thresholds from a JSON file.
 

@@ -16,7 +16,7 @@ from conftest import synthetic_tracings, write_hdf5
 from ecgcode import modelfiles, network, outputs
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, ECGInputError
-from ecgcode.runfolder import read_thresholds
+from ecgcode.runfolder import FALLBACK_THRESHOLD, fill_missing, read_thresholds
 
 keras = pytest.importorskip("keras")
 
@@ -177,6 +177,12 @@ def test_load_thresholds_formats(tmp_path):
     partial.write_text(json.dumps({"AF": 0.3}))
     with pytest.raises(ECGInputError, match="1dAVb"):
         read_thresholds(str(partial))
+
+
+def test_a_null_threshold_is_filled_by_one_rule():
+    values, filled = fill_missing({"A": 0.2, "B": None}, ("A", "B", "C"))
+    assert values == {"A": 0.2, "B": FALLBACK_THRESHOLD, "C": FALLBACK_THRESHOLD}
+    assert filled == ["B", "C"]
 
 
 def test_plot_option_draws_sheet(models, exams, tmp_path, capsys):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ecgcode.bench.model_speed import random_ecgs, row
 from ecgcode.precision import describe_bfloat16_support, with_policy
-from ecgcode.runfolder import read_thresholds
+from ecgcode.runfolder import fill_missing, read_thresholds
 
 
 def trained_model(model_path, thresholds_path=None):
@@ -30,8 +30,8 @@ def trained_model(model_path, thresholds_path=None):
 
     model, classes, _ = load_model_and_classes(model_path)
     found = read_thresholds(thresholds_path, classes) if thresholds_path else {}
-    thresholds = [0.5 if found.get(name) is None else found[name] for name in classes]
-    return model, thresholds, f"model {model_path}"
+    thresholds, _ = fill_missing(found, classes)
+    return model, [thresholds[name] for name in classes], f"model {model_path}"
 
 
 def bare_forward_rate(model, batch_size, batches=3):

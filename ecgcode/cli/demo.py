@@ -24,7 +24,12 @@ import pandas as pd
 from ecgcode.cli import datasets, generate_figures, predict, train
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data.labels import load_labels
-from ecgcode.runfolder import RUN_THRESHOLDS_NAME, read_thresholds
+from ecgcode.runfolder import (
+    FALLBACK_THRESHOLD,
+    RUN_THRESHOLDS_NAME,
+    fill_missing,
+    read_thresholds,
+)
 
 DEMO_DEFAULTS = {"n_train": 1400, "n_test": 400, "epochs": 3, "batch_size": 16, "val_split": 0.1}
 
@@ -95,13 +100,13 @@ def decision_thresholds(run_folder, path):
     A class without positive validation exams gets no threshold from train.py; the demo's
     small validation set makes that possible, so it falls back to 0.5 and says so.
     """
-    thresholds = read_thresholds(os.path.join(run_folder, RUN_THRESHOLDS_NAME))
-    missing = [name for name, value in thresholds.items() if value is None]
-    if missing:
-        print(f"note: no validation threshold for {', '.join(missing)}; using 0.5")
+    thresholds, filled = fill_missing(
+        read_thresholds(os.path.join(run_folder, RUN_THRESHOLDS_NAME)), CLASSES)
+    if filled:
+        print(f"note: no validation threshold for {', '.join(filled)}; using "
+              f"{FALLBACK_THRESHOLD}")
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({name: 0.5 if value is None else value for name, value in thresholds.items()},
-                  handle, indent=1)
+        json.dump(thresholds, handle, indent=1)
     return path
 
 
