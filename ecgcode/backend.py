@@ -23,6 +23,8 @@ alternative.
 import contextlib
 import os
 
+import numpy as np
+
 from ecgcode.common import ECGInputError
 
 TRAINING_BACKENDS = ("tensorflow", "jax")
@@ -32,7 +34,7 @@ JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
 
 def name():
     """The name of the Keras backend of this process ("tensorflow", "jax", ...)."""
-    import keras
+    import keras  # deferred: imports TensorFlow (or JAX)
 
     return keras.backend.backend()
 
@@ -40,10 +42,10 @@ def name():
 def has_gpu(backend=None):
     """True when the Keras backend (default: this process's) computes on a GPU."""
     if (backend or name()) == "jax":
-        import jax
+        import jax  # deferred: imports JAX
 
         return jax.default_backend() == "gpu"
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     return bool(tf.config.list_physical_devices("GPU"))
 
@@ -98,10 +100,10 @@ def jax_strategy(distribute, devices=None):
                             "(tf.distribute multi-worker) needs KERAS_BACKEND=tensorflow; "
                             "unset TF_CONFIG to train on this machine under jax")
     if devices is None:
-        import jax
+        import jax  # deferred: imports JAX
 
         devices = jax.devices()
-    import keras
+    import keras  # deferred: imports Keras and its backend
 
     if distribute == "none" or (distribute == "auto" and len(devices) == 1):
         keras.distribution.set_distribution(None)  # none left by an earlier run in-process
@@ -116,7 +118,7 @@ def keep_tensorflow_off_gpus():
     Otherwise TensorFlow would open every GPU too (Keras already limits it to memory growth),
     beside JAX's own preallocation. Does nothing once TensorFlow has started its devices.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     try:
         tf.config.set_visible_devices([], "GPU")
@@ -135,7 +137,7 @@ def refuse_data_parallel_under_tensorflow(distribute):
 def jax_device_defaults(devices=None):
     """(description, jit default, mixed-precision policy) for JAX's devices."""
     if devices is None:
-        import jax
+        import jax  # deferred: imports JAX
 
         devices = jax.devices()
     gpus = [d for d in devices if d.platform == "gpu"]
@@ -160,8 +162,6 @@ def build_before_fit(model, backend):
     """
     if backend != "jax":
         return
-    import numpy as np
-
     x = np.zeros((1, *model.inputs[0].shape[1:]), np.float32)  # (1, 4096, 12)
     y = np.zeros((1, model.outputs[0].shape[-1]), np.float32)  # (1, n_classes)
     model._symbolic_build(data_batch=(x, y))  # what fit itself calls (Keras 3 Trainer)
@@ -176,7 +176,7 @@ def set_deterministic(backend):
     to ``XLA_FLAGS`` (read when JAX first touches its devices).
     """
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         tf.config.experimental.enable_op_determinism()
     elif backend == "jax":
@@ -189,7 +189,7 @@ def versions(backend):
     """Versions of the backend's own packages, for config.json."""
     if backend != "jax":
         return {}
-    import jax
-    import jaxlib
+    import jax  # deferred: imports JAX
+    import jaxlib  # deferred: part of JAX
 
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}

@@ -7,6 +7,7 @@ weights unchanged, with its output layer kept in float32 (probabilities stay flo
 No TensorFlow is imported here.
 """
 
+import contextlib
 import os
 import sys
 
@@ -137,3 +138,16 @@ def bfloat16_model(model):
         print(f"warning: --precision bfloat16: {describe_bfloat16_support()}, so bfloat16 is "
               "emulated and slower than float32; drop --precision", file=sys.stderr)
     return with_policy(model, "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def global_policy(policy):
+    """Set Keras' global dtype policy (e.g. ``mixed_bfloat16``) for the block; restore it after."""
+    import keras  # deferred: imports TensorFlow (or JAX) only when a policy is set
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -27,8 +27,10 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 
+from ecgcode import data as ecg_data
 from ecgcode.bench.model_speed import MODELS, PAPER_BATCH, row
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, INPUT_SHAPE, atomic_output
 
@@ -46,8 +48,6 @@ def write_bench_file(path, n, rows_per_write=256, seed=0):
     The file has ``tracings`` (n, 4096, 12) float32, ``labels`` (n, 6) with attribute
     ``classes``, and ``exam_id`` (n,).
     """
-    import h5py
-
     rng = np.random.default_rng(seed)
     block = rng.standard_normal((rows_per_write,) + INPUT_SHAPE, dtype=np.float32) * 10
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as handle:
@@ -98,9 +98,7 @@ def pipeline_speed(path, shuffle, batch_size=64, passes=2, **options):
         Tracings per second of wall time, and per second of this process's CPU time
         (less sensitive to other processes on a shared machine).
     """
-    from ecgcode import data
-
-    dataset = data.make_dataset(path, batch_size=batch_size, shuffle=shuffle, **options)
+    dataset = ecg_data.make_dataset(path, batch_size=batch_size, shuffle=shuffle, **options)
     for _ in range(passes - 1):
         for _x in dataset:
             pass
@@ -158,8 +156,8 @@ def pipeline_main(argv=None):
 # --- Machine, peak and FLOPs -------------------------------------------------------------
 def machine_description():
     """Dict: CPU model, cores, GPUs, Python/TensorFlow/Keras versions, load average."""
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: imports TensorFlow
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     cpu = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -198,7 +196,7 @@ def measure_peak(size=4096, repeats=5):
         ``numpy_gflops``, ``tf_gflops`` (medians of ``repeats`` products of two
         size x size matrices, after one warm-up product), ``peak_gflops`` (the larger).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     flops = 2.0 * size**3
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
@@ -233,7 +231,7 @@ def model_flops(model):
     Batch normalisation, activations, pooling and additions (under 1 % of the paper's
     model) are not counted.
     """
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     total = 0
     for layer in model.layers:
@@ -248,7 +246,7 @@ def model_flops(model):
 
 # --- Timing ------------------------------------------------------------------------------
 def batch_timer():
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     class BatchTimer(keras.callbacks.Callback):
         """Records the wall time at the end of every training or prediction batch."""
@@ -290,8 +288,7 @@ def timed_batches(warmup, window, windows):
 # --- The measured paths --------------------------------------------------------------------
 def make_h5_sequence(path, batch_size, with_labels, dataset_name=DEFAULT_DATASET_NAME):
     """The original study's ``ECGSequence``: h5py slices, batch by batch, in file order."""
-    import h5py
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     class H5Sequence(keras.utils.PyDataset):
         """Batches ``x[start:end]`` (and labels) read with h5py."""
@@ -315,7 +312,7 @@ def make_h5_sequence(path, batch_size, with_labels, dataset_name=DEFAULT_DATASET
 
 def train_baseline(path, factory, warmup, window, windows, batch_size=PAPER_BATCH):
     """Steady-state training ECGs/s of the baseline: PyDataset + default ``model.fit``."""
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     model = factory()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
@@ -362,7 +359,7 @@ def apply_threads(intra=None, inter=None):
     """Set TensorFlow's intra-/inter-op thread pools (before any TensorFlow op runs)."""
     if intra is None and inter is None:
         return
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     if intra is not None:
         tf.config.threading.set_intra_op_parallelism_threads(intra)

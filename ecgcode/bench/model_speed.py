@@ -9,7 +9,7 @@ Keras 3 backend::
 
 (``python -m ecgcode.bench.model_speed ...`` is the same).  Importing this module imports
 neither Keras nor TensorFlow nor ``ecgcode.bench.measure``: it needs only
-``ecgcode.common``, and ``ecgcode.network`` for the paper's model.  ``--data FILE`` also
+``ecgcode.common`` and ``ecgcode.data``, and ``ecgcode.network`` for the paper's model.  ``--data FILE`` also
 feeds each setting from the project's tf.data pipeline (``ecgcode.data.make_dataset``;
 TensorFlow needed for tf.data only, the model may run on any backend), which tells whether
 the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
@@ -24,7 +24,9 @@ import time
 
 import numpy as np
 
+from ecgcode import data as ecg_data
 from ecgcode.common import CLASSES, INPUT_SHAPE, N_CLASSES, atomic_output, first_line, run_cli
+from ecgcode.precision import global_policy
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -35,14 +37,14 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 # --- Models ------------------------------------------------------------------------------
 def paper_model(n_classes=N_CLASSES):
     """The paper's ResNet (``model.get_model``)."""
-    from ecgcode.network import get_model
+    from ecgcode.network import get_model  # deferred: imports Keras and its backend
 
     return get_model(n_classes)
 
 
 def tiny_model(n_classes=N_CLASSES):
     """A few-thousand-parameter stand-in with the same input and output (for tests)."""
-    import keras
+    import keras  # deferred: imports Keras and its backend
 
     signal = keras.Input(shape=INPUT_SHAPE, name="signal")  # (batch, 4096, 12)
     x = keras.layers.Conv1D(8, 16, strides=16, use_bias=False)(signal)  # (batch, 256, 8)
@@ -67,19 +69,6 @@ def random_ecgs(n, seed=0):
     x = rng.standard_normal((n,) + INPUT_SHAPE, dtype=np.float32) * 10  # (n, 4096, 12)
     y = (rng.random((n, len(CLASSES))) < 0.05).astype(np.float32)  # (n, 6)
     return x, y
-
-
-@contextlib.contextmanager
-def dtype_policy(policy):
-    """Set Keras' global dtype policy (e.g. ``mixed_bfloat16``) inside the block only."""
-    import keras
-
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _seconds(run):
@@ -119,10 +108,10 @@ def train_throughput(batch_size, policy="float32", jit_compile=True, steps=20, w
         ``ecg_per_s`` (timed ``fit``) and ``warmup_s`` (seconds of the first ``fit``); with
         ``data`` also ``fed_ecg_per_s`` and ``pipeline_ecg_per_s`` (``fed_throughput``).
     """
-    import keras
+    import keras  # deferred: imports Keras and its backend
 
     x, y = random_ecgs(batch_size * max(steps, warmup))
-    with dtype_policy(policy):
+    with global_policy(policy):
         model = factory()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
                       jit_compile=jit_compile)
@@ -147,7 +136,7 @@ def predict_throughput(batch_size, policy="float32", jit_compile=True, batches=1
     ``data`` also the rates of ``fed_throughput`` (in file order, as predict.py reads).
     """
     x, _ = random_ecgs(batch_size * batches)
-    with dtype_policy(policy):
+    with global_policy(policy):
         model = factory()
         model.jit_compile = jit_compile
         model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
@@ -166,21 +155,19 @@ def file_batches(path_or_collection, batch_size, train, batches=None):
     whole batches of the file), so that every batch has the compiled shape; the dataset's
     cardinality is that number of batches.
     """
-    from ecgcode import data
-
-    collection = data.open_collection(path_or_collection)
+    collection = ecg_data.open_collection(path_or_collection)
     if train:
-        labels = data.load_labels(collection).labels  # (n, 6)
-        return data.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
+        labels = ecg_data.load_labels(collection).labels  # (n, 6)
+        return ecg_data.make_dataset(collection, labels, batch_size=batch_size, shuffle=True,
                                      repeat=True, drop_remainder=True)
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow (tf.data only)
 
     whole = collection.n // batch_size
     if whole < 1:
         raise ValueError(f"{', '.join(collection.paths)}: {collection.n} rows, fewer than "
                          f"one batch of {batch_size}")
     count = min(whole, batches or whole)
-    dataset = data.make_dataset(collection, batch_size=batch_size,
+    dataset = ecg_data.make_dataset(collection, batch_size=batch_size,
                                     indices=np.arange(batch_size * count), check_values=False)
     return dataset.apply(tf.data.experimental.assert_cardinality(count))  # as predict.py
 
@@ -200,9 +187,7 @@ def fed_throughput(model, path, batch_size, steps, train=True):
     dict
         ``fed_ecg_per_s``, ``pipeline_ecg_per_s`` and ``fed_batches`` (timed batches).
     """
-    from ecgcode import data
-
-    collection = data.open_collection(path)
+    collection = ecg_data.open_collection(path)
     if train:
         dataset = file_batches(collection, batch_size, train=True)
         first_pass = max(1, -(-collection.n // batch_size))
@@ -228,9 +213,7 @@ def check_data_file(path):
     Checked before any setting runs, so that a bad ``--data`` file stops the run (exit 2)
     instead of turning every fed row into a failure.
     """
-    from ecgcode import data
-
-    data.load_labels(data.open_collection(path))
+    ecg_data.load_labels(ecg_data.open_collection(path))
 
 
 def _drain(dataset):
@@ -240,7 +223,7 @@ def _drain(dataset):
 
 def backend_description():
     """Dict: Python and Keras versions, Keras backend and its devices (no TensorFlow import)."""
-    import keras
+    import keras  # deferred: imports Keras and its backend
 
     devices = "unknown"
     with contextlib.suppress(Exception):  # backends without keras.distribution support

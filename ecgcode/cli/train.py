@@ -21,11 +21,11 @@ import argparse
 from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, run_cli
 from ecgcode.data.screening import screen_rows
+from ecgcode.precision import global_policy
 from ecgcode.quiet import import_tensorflow
 from ecgcode.training.run_setup import (
     check_options,
     describe_setup,
-    global_policy,
     load_data,
     print_setup,
     resolve_run,

@@ -351,19 +351,6 @@ def set_up_device(options, resumed):
 
 
 @contextlib.contextmanager
-def global_policy(policy):
-    """Set Keras' global dtype policy to ``policy`` for the block; restore it afterwards."""
-    import keras  # TensorFlow is already imported quietly by the caller
-
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-@contextlib.contextmanager
 def writable_folder(out, writes):
     """The folder this process writes to: ``out`` on the chief, else a temporary folder
     (other workers' copies of the files), removed afterwards."""
