@@ -2,8 +2,8 @@
 
 The functions here reproduce the evaluation of Ribeiro et al., Nat Commun 11:1760 (2020):
 per-class precision, recall, specificity and F1 score against a gold standard, bootstrap
-percentiles over resampled exams, McNemar's test, Cohen's kappa, the choice of the
-representative network among several seeds and F1-optimal thresholds.
+percentiles over resampled exams, McNemar's test, Cohen's kappa and the choice of the
+representative network among several seeds (the thresholds are ``ecgcode.thresholds``').
 
 Label and score arrays are ``(n_exams, n_classes)``, their columns in the order of
 ``classes`` (the paper's ``CLASSES`` by default; any class set can be evaluated).
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, cohen_kappa_score, precision_recall_curve
+from sklearn.metrics import average_precision_score, cohen_kappa_score
 from statsmodels.stats.contingency_tables import mcnemar
 
 from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError
@@ -23,7 +23,6 @@ from ecgcode.data.labels import (
     exam_id_positions,
     read_label_csv,
 )
-from ecgcode.runfolder import read_thresholds
 
 METRICS = ("Precision", "Recall", "Specificity", "F1 score")
 """Metrics of Table 2, in the paper's column order."""
@@ -133,21 +132,6 @@ def read_decision_columns(path, classes=CLASSES):
     return decisions.astype(int), exam_ids
 
 
-def read_thresholds_json(path, classes=CLASSES):
-    """Per-class thresholds from a JSON file (formats: ``ecgcode.common.read_thresholds``).
-
-    Returns ndarray (n_classes,); a class without a threshold is an error here, since
-    every class must be decided to be evaluated.
-    """
-    require_file(path, hint="check the path of the thresholds file")
-    thresholds = read_thresholds(path, classes)
-    missing = [name for name, value in thresholds.items() if value is None]
-    if missing:
-        raise ECGInputError(f"{path}: no threshold for {', '.join(missing)} (no positive "
-                            "validation exams?); give one number per class to --thresholds")
-    return np.array([thresholds[name] for name in classes], dtype=float)
-
-
 def align(values, exam_ids, gold_ids, path):
     """Reorder ``values`` to the gold standard's exams (by exam_id when both have ids).
 
@@ -164,12 +148,7 @@ def align(values, exam_ids, gold_ids, path):
     return values
 
 
-# --- Decisions -------------------------------------------------------------------------
-def binarize(scores, thresholds):
-    """0/1 predictions: a score strictly greater than its class's threshold is positive."""
-    return (np.asarray(scores) > np.asarray(thresholds)).astype(int)
-
-
+# --- The representative network -------------------------------------------------------
 def select_median_model(y_true, score_list):
     """Index of the model immediately above the median by micro-averaged average precision.
 
@@ -178,24 +157,6 @@ def select_median_model(y_true, score_list):
     """
     precision = [average_precision_score(y_true, s, average="micro") for s in score_list]
     return int(np.argsort(precision)[len(score_list) // 2])
-
-
-def f1_optimal_thresholds(y_true, scores):
-    """Per-class threshold maximising F1 on (y_true, scores), for use with ``binarize``.
-
-    Among equally good cut points the lowest score wins (as in the original study). The
-    returned threshold lies halfway between the chosen cut score and the next lower score,
-    so that ``scores > threshold`` selects exactly the exams with ``score >= cut``.
-    """
-    thresholds = []
-    for k in range(y_true.shape[1]):
-        precision, recall, cuts = precision_recall_curve(y_true[:, k], scores[:, k])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-        cut = cuts[int(np.argmax(f1[:-1]))]
-        below = scores[:, k][scores[:, k] < cut]
-        thresholds.append((cut + below.max()) / 2 if below.size else cut - 1e-10)
-    return np.array(thresholds)
 
 
 # --- Table 2 and the bootstrap ---------------------------------------------------------

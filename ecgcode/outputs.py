@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from ecgcode.common import CLASSES, ECGInputError, atomic_output
+from ecgcode.thresholds import binarize
 
 OUTPUT_FORMATS = (".npy", ".csv")
 UNITS_SAMPLE = 64
@@ -60,7 +61,7 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLA
             if thresholds[name] is None:  # no threshold known for this class: empty column
                 frame[f"{name}_pred"] = pd.array([pd.NA] * len(probabilities), dtype="Int8")
             else:
-                positive = probabilities[:, column] > thresholds[name]
+                positive = binarize(probabilities[:, column], thresholds[name])
                 frame[f"{name}_pred"] = positive.astype(np.int8)
     return frame
 

@@ -32,6 +32,7 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
+from ecgcode.thresholds import binarize
 
 PAPER_SPEED_MM_PER_S = 25.0
 """Horizontal scale: millimetres of paper per second."""
@@ -144,7 +145,7 @@ def format_probabilities(probabilities, thresholds=None, classes=CLASSES):
     parts = []
     for name, value in zip(classes, probabilities):
         threshold = None if thresholds is None else thresholds.get(name)
-        mark = "*" if threshold is not None and value > threshold else ""
+        mark = "*" if threshold is not None and binarize(value, threshold) else ""
         parts.append(f"{name} {value:.3f}{mark}")
     text = "   ".join(parts)
     if thresholds is not None:

@@ -1,44 +1,107 @@
-"""A train.py run folder, and the model and thresholds a MODEL argument names.
+"""A train.py run folder: the name of every file in it, and the model a MODEL argument names.
 
-Every script that reads or writes a run folder takes the file names from here:
-``RUN_MODEL_NAMES`` (the best model), ``RUN_THRESHOLDS_NAME`` (per-class decision
-thresholds). :func:`resolve_model` turns a MODEL argument (a model file or a run folder)
-into a model file and its thresholds file; :func:`read_thresholds` reads a thresholds
-file in any of the formats the project writes; :func:`choose_thresholds` applies
-predict.py's rule. Free of TensorFlow.
+Every module that reads or writes a run folder takes the names from here: the best
+epoch's model (``BEST_MODEL`` + .keras/.h5, looked for as ``RUN_MODEL_NAMES``), the last
+epoch's (``LAST_MODEL``), ``FINAL_MODEL_NAME``, ``RUN_THRESHOLDS_NAME`` (its content is
+``ecgcode.thresholds``'), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
+``RESUME_DIR`` with its ``STATE_NAME`` and checkpoints (:func:`checkpoint_name`).
+:func:`run_file` joins a folder and a name; :func:`write_json` writes the run's JSON
+files. :func:`resolve_model` turns a MODEL argument (a model file or a run folder) into a
+model file and its thresholds file. Free of TensorFlow and Keras.
 """
 
 import json
+import math
 import os
 import zipfile
 
-from ecgcode.classnames import is_paper_set
-from ecgcode.common import (
-    CLASSES,
-    DEFAULT_DATASET_NAME,
-    PAPER_THRESHOLDS,
-    ECGInputError,
-)
+import numpy as np
+
+from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
 from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
 
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
 """File extensions of a model file."""
 
-RUN_MODEL_NAMES = ("model_best.keras", "model_best.h5")
+BEST_MODEL = "model_best"
+"""Stem of the best epoch's model, saved as .keras and .h5."""
+
+LAST_MODEL = "model_last"
+"""Stem of the last completed epoch's (or the interruption's) model, .keras and .h5."""
+
+FINAL_MODEL_NAME = "final_model.h5"
+"""The best epoch's weights again, in the legacy HDF5 format, written when a run ends."""
+
+RUN_MODEL_NAMES = (f"{BEST_MODEL}.keras", f"{BEST_MODEL}.h5")
 """Model files looked for, in this order, inside a train.py run folder."""
 
 RUN_THRESHOLDS_NAME = "thresholds.json"
-"""The run folder's per-class decision thresholds."""
+"""The run folder's per-class decision thresholds (``ecgcode.thresholds``)."""
+
+CONFIG_NAME = "config.json"
+"""Options, inputs, set-up and versions of the run."""
+
+HISTORY_NAME = "history.csv"
+"""One row per completed epoch."""
+
+TENSORBOARD_DIR = "tensorboard"
+"""TensorBoard logs (when TensorBoard is installed)."""
+
+RESUME_DIR = "resume"
+"""The resume state and the checkpoint it names."""
+
+STATE_NAME = "state.json"
+"""The resume state (the commit point of an epoch), inside ``RESUME_DIR``."""
+
+CHECKPOINT_PREFIX = "epoch_"
+"""Start of a checkpoint's name inside ``RESUME_DIR``: ``epoch_NNNN.keras``."""
+
+
+def run_file(folder, *names):
+    """The path of the file (or folder) ``names`` inside the run folder ``folder``."""
+    return os.path.join(os.fspath(folder), *names)
+
+
+def state_path(folder):
+    """The path of the resume state file of a run folder."""
+    return run_file(folder, RESUME_DIR, STATE_NAME)
+
+
+def checkpoint_name(completed_epochs):
+    """The file name, inside ``RESUME_DIR``, of the checkpoint after ``completed_epochs``."""
+    return f"{CHECKPOINT_PREFIX}{int(completed_epochs):04d}.keras"
+
+
+def json_safe(value):
+    """JSON-safe copy of ``value``: numpy scalars and arrays to Python, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    return value
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON to ``path`` atomically (NaN/inf become null)."""
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(json_safe(data), handle, indent=2, allow_nan=False)
+        handle.write("\n")
 
 
 def find_run_model(folder, fix="give a train.py run folder or a model file"):
     """The best model file of a train.py run folder; ECGInputError (ending with ``fix``) if none."""
     for name in RUN_MODEL_NAMES:
-        candidate = os.path.join(folder, name)
+        candidate = run_file(folder, name)
         if os.path.isfile(candidate):
             return candidate
     raise ECGInputError(f"{folder}: folder has no {' or '.join(RUN_MODEL_NAMES)}; {fix}")
-
 
 
 def model_file(path):
@@ -64,7 +127,7 @@ def resolve_model(path):
     if os.path.isdir(path):
         model_path = find_run_model(
             path, "give a train.py run folder or a model file as the last argument")
-        thresholds_path = os.path.join(path, RUN_THRESHOLDS_NAME)
+        thresholds_path = run_file(path, RUN_THRESHOLDS_NAME)
         return model_path, (thresholds_path if os.path.isfile(thresholds_path) else None)
     if not os.path.exists(path):
         raise ECGInputError(
@@ -104,95 +167,3 @@ def refuse_tracings_as_model(path):
             f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
             "a run folder) must be the last argument: predict.py TRACINGS... MODEL"
         )
-
-
-def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES):
-    """predict.py's thresholds: the paper's if ``paper``, else those of the file ``path``,
-    else the run folder's (``run_thresholds_path``), else None."""
-    if paper:
-        if not is_paper_set(classes):
-            raise ECGInputError(
-                f"--paper-thresholds: the model's classes are {','.join(classes)}, not the "
-                f"paper's {','.join(CLASSES)}; give --thresholds FILE.json for them"
-            )
-        return dict(PAPER_THRESHOLDS)
-    if path:
-        return read_thresholds(path, classes)
-    if run_thresholds_path:
-        return read_thresholds(run_thresholds_path, classes)
-    return None
-
-
-
-FALLBACK_THRESHOLD = 0.5
-"""The threshold used for a class without one where every class must be decided."""
-
-
-def fill_missing(thresholds, classes):
-    """Thresholds for every one of ``classes``: FALLBACK_THRESHOLD where none is known.
-
-    A null threshold (train.py's choice for a class without positive validation exams)
-    means "no decision": predict.py leaves that class undecided. The demo and the
-    benchmarks must decide every class; they fill the gaps here, all with one rule.
-
-    Returns
-    -------
-    values : dict
-        Class name -> float, for every name in ``classes``.
-    filled : list of str
-        The classes that got FALLBACK_THRESHOLD.
-    """
-    filled = [name for name in classes if thresholds.get(name) is None]
-    values = {name: FALLBACK_THRESHOLD if name in filled else float(thresholds[name])
-              for name in classes}
-    return values, filled
-
-
-def read_thresholds(path, classes=CLASSES):
-    """Read per-class decision thresholds from a JSON file.
-
-    Accepts ``{class: number}``, ``{class: {"threshold": number, ...}}``, or either under
-    a top-level ``"classes"`` or ``"thresholds"`` key (train.py's ``thresholds.json`` is
-    ``{"classes": {class: {"threshold": ...}}, ...}``). A ``null`` threshold (train.py's
-    choice for a class without positive validation exams) is kept as None.
-
-    Parameters
-    ----------
-    path : str
-    classes : sequence of str
-        The classes that need a threshold (the paper's six by default).
-
-    Returns
-    -------
-    dict
-        Class name -> float or None, for every name in ``classes``.
-
-    Raises
-    ------
-    ECGInputError
-        Missing or unreadable file, or a class without a numeric (or null) threshold.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except FileNotFoundError:
-        raise ECGInputError(f"{path}: thresholds file not found; check the path") from None
-    except (OSError, ValueError) as error:
-        raise ECGInputError(f"{path}: cannot read thresholds JSON ({error})") from None
-    for key in ("classes", "thresholds"):
-        if isinstance(content, dict) and isinstance(content.get(key), dict):
-            content = content[key]
-    if not isinstance(content, dict):
-        raise ECGInputError(f"{path}: thresholds must be a JSON object mapping class to number")
-    thresholds = {}
-    for name in classes:
-        value = content.get(name, "missing")
-        if isinstance(value, dict):
-            value = value.get("threshold", "missing")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ECGInputError(
-                f"{path}: no numeric threshold for class {name}; the file must give one for "
-                f"each of {', '.join(classes)}"
-            )
-        thresholds[name] = None if value is None else float(value)
-    return thresholds

@@ -219,7 +219,7 @@ def test_agreement_counts_the_largest_difference_and_the_agreeing_decisions():
     assert agreement(float32, bfloat16, [0.5, 0.3])["decisions_agree"] == 1.0
 
 
-def test_trained_model_takes_the_run_folders_thresholds(tmp_path):
+def test_trained_model_takes_the_run_folders_thresholds(tmp_path, capsys):
     import json
 
     from ecgcode.bench.paths import trained_model
@@ -231,6 +231,7 @@ def test_trained_model_takes_the_run_folders_thresholds(tmp_path):
     model, thresholds, label = trained_model(*resolve_model(str(tmp_path)))
     assert int(model.outputs[0].shape[-1]) == 2
     assert thresholds == [0.3, 0.5] and "model_best.keras" in label
+    assert "note: no validation threshold for b; using 0.5" in capsys.readouterr().out
     assert trained_model(str(tmp_path / "model_best.h5"))[1] == [0.5, 0.5]  # a bare file
 
 

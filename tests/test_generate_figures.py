@@ -17,6 +17,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from ecgcode import metrics as em
 from ecgcode.cli import generate_figures as gf
 from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, run_cli
+from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +132,7 @@ def test_selected_seed_reproduces_released_dnn_predictions():
     assert data["selected"] == 0  # model_1 is 6th of 10 by micro-averaged average precision
     assert np.array_equal(data["predictors"]["DNN"], released.to_numpy())
     # the F1-optimal thresholds of that model give the same decisions on CODE-test
-    optimal = em.binarize(data["scores"], em.f1_optimal_thresholds(gold, data["scores"]))
+    optimal = binarize(data["scores"], f1_optimal_thresholds(gold, data["scores"]))
     assert np.array_equal(optimal, released.to_numpy())
 
 
@@ -206,8 +207,8 @@ def test_f1_optimal_thresholds_reach_the_best_f1():
     rng = np.random.default_rng(6)
     y_true = random_labels(seed=7)
     scores = np.clip(y_true * 0.4 + rng.random(y_true.shape) * 0.7, 0, 1)
-    thresholds = em.f1_optimal_thresholds(y_true, scores)
-    achieved = em.scores_table(y_true, em.binarize(scores, thresholds))[:, 3]
+    thresholds = f1_optimal_thresholds(y_true, scores)
+    achieved = em.scores_table(y_true, binarize(scores, thresholds))[:, 3]
     for k in range(len(CLASSES)):
         best = max(em.scores_table(y_true[:, [k]], (scores[:, [k]] >= s).astype(int))[0, 3]
                    for s in np.unique(scores[:, k]))
@@ -261,7 +262,7 @@ def test_evaluation_mode_aligns_exam_ids_and_compares_annotators(tmp_path):
                       "--n-bootstrap", "50"])
     assert status == 0
     table = pd.read_csv(out / "tables" / "scores.csv", header=[0, 1], index_col=0)
-    expected = em.scores_table(y_true, em.binarize(scores, gf.parse_thresholds("paper")))
+    expected = em.scores_table(y_true, binarize(scores, parse_thresholds("paper")))
     np.testing.assert_allclose(table["F1 score"]["mine"], expected[:, 3], atol=5e-4)
     assert list(read_pairwise(out / "tables" / "mcnemar.csv").index) == ["mine vs reader"]
     assert (out / "figures" / "figure2_precision_recall.png").is_file()

@@ -16,7 +16,7 @@ from conftest import synthetic_tracings, write_hdf5
 from ecgcode import modelfiles, network, outputs
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, ECGInputError
-from ecgcode.runfolder import FALLBACK_THRESHOLD, fill_missing, read_thresholds
+from ecgcode.thresholds import FALLBACK_THRESHOLD, fill_missing, read_thresholds
 
 keras = pytest.importorskip("keras")
 
@@ -180,8 +180,10 @@ def test_load_thresholds_formats(tmp_path):
 
 
 def test_a_null_threshold_is_filled_by_one_rule():
-    values, filled = fill_missing({"A": 0.2, "B": None}, ("A", "B", "C"))
+    notes = []
+    values, filled = fill_missing({"A": 0.2, "B": None}, ("A", "B", "C"), say=notes.append)
     assert values == {"A": 0.2, "B": FALLBACK_THRESHOLD, "C": FALLBACK_THRESHOLD}
+    assert notes == [f"note: no validation threshold for B, C; using {FALLBACK_THRESHOLD}"]
     assert filled == ["B", "C"]
 
 

@@ -22,6 +22,7 @@ from conftest import row_ids
 from ecgcode import modelfiles
 from ecgcode.cli import train
 from ecgcode.common import CLASSES, N_CLASSES, ECGInputError, run_cli
+from ecgcode.thresholds import f1_max_thresholds, f1_optimal_thresholds
 from ecgcode.training import run as training_run
 from ecgcode.training import run_setup
 from ecgcode.training import state as ts
@@ -75,14 +76,16 @@ def test_f1_max_thresholds_match_brute_force():
     rng = np.random.default_rng(0)
     y = (rng.random((200, len(CLASSES))) < 0.3).astype(float)
     s = np.clip(y * 0.3 + rng.random(y.shape) * 0.7, 0, 1).round(2)  # ties on purpose
-    result = ts.f1_max_thresholds(y, s, CLASSES)
+    result = f1_max_thresholds(y, s, CLASSES)
     for k, name in enumerate(CLASSES):
         best = max(_f1(y[:, k], s[:, k] > t) for t in np.r_[-1, np.unique(s[:, k])])
         entry = result[name]
         assert entry["f1"] == pytest.approx(best)
         assert _f1(y[:, k], s[:, k] > entry["threshold"]) == pytest.approx(entry["f1"])
-    no_positives = ts.f1_max_thresholds(np.zeros((5, 6)), rng.random((5, 6)), CLASSES)
+    no_positives = f1_max_thresholds(np.zeros((5, 6)), rng.random((5, 6)), CLASSES)
     assert no_positives["AF"]["threshold"] is None
+    optimal = f1_optimal_thresholds(y.astype(int), s)  # generate_figures' choice: the same cut
+    assert [result[name]["threshold"] for name in CLASSES] == pytest.approx(optimal)
 
 
 def _f1(y, predicted):
@@ -295,7 +298,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
     status, output = finish(killed)
     assert status == -signal.SIGKILL, output
     assert ts.read_state(tmp_path / "killed")["completed_epochs"] == 1
-    shutil.rmtree(tmp_path / "killed" / ts.RESUME_DIR)  # as if killed in the first epoch
+    shutil.rmtree(tmp_path / "killed" / "resume")  # as if killed in the first epoch
     killed = start(tmp_path, ["--resume", "--out", tmp_path / "killed"], kill_at=[1, 2])
     status, output = finish(killed)
     assert status == -signal.SIGKILL, output

@@ -16,7 +16,7 @@ import numpy as np
 
 from ecgcode.bench.model_speed import random_ecgs, row
 from ecgcode.precision import describe_bfloat16_support, with_policy
-from ecgcode.runfolder import fill_missing, read_thresholds
+from ecgcode.thresholds import binarize, fill_missing, read_thresholds
 
 
 def trained_model(model_path, thresholds_path=None):
@@ -24,7 +24,8 @@ def trained_model(model_path, thresholds_path=None):
 
     ``model_path`` and ``thresholds_path`` are what predict.py's ``resolve_model`` finds
     for a run folder or a model file.  The thresholds are in the model's class order, 0.5
-    for a class without one (and for every class when ``thresholds_path`` is None).
+    for a class without one (and for every class when ``thresholds_path`` is None), with
+    ``ecgcode.thresholds.fill_missing``'s note.
     """
     from ecgcode.modelfiles import load_model_and_classes  # imports Keras
 
@@ -101,7 +102,7 @@ def agreement(reference, other, thresholds):
     reference, other = np.asarray(reference), np.asarray(other)
     limits = np.asarray(thresholds, dtype=np.float64)[None, :]  # (1, n_classes)
     difference = np.abs(reference.astype(np.float64) - other)
-    same = (reference > limits) == (other > limits)
+    same = binarize(reference, limits) == binarize(other, limits)
     return {"max_abs_difference": float(difference.max()),
             "mean_abs_difference": float(difference.mean()),
             "decisions_agree": float(same.mean()), "decisions": int(same.size)}

@@ -24,12 +24,8 @@ import pandas as pd
 from ecgcode.cli import datasets, generate_figures, predict, train
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data.labels import load_labels
-from ecgcode.runfolder import (
-    FALLBACK_THRESHOLD,
-    RUN_THRESHOLDS_NAME,
-    fill_missing,
-    read_thresholds,
-)
+from ecgcode.runfolder import BEST_MODEL, HISTORY_NAME, RUN_THRESHOLDS_NAME, run_file
+from ecgcode.thresholds import fill_missing, read_thresholds
 
 DEMO_DEFAULTS = {"n_train": 1400, "n_test": 400, "epochs": 3, "batch_size": 16, "val_split": 0.1}
 
@@ -100,11 +96,8 @@ def decision_thresholds(run_folder, path):
     A class without positive validation exams gets no threshold from train.py; the demo's
     small validation set makes that possible, so it falls back to 0.5 and says so.
     """
-    thresholds, filled = fill_missing(
-        read_thresholds(os.path.join(run_folder, RUN_THRESHOLDS_NAME)), CLASSES)
-    if filled:
-        print(f"note: no validation threshold for {', '.join(filled)}; using "
-              f"{FALLBACK_THRESHOLD}")
+    thresholds, _ = fill_missing(read_thresholds(run_file(run_folder, RUN_THRESHOLDS_NAME)),
+                                 CLASSES)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(thresholds, handle, indent=1)
     return path
@@ -146,7 +139,8 @@ def _print_summary(out, paths, seconds):
     print(f"\nDone in {seconds / 60:.1f} min. Held-out F1 per class: "
           + ", ".join(f"{name} {value:.3f}" for name, value in f1.items()))
     print(f"  data:        {paths['train.hdf5']}, {paths['test.hdf5']}")
-    print(f"  model:       {paths['run']}/ (model_best.keras/.h5, history.csv, thresholds.json)")
+    print(f"  model:       {paths['run']}/ ({BEST_MODEL}.keras/.h5, {HISTORY_NAME}, "
+          f"{RUN_THRESHOLDS_NAME})")
     print(f"  predictions: {paths['test_predictions.csv']}")
     print(f"  evaluation:  {paths['report']}/report.md, tables/, figures/")
     sys.stdout.flush()

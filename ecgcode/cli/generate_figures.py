@@ -28,11 +28,11 @@ from ecgcode.classnames import parse_classes
 from ecgcode.common import (
     CLASSES,
     CODE_TEST_DOI,
-    PAPER_THRESHOLDS,
     ECGInputError,
     atomic_output,
     run_cli,
 )
+from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ANNOTATOR_FILES = {
     "cardio.": "cardiology_residents.csv",
@@ -114,31 +114,6 @@ def build_parser():
     return parser
 
 
-def parse_thresholds(text, y_true=None, scores=None, classes=CLASSES):
-    """Thresholds from --thresholds: 'paper', 'f1', one number per class or a .json file.
-
-    'columns' is handled by the caller (it uses a CSV's own 0/1 columns, not thresholds).
-    """
-    if text == "paper":
-        if tuple(classes) != tuple(CLASSES):
-            raise ECGInputError(f"--thresholds paper: the paper's thresholds are for "
-                                f"{','.join(CLASSES)}, not {','.join(classes)}; give 'f1', "
-                                "a thresholds.json or one number per class")
-        return np.array([PAPER_THRESHOLDS[name] for name in CLASSES])
-    if text == "f1":
-        return em.f1_optimal_thresholds(y_true, scores)
-    if text.endswith(".json"):
-        return em.read_thresholds_json(text, classes)
-    try:
-        values = np.array([float(v) for v in text.split(",")])
-    except ValueError:
-        values = np.array([])
-    if values.shape != (len(classes),):
-        raise ECGInputError(f"--thresholds {text!r}: give 'paper', 'f1', 'columns', a .json "
-                            f"file or {len(classes)} comma-separated numbers")
-    return values
-
-
 def parse_formats(text):
     """Figure formats from --format, checked against matplotlib's writers."""
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]
@@ -166,7 +141,7 @@ def load_paper_inputs(annotations, predictions, thresholds_text):
     if thresholds_text == "columns":
         raise ECGInputError("--thresholds columns: only with --gold and a .csv of predictions")
     thresholds = parse_thresholds(thresholds_text, y_true, seeds[selected])
-    predictors = {"DNN": em.binarize(seeds[selected], thresholds)}
+    predictors = {"DNN": binarize(seeds[selected], thresholds)}
     for name, filename in ANNOTATOR_FILES.items():
         predictors[name] = em.read_labels(os.path.join(annotations, filename))[0]
     cardiologists = {name: em.read_labels(os.path.join(annotations, f))[0]
@@ -197,7 +172,7 @@ def load_evaluation_inputs(gold, predictions, annotators, name, thresholds_text,
         predictors = {name: em.align(decisions, ids, gold_ids, predictions)}
     else:
         thresholds = parse_thresholds(thresholds_text, y_true, scores, classes)
-        predictors = {name: em.binarize(scores, thresholds)}
+        predictors = {name: binarize(scores, thresholds)}
     for spec in annotators:
         label, sep, path = spec.partition("=")
         if not sep or not label or not path:
@@ -228,7 +203,7 @@ def compute_tables(data, seed=123, n_bootstrap=1000):
         tables["model_selection"] = seed_table(y_true, data["seeds"], data["selected"])
     split_resampled = None
     if data["splits"]:
-        split_predictions = {name: em.binarize(s, em.f1_optimal_thresholds(y_true, s))
+        split_predictions = {name: binarize(s, f1_optimal_thresholds(y_true, s))
                              for name, s in data["splits"].items()}
         tables["splits_bootstrap_ci"], split_resampled = em.bootstrap_frame(
             y_true, split_predictions, indices)

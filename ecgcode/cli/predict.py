@@ -39,7 +39,8 @@ from ecgcode.outputs import (
 )
 from ecgcode.precision import bfloat16_model, with_policy
 from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import choose_thresholds, read_thresholds, resolve_model
+from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME, resolve_model
+from ecgcode.thresholds import choose_thresholds, read_thresholds
 
 DEFAULT_OUTPUT = "./dnn_output.npy"
 """Default output file, as in the original study's predict.py."""
@@ -65,7 +66,7 @@ def build_parser():
         "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
         "SCP-ECG, WFDB/CinC records, CPSC .mat, folders of records: converted on the fly, one "
         "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
-        "(uses its model_best.keras and thresholds.json)",
+        f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME})",
     )
     parser.add_argument(
         "--output-file", "--output_file", default=DEFAULT_OUTPUT, metavar="OUT",
@@ -78,7 +79,7 @@ def build_parser():
         "--thresholds", metavar="FILE.json",
         help="per-class decision thresholds for the .csv 0/1 columns: JSON mapping class "
         'name to a number or to {"threshold": number} (default: the run folder\'s '
-        "thresholds.json when MODEL is a run folder)",
+        f"{RUN_THRESHOLDS_NAME} when MODEL is a run folder)",
     )
     thresholds.add_argument(
         "--paper-thresholds", action="store_true",

@@ -23,7 +23,16 @@ from ecgcode.data.screening import input_error_in_pipeline
 from ecgcode.modelfiles import save_model
 from ecgcode.network import get_model
 from ecgcode.precision import with_policy
-from ecgcode.runfolder import RUN_THRESHOLDS_NAME
+from ecgcode.runfolder import (
+    BEST_MODEL,
+    FINAL_MODEL_NAME,
+    HISTORY_NAME,
+    LAST_MODEL,
+    RUN_THRESHOLDS_NAME,
+    TENSORBOARD_DIR,
+    run_file,
+)
+from ecgcode.thresholds import f1_max_thresholds, write_thresholds
 from ecgcode.training import state as ts
 from ecgcode.training.report import print_summary, report_interrupt, report_nan
 from ecgcode.training.run_setup import write_history
@@ -130,9 +139,9 @@ def tensorboard_callbacks(out):
     """[TensorBoard callback writing to OUT/tensorboard], or [] when TensorBoard is absent."""
     if importlib.util.find_spec("tensorboard") is None:
         print("note: TensorBoard is not installed, so no TensorBoard logs are written "
-              "(pip install tensorboard); history.csv has the same numbers")
+              f"(pip install tensorboard); {HISTORY_NAME} has the same numbers")
         return []
-    return [keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False)]
+    return [keras.callbacks.TensorBoard(run_file(out, TENSORBOARD_DIR), write_graph=False)]
 
 
 # --- Training -------------------------------------------------------------------------
@@ -221,18 +230,16 @@ class Run:
         state["stopped_early"] = bool(self.early_stopping.stopped_epoch > 0)
         portable = self.portable_model()
         if improved:
-            save_model(portable, os.path.join(self.out, "model_best"),
-                                 classes=self.classes)
-            thresholds = ts.f1_max_thresholds(self.validation.y_true, self.validation.y_score,
-                                              self.classes)
-            ts.write_json(os.path.join(self.out, RUN_THRESHOLDS_NAME),
-                          {"epoch": epoch + 1, "val_loss": row["val_loss"],
-                           "rule": "positive when score > threshold", "classes": thresholds})
+            save_model(portable, run_file(self.out, BEST_MODEL), classes=self.classes)
+            thresholds = f1_max_thresholds(self.validation.y_true, self.validation.y_score,
+                                           self.classes)
+            write_thresholds(run_file(self.out, RUN_THRESHOLDS_NAME), thresholds, epoch + 1,
+                             row["val_loss"])
         write_history(self.out, state["history"])
         ts.commit_epoch(self.out, self.model, state, self.classes)
         # model_last.keras is a link to the resume checkpoint; add the legacy copy.
-        save_model(portable, os.path.join(self.out, "model_last"), formats=(".h5",),
-                             classes=self.classes)
+        save_model(portable, run_file(self.out, LAST_MODEL), formats=(".h5",),
+                   classes=self.classes)
 
     def portable_model(self):
         """The model in the float32 policy (itself if it trains in float32), for the saved
@@ -242,9 +249,9 @@ class Run:
 
     def finish(self):
         """Write final_model.h5: the weights of the best epoch, in the legacy HDF5 format."""
-        best = os.path.join(self.out, "model_best.h5")
+        best = run_file(self.out, f"{BEST_MODEL}.h5")
         if os.path.isfile(best):
-            with atomic_output(os.path.join(self.out, "final_model.h5")) as tmp:
+            with atomic_output(run_file(self.out, FINAL_MODEL_NAME)) as tmp:
                 shutil.copyfile(best, tmp)
 
 

@@ -26,6 +26,7 @@ from ecgcode import backend as kb
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, atomic_output
 from ecgcode.precision import default_cpu_precision
 from ecgcode.quiet import lazy_module
+from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, run_file, write_json
 
 ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
 
@@ -92,7 +93,7 @@ def resolve_run(args):
         state = ts.read_state(args.out)  # None: killed before its first epoch ended
         saved = _read_config(args.out)
         if saved is None:
-            raise ECGInputError(f"{args.out}: no run to resume here (no config.json); start "
+            raise ECGInputError(f"{args.out}: no run to resume here (no {CONFIG_NAME}); start "
                                 "a new run without --resume")
         options = dict(DEFAULTS, **saved["options"])
         if options["mixed_precision"] is None:  # saved before the default was resolved
@@ -135,7 +136,7 @@ def _new_run_folder():
 
 
 def _read_config(out):
-    path = os.path.join(out, "config.json")
+    path = run_file(out, CONFIG_NAME)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
@@ -402,7 +403,7 @@ def write_history(out, rows):
     """Write history.csv (one row per completed epoch) atomically."""
     import pandas as pd
 
-    with atomic_output(os.path.join(out, "history.csv")) as tmp:
+    with atomic_output(run_file(out, HISTORY_NAME)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
@@ -437,7 +438,7 @@ def write_config(out, options, data, setup, state):
                         setup, len(data.test_rows))
     if state is not None:
         config["resumed_at_epoch"] = state["completed_epochs"]
-    ts.write_json(os.path.join(out, "config.json"), config)
+    write_json(run_file(out, CONFIG_NAME), config)
 
 
 def git_commit():

@@ -19,35 +19,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ecgcode.classnames import output_names, write_model_classes
 from ecgcode.common import INPUT_SHAPE, atomic_output
-from ecgcode.metrics import f1_optimal_thresholds
+from ecgcode.runfolder import (
+    CHECKPOINT_PREFIX,
+    LAST_MODEL,
+    RESUME_DIR,
+    checkpoint_name,
+    json_safe,
+    run_file,
+    state_path,
+    write_json,
+)
 
 STATE_FORMAT = 1
-RESUME_DIR = "resume"
-STATE_FILE = "state.json"
-
-
-# --- JSON helpers ---------------------------------------------------------------------
-def _plain(value):
-    """JSON-safe copy of ``value``: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    return value
-
-
-def write_json(path, data):
-    """Write ``data`` as indented JSON to ``path`` atomically (NaN/inf become null)."""
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(_plain(data), handle, indent=2, allow_nan=False)
-        handle.write("\n")
 
 
 def epoch_seed(seed, epoch):
@@ -55,7 +38,7 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
-# --- Validation metrics and thresholds -------------------------------------------------
+# --- Validation metrics ---------------------------------------------------------------
 def binary_cross_entropy(y_true, y_score):
     """Mean binary cross-entropy, as Keras computes it (probabilities clipped at 1e-7)."""
     p = np.clip(np.asarray(y_score, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -85,42 +68,6 @@ def per_class_scores(y_true, y_score, classes):
         scores[f"auroc_{name}"] = float(roc_auc_score(y, s)) if both else math.nan
         scores[f"ap_{name}"] = float(average_precision_score(y, s)) if both else math.nan
     return scores
-
-
-def f1_max_thresholds(y_true, y_score, classes):
-    """Per class, the threshold on ``y_score`` that maximises F1 (``score > threshold``).
-
-    The threshold lies halfway between the chosen cut score and the next lower score, so
-    ``score > threshold`` and ``score >= cut`` select the same exams.
-
-    Returns
-    -------
-    dict
-        class -> {"threshold", "precision", "recall", "f1", "positives"}; the numbers are
-        None for a class without positive exams.
-    """
-    result = {}
-    for k, name in enumerate(classes):
-        y = np.asarray(y_true[:, k]) > 0.5
-        s = np.asarray(y_score[:, k], dtype=np.float64)
-        result[name] = _best_f1_cut(y, s)
-    return result
-
-
-def _best_f1_cut(y, s):
-    entry = {"threshold": None, "precision": None, "recall": None, "f1": None,
-             "positives": int(y.sum())}
-    if not y.any():
-        return entry
-    # The rule of generate_figures.py (and of the original study): ties go to the lowest cut.
-    threshold = float(f1_optimal_thresholds(y[:, None].astype(int), s[:, None])[0])
-    predicted = s > threshold
-    true_pos = int((predicted & y).sum())
-    precision = true_pos / max(int(predicted.sum()), 1)
-    recall = true_pos / int(y.sum())
-    f1_value = 2 * precision * recall / (precision + recall) if true_pos else 0.0
-    entry.update(threshold=float(threshold), precision=precision, recall=recall, f1=f1_value)
-    return entry
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -265,7 +212,7 @@ class RestoreCounters(keras.callbacks.Callback):
     def capture(self):
         """Return the counters of the callbacks as a JSON-safe dict."""
         return {
-            name: {attr: _plain(getattr(callback, attr, None)) for attr in _COUNTERS[name]}
+            name: {attr: json_safe(getattr(callback, attr, None)) for attr in _COUNTERS[name]}
             for name, callback in self.named_callbacks.items()
         }
 
@@ -298,11 +245,6 @@ def restore_seed_states(model, states):
 
 
 # --- The resumable state -------------------------------------------------------------
-def state_path(out_dir):
-    """Path of the resume state file of a run folder."""
-    return os.path.join(out_dir, RESUME_DIR, STATE_FILE)
-
-
 def read_state(out_dir):
     """The resume state of a run folder, or None when it has none."""
     path = state_path(out_dir)
@@ -314,7 +256,7 @@ def read_state(out_dir):
 
 def checkpoint_path(out_dir, state):
     """Path of the checkpoint named by a resume state."""
-    return os.path.join(out_dir, RESUME_DIR, state["checkpoint"])
+    return run_file(out_dir, RESUME_DIR, state["checkpoint"])
 
 
 def commit_epoch(out_dir, model, state, classes=None):
@@ -336,17 +278,17 @@ def commit_epoch(out_dir, model, state, classes=None):
     str
         Path of the checkpoint, also linked (or copied) to ``model_last.keras``.
     """
-    resume_dir = os.path.join(out_dir, RESUME_DIR)
-    name = f"epoch_{state['completed_epochs']:04d}.keras"
+    resume_dir = run_file(out_dir, RESUME_DIR)
+    name = checkpoint_name(state["completed_epochs"])
     checkpoint = os.path.join(resume_dir, name)
     with atomic_output(checkpoint) as tmp:
         model.save(tmp)
         write_model_classes(tmp, output_names(int(model.outputs[0].shape[-1]), classes))
     write_json(state_path(out_dir), dict(state, checkpoint=name, format=STATE_FORMAT))
     for old in os.listdir(resume_dir):
-        if old.startswith("epoch_") and old != name:
+        if old.startswith(CHECKPOINT_PREFIX) and old != name:
             os.remove(os.path.join(resume_dir, old))
-    _link_or_copy(checkpoint, os.path.join(out_dir, "model_last.keras"))
+    _link_or_copy(checkpoint, run_file(out_dir, f"{LAST_MODEL}.keras"))
     return checkpoint
 
 
