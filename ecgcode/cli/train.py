@@ -23,6 +23,7 @@ from ecgcode.common import CLASSES, run_cli
 from ecgcode.data.screening import screen_rows
 from ecgcode.precision import global_policy
 from ecgcode.quiet import import_tensorflow
+from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, LAST_MODEL, RUN_THRESHOLDS_NAME
 from ecgcode.training.run_setup import (
     check_options,
     describe_setup,
@@ -95,10 +96,10 @@ def build_parser():
     """The argparse parser of ``train.py`` (options default to None: see DEFAULTS)."""
     parser = argparse.ArgumentParser(
         description="Train the paper's ResNet (Ribeiro et al. 2020) on CODE-style HDF5 "
-        "tracings with the paper's recipe; writes a run folder (models, history.csv, "
-        "thresholds.json, config.json, TensorBoard logs) that --resume can continue.",
+        f"tracings with the paper's recipe; writes a run folder (models, {HISTORY_NAME}, "
+        f"{RUN_THRESHOLDS_NAME}, {CONFIG_NAME}, TensorBoard logs) that --resume can continue.",
         epilog="Exit status: 0 done, 2 bad input / NaN loss / non-empty --out, 130 Ctrl-C "
-        "(model_last saved; continue with --resume --out DIR).",
+        f"({LAST_MODEL} saved; continue with --resume --out DIR).",
     )
     parser.add_argument(
         "inputs", nargs="*", metavar="FILE",
