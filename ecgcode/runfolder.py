@@ -2,8 +2,8 @@
 
 Every module that reads or writes a run folder takes the names from here: the best
 epoch's model (``BEST_MODEL`` + .keras/.h5, looked for as ``RUN_MODEL_NAMES``), the last
-epoch's (``LAST_MODEL``), ``FINAL_MODEL_NAME``, ``RUN_THRESHOLDS_NAME`` (its content is
-``ecgcode.thresholds``'), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
+epoch's (``LAST_MODEL``), ``FINAL_MODEL_NAME``, ``RUN_THRESHOLDS_NAME`` (read and
+written by ``ecgcode.thresholds``), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
 ``RESUME_DIR`` with its ``STATE_NAME`` and checkpoints (:func:`checkpoint_name`).
 :func:`run_file` joins a folder and a name; :func:`write_json` writes the run's JSON
 files. :func:`resolve_model` turns a MODEL argument (a model file or a run folder) into a
