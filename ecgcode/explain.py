@@ -19,7 +19,16 @@ import os
 
 import numpy as np
 
-from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS, ECGInputError, atomic_output
+from ecgcode import plotting
+from ecgcode.common import (
+    CLASSES,
+    INPUT_SHAPE,
+    LEADS,
+    SAMPLING_RATE,
+    ECGInputError,
+    atomic_output,
+)
+from ecgcode.export import float32_model
 
 DEFAULT_STEPS = 64
 """Intervals of the trapezoidal path integral (the completeness gap shrinks with more)."""
@@ -88,15 +97,13 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
     -------
     Explanation
     """
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     if keras.backend.backend() != "tensorflow":
         raise ECGInputError(
             f"explanations need the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()});"
             " run with KERAS_BACKEND=tensorflow"
         )
-    from ecgcode.export import float32_model
-
     model = float32_model(model)  # bfloat16 gradients would break completeness
     tracings = np.asarray(tracings, dtype=np.float32)
     class_indices = np.asarray(class_indices, dtype=np.int64)
@@ -116,7 +123,7 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
 
 
 def _gradient_function(model):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32),
                                   tf.TensorSpec((), tf.int64)])
@@ -131,7 +138,7 @@ def _gradient_function(model):
 
 def _explain_one(gradient, tracing, class_index, alphas, weights):
     """(attribution (4096, 12), F(x), F(0)) of one exam along the zero-baseline path."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     summed = np.zeros(tracing.shape, dtype=np.float64)  # (4096, 12)
     scores = []
@@ -175,8 +182,6 @@ def draw_saliency_sheet(tracing, attribution, class_name, **sheet_options):
         Purple shading marks evidence for the class, green against; the strength is the
         40 ms moving average of the attribution, on one scale for all leads.
     """
-    from ecgcode import plotting
-
     figure = plotting.draw_ecg_sheet(tracing, **sheet_options)
     axes = figure.axes[0]
     start, stop = plotting.sheet_window(len(tracing))
@@ -198,9 +203,8 @@ def draw_saliency_sheet(tracing, attribution, class_name, **sheet_options):
 
 def smooth(attribution, seconds=SMOOTHING_SECONDS):
     """Moving average over ``seconds`` along the time axis of (4096, 12) attributions."""
+    # deferred: only --explain needs scipy (+0.2 s on every predict.py start, --help too)
     from scipy.ndimage import uniform_filter1d
-
-    from ecgcode.common import SAMPLING_RATE
 
     width = max(1, round(seconds * SAMPLING_RATE))
     return uniform_filter1d(attribution, size=width, axis=0, mode="constant")
@@ -208,9 +212,7 @@ def smooth(attribution, seconds=SMOOTHING_SECONDS):
 
 def _shade_segment(axes, values, segment, scale):
     """A band (one image column per sample) behind one lead segment of the sheet."""
-    from matplotlib.colors import to_rgb
-
-    from ecgcode import plotting
+    from matplotlib.colors import to_rgb  # deferred: only --explain draws (+0.1 s at start)
 
     first = round(segment["t0"] * plotting.SAMPLING_RATE)
     last = min(round(segment["t1"] * plotting.SAMPLING_RATE), len(values))

@@ -30,6 +30,7 @@ from ecgcode.common import (
     ECGInputError,
     atomic_output,
 )
+from ecgcode.precision import with_policy
 from ecgcode.runtimes import (
     INPUT_NAME,
     METADATA_COLLECTION,
@@ -37,6 +38,7 @@ from ecgcode.runtimes import (
     SIGNATURE,
     predict_export,
 )
+from ecgcode.synthetic.generate import generate
 
 FORMATS = ("onnx", "tflite", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
@@ -124,7 +126,7 @@ def export_model(model, out, formats=FORMATS, classes=None):
     dict of str to str
         Format -> path written.
     """
-    import keras
+    import keras  # deferred: imports TensorFlow
 
     if keras.backend.backend() != "tensorflow":
         raise ECGInputError(
@@ -154,8 +156,6 @@ def export_model(model, out, formats=FORMATS, classes=None):
 
 def float32_model(model):
     """``model`` itself when it computes in float32, else a float32 copy with its weights."""
-    from ecgcode.precision import with_policy
-
     return with_policy(model, "float32")
 
 
@@ -165,8 +165,8 @@ def export_saved_model(model, path, metadata):
     The signature maps ``signal`` (batch, 4096, 12) to ``probabilities``; the reloaded
     object's ``metadata`` collection holds the JSON of ``metadata``.
     """
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: imports TensorFlow
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoint's trace already captures every weight, and
@@ -186,7 +186,7 @@ def export_saved_model(model, path, metadata):
 
 def export_onnx(model, path, metadata):
     """Write an ONNX model: input ``signal`` (batch, 4096, 12), output ``probabilities``."""
-    import onnx
+    import onnx  # optional extra: pip install .[export]
 
     with tempfile.TemporaryDirectory() as scratch, _quiet():
         model(np.zeros((1, *INPUT_SHAPE), np.float32))  # Keras exports only called models
@@ -214,8 +214,8 @@ def _name_onnx_interface(graph):
 
 def export_tflite(saved_model, path, metadata):
     """Convert a SavedModel to a TFLite flat buffer whose metadata holds ``metadata``."""
-    import tensorflow as tf
-    from tensorflow.lite.tools import flatbuffer_utils
+    import tensorflow as tf  # deferred: imports TensorFlow
+    from tensorflow.lite.tools import flatbuffer_utils  # deferred: part of TensorFlow
 
     with _quiet():
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, [SIGNATURE])
@@ -228,7 +228,7 @@ def export_tflite(saved_model, path, metadata):
 
 def _add_tflite_metadata(tflite, metadata):
     """Append one flat-buffer ``Metadata`` entry (name -> UTF-8 buffer) per key."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.python import schema_py_generated as schema  # deferred: TensorFlow
 
     tflite.metadata = list(tflite.metadata or [])
     for name, value in metadata.items():
@@ -360,8 +360,6 @@ def check_exports(model, paths, x=None):
     dict of str to float or str
     """
     if x is None:
-        from ecgcode.synthetic.generate import generate
-
         x = generate(CHECK_EXAMS, seed=0)[0]  # (4, 4096, 12)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
     differences = {}

@@ -26,7 +26,7 @@ def predict_collection(model, collection, batch_size=DEFAULT_BATCH_SIZE, verbose
     -------
     numpy.ndarray, shape (collection.n, n_classes), float32
     """
-    import tensorflow as tf  # imported by the caller already; kept out of --help
+    import tensorflow as tf  # deferred: imports TensorFlow (the caller has; not on --help)
 
     dataset = make_dataset(
         collection, None, batch_size=batch_size, shuffle=False,

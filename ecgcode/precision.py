@@ -106,7 +106,7 @@ def with_policy(model, policy):
     -------
     keras.Model
     """
-    import keras
+    import keras  # deferred: imports TensorFlow (or JAX)
 
     last = model.layers[-1].name
     wanted = {layer.name: ("float32" if layer.name == last else policy) for layer in model.layers}
@@ -132,7 +132,7 @@ def describe_bfloat16_support(flags=None):
 
 def bfloat16_model(model):
     """``model`` computing in mixed bfloat16 (float32 output), with a note on the hardware."""
-    import keras  # the caller has imported TensorFlow quietly
+    import keras  # deferred: imports TensorFlow (the caller has, quietly)
 
     if not has_gpu(keras.backend.backend()) and native_bfloat16_cpu() is None:
         print(f"warning: --precision bfloat16: {describe_bfloat16_support()}, so bfloat16 is "

@@ -37,16 +37,16 @@ def read_metadata(path):
     """The metadata dict written by :func:`export_model` into any of its exports."""
     kind = export_format(path)
     if kind == "onnx":
-        import onnx
+        import onnx  # optional extra: pip install .[export]
 
         proto = onnx.load(os.fspath(path), load_external_data=False)
         return {prop.key: prop.value for prop in proto.metadata_props}
     if kind == "tflite":
-        from tensorflow.lite.tools import flatbuffer_utils
+        from tensorflow.lite.tools import flatbuffer_utils  # deferred: imports TensorFlow
 
         tflite = flatbuffer_utils.read_model(os.fspath(path))
         return dict(_tflite_text_metadata(tflite))
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     loaded = tf.saved_model.load(os.fspath(path))
     return json.loads(getattr(loaded, METADATA_COLLECTION)[0].numpy().decode("utf-8"))
@@ -82,7 +82,7 @@ def predict_export(path, x, batch_size=32):
 
 def onnx_session(path, threads=None):
     """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all)."""
-    import onnxruntime
+    import onnxruntime  # optional extra: pip install .[export]
 
     options = onnxruntime.SessionOptions()
     if threads:
@@ -99,9 +99,9 @@ def _onnx_runner(path):
 
 def _tflite_runner(path):
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # optional extra: .[export]
     except ImportError:  # LiteRT not installed: TensorFlow's own (deprecated) interpreter
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         Interpreter = tf.lite.Interpreter
     runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
@@ -109,7 +109,7 @@ def _tflite_runner(path):
 
 
 def _saved_model_runner(path):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     serve = tf.saved_model.load(path).signatures[SIGNATURE]
     return lambda batch: serve(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()

@@ -132,7 +132,7 @@ def predict_default(path, factory, warmup, window, windows, batch_size=None, jit
     ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
     ``ecgcode.inference.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
     """
-    import tensorflow as tf  # in the measuring process only
+    import tensorflow as tf  # deferred: imports TensorFlow, in the measuring process only
 
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     model = factory()
@@ -202,7 +202,7 @@ def measure(kind, path, model_name="paper", warmup=2, window=2, windows=3, **opt
 
 def _use_mixed_precision(kind):
     if kind.startswith("predict"):
-        import keras  # in the measuring process only
+        import keras  # deferred: imports TensorFlow, in the measuring process only
 
         keras.mixed_precision.set_global_policy(device_defaults()[2])
     else:

@@ -43,8 +43,8 @@ def main(argv=None):
     parser.add_argument("model", nargs="?", help="a saved model to describe (default: a new one)")
     args = parser.parse_args(argv)
     import_tensorflow()
-    from ecgcode.modelfiles import load_model_and_classes  # imports Keras: after the checks
-    from ecgcode.network import get_model
+    from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
+    from ecgcode.network import get_model  # deferred: imports Keras
 
     if args.model:
         model, classes, _ = load_model_and_classes(args.model)
@@ -63,7 +63,7 @@ def export_main(argv=None):
             f"{args.model}: MODEL not found; give a .keras/.h5 model file or a train.py run folder"
         )
     model_path, _ = resolve_model(args.model)  # a model file or a train.py run folder
-    from ecgcode.modelfiles import load_model_and_classes  # imports Keras: after the checks
+    from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
 
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
     return export.export_and_report(model, args)

@@ -11,6 +11,8 @@ import contextlib
 import os
 import tempfile
 
+import h5py
+
 from ecgcode.formats.convert import UNIT_CHOICES, convert, units_factor
 
 HDF5_EXTENSIONS = (".hdf5", ".h5", ".hdf")
@@ -21,8 +23,6 @@ def is_tracings_file(path):
 
     Such inputs are left to the HDF5 reader, whose errors name the problem precisely.
     """
-    import h5py
-
     path = os.fspath(path)
     if os.path.splitext(path)[1].lower() in HDF5_EXTENSIONS or not os.path.exists(path):
         return True
@@ -114,8 +114,6 @@ def _group_runs(paths):
 
 
 def _record_names(output):
-    import h5py
-
     with h5py.File(output, "r") as file:
         return [os.path.basename(source.rstrip("/"))
                 for source in file["records/source"].asstr()[()]]

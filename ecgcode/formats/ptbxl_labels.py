@@ -46,6 +46,7 @@ def parse_scp_codes(codes, table_path, ecg_id):
 
 def read_statements(folder):
     """PTB-XL's ``scp_statements.csv`` as a DataFrame indexed by statement code."""
+    # deferred: only --ptbxl-labels other than paper needs pandas (+0.3 s on predict.py --help)
     import pandas as pd
 
     path = os.path.join(os.fspath(folder), PTBXL_STATEMENTS)

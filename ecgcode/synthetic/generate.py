@@ -34,7 +34,9 @@ import argparse
 import json
 import os
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
 from ecgcode.common import (
     CLASSES,
@@ -301,9 +303,6 @@ def write_synthetic(path, n, seed=0, prevalence=None, noise=True,
     str
         ``path``.
     """
-    import h5py
-    from tqdm import tqdm
-
     _check_arguments(n, seed, short_fraction)
     prevalence = resolve_prevalence(prevalence)
     path = os.fspath(path)
