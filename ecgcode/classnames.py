@@ -17,6 +17,8 @@ import os
 import re
 import zipfile
 
+import h5py
+
 from ecgcode.common import CLASSES, ECGInputError
 
 KERAS_ENTRY = "ecgcode.json"
@@ -97,7 +99,6 @@ def write_model_classes(path, classes):
         with zipfile.ZipFile(path, "a") as archive:
             archive.writestr(KERAS_ENTRY, json.dumps({"classes": names}))
         return
-    import h5py
 
     with h5py.File(path, "a") as handle:
         handle.attrs[H5_ATTRIBUTE] = names
@@ -120,7 +121,6 @@ def read_model_classes(path):
             return None
         return tuple(str(name) for name in names) if names else None
     try:
-        import h5py
 
         with h5py.File(path, "r") as handle:
             names = handle.attrs.get(H5_ATTRIBUTE)

@@ -21,15 +21,6 @@ PACKAGE = REPO / "ecgcode"
 REASONS = ("TensorFlow", "Keras", "JAX", "optional extra", "deferred")
 """A local import's comment names one of these."""
 
-PENDING = ("ecgcode/data/", "ecgcode/metrics.py", "ecgcode/plotting.py", "ecgcode/outputs.py",
-           "ecgcode/runfolder.py", "ecgcode/modelfiles.py", "ecgcode/classnames.py",
-           "ecgcode/training/", "ecgcode/cli/predict.py",
-           "ecgcode/cli/demo.py", "ecgcode/cli/generate_figures.py",
-           "ecgcode/formats/clinical.py", "ecgcode/formats/readers.py",
-           "ecgcode/formats/challenge.py", "ecgcode/formats/convert.py",
-           "ecgcode/bench/paths.py")
-"""Files whose local imports are still to be sorted out (moved to the top, or commented)."""
-
 
 def _comment(line):
     """The comment of a source line ('' when none; a '#' inside a string is not one)."""
@@ -75,14 +66,6 @@ def test_the_walk_finds_local_imports_and_their_comments(tmp_path):
     assert unexplained(package) == ["pkg/m.py:8: import h5py"]
 
 
-def test_local_imports_of_the_sorted_files_say_why():
-    missing = [entry for entry in unexplained() if not entry.startswith(PENDING)]
-    assert not missing, "local imports without a reason (move them to the top, or say why):\n" \
-        + "\n".join(missing)
-
-
-@pytest.mark.xfail(strict=False, reason="local imports of the files in PENDING still to sort "
-                   "out (issue 22 item 2); drop this mark and PENDING once they are")
 def test_every_local_import_says_why():
     missing = unexplained()
     assert not missing, "local imports without a reason (move them to the top, or say why):\n" \

@@ -17,6 +17,7 @@ import numpy as np
 from ecgcode.bench.model_speed import random_ecgs, row
 from ecgcode.precision import describe_bfloat16_support, with_policy
 from ecgcode.thresholds import binarize, fill_missing, read_thresholds
+from ecgcode.training.run_setup import choose_precision, device_defaults
 
 
 def trained_model(model_path, thresholds_path=None):
@@ -171,7 +172,6 @@ def training_precision_rows(run, path, model_name, rounds, warmup, window, windo
     ``train_default`` (bench.py's ``measure_in_subprocess``); the two settings alternate
     over ``rounds`` processes each.
     """
-    from ecgcode.training.run_setup import choose_precision, device_defaults
 
     device, _, mixed_policy = device_defaults()
     policy, reason = choose_precision(None, device, mixed_policy)

@@ -27,6 +27,7 @@ from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, PAPER_THRESHOLDS, ECGInputError, run_cli
 from ecgcode.data import open_collection
 from ecgcode.explain import explain_and_save
+from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.outputs import (
     exams_to_explain,
@@ -134,7 +135,6 @@ def build_parser():
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary on the console"
     )
-    from ecgcode.formats.inputs import add_conversion_options
 
     add_conversion_options(parser)
     parser.add_argument("--verbose", action="store_true",
@@ -167,7 +167,6 @@ def main(argv=None):
     if args.thresholds:
         read_thresholds(args.thresholds, ())  # the file is readable; its classes are checked below
 
-    from ecgcode.formats.inputs import contract_inputs
 
     with contract_inputs(tracing_paths, args.fs, args.units, args.leads) as (
             tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
@@ -178,7 +177,6 @@ def main(argv=None):
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
                        given_classes, extension):
     """Predict the (converted) tracings and write the outputs; returns the exit status."""
-    from ecgcode.formats.inputs import row_names
 
     collection = open_collection(tracing_paths, dataset_name=args.dataset_name)
     names = row_names(collection.paths, collection.sizes, converted)

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import os
 
+import h5py
 import numpy as np
 
 from ecgcode.common import (
@@ -185,7 +186,6 @@ def open_hdf5(path, unreadable=None):
     ------
     MissingFileError, NotHDF5Error, TruncatedFileError
     """
-    import h5py
 
     path = os.fspath(path)
     if unreadable is None:
@@ -236,7 +236,6 @@ def corrupt_hdf5_errors(path):
 
 
 def _dataset_names(handle):
-    import h5py
 
     names = []
     handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else 0)

@@ -125,7 +125,7 @@ def make_dataset(
         Elements ``(x, y)``: x float32 (batch, 4096, 12), y float32 (batch, n_classes);
         or ``x`` alone when ``labels`` is None.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     collection = open_collection(paths_or_collection, dataset_name)
     labels = _check_labels_array(labels, collection)

@@ -21,7 +21,9 @@ import sys
 import threading
 import weakref
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
 from ecgcode.common import INPUT_SHAPE, N_LEADS, N_SAMPLES
 from ecgcode.data.hdf5 import (
@@ -44,7 +46,6 @@ PIECE_ROWS = 16
 # --- Raw reading of row sets --------------------------------------------------------
 def _contiguous_offset(dataset):
     """Byte offset of a dataset readable with plain pread, or None when it is not."""
-    import h5py
 
     try:
         plist = dataset.id.get_create_plist()
@@ -275,7 +276,6 @@ def find_nonfinite(collection, rows=None, block_rows=256, progress=False):
     bad_rows, count = [], 0
     starts = range(0, len(rows), block_rows)
     if progress:
-        from tqdm import tqdm
 
         starts = tqdm(starts, desc="scanning for NaN/inf", unit="block", leave=False)
     for begin in starts:

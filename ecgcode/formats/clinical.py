@@ -92,7 +92,7 @@ def detect_clinical_format(path):
     path : str or os.PathLike
         An existing file.
     """
-    from ecgdatakit import FileParser
+    from ecgdatakit import FileParser  # deferred: only this format's reader needs it
 
     try:
         found = FileParser.detect_format(os.fspath(path))
@@ -150,7 +150,11 @@ def read_clinical(path):
 
 def _parse(path):
     """ecgdatakit's ECGRecord with raw samples; any failure becomes an ECGInputError."""
-    from ecgdatakit import ChecksumWarning, ECGDataKitError, FileParser
+    from ecgdatakit import (  # deferred: only this format's reader needs it
+        ChecksumWarning,
+        ECGDataKitError,
+        FileParser,
+    )
 
     if not os.path.isfile(path):
         raise ECGInputError(f"{path}: file not found (expected an ECG file); fix: check the path")
@@ -191,10 +195,10 @@ def _looks_like_xml(path):
 
 def _screen_xml(path):
     """Parse ``path`` with defusedxml: refuse entity declarations and external references."""
-    from xml.etree.ElementTree import ParseError
+    from xml.etree.ElementTree import ParseError  # deferred: only this format's reader needs it
 
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import parse
+    from defusedxml import DefusedXmlException  # deferred: only this format's reader needs it
+    from defusedxml.ElementTree import parse  # deferred: only this format's reader needs it
 
     try:
         parse(path)
@@ -274,7 +278,7 @@ def _dicom_padding_value(path, shape):
     The group is the one ecgdatakit reads: the first with Waveform Data that is not median
     beats. NaN when the value cannot be read (the samples then stay NaN and are refused).
     """
-    import pydicom
+    import pydicom  # deferred: only this format's reader needs it
 
     try:
         dataset = pydicom.dcmread(path)

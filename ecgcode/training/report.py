@@ -40,7 +40,7 @@ def report_nan(run, epoch, out, cause=None):
 
 def report_interrupt(run, epoch, out):
     """Save the last model at the interruption, say how to resume; return status 130."""
-    from ecgcode.modelfiles import save_model
+    from ecgcode.modelfiles import save_model  # deferred: imports Keras
 
     if run.writes:
         save_model(run.model, run_file(out, LAST_MODEL), formats=(".keras",),

@@ -113,7 +113,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         model = self.model
         if keras.backend.backend() != "tensorflow":
             return lambda x: model.predict_on_batch(x.numpy())
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: imports TensorFlow
 
         return tf.function(
             lambda x: model(x, training=False),
@@ -310,7 +310,7 @@ def patch_multi_worker_build(model, strategy):
     cannot reduce a tuple ("Attempt to convert a value (PerReplica...) to a Tensor"). Only
     the shapes matter, so this builds from the first local replica's batch instead.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: imports TensorFlow
 
     def symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:
@@ -329,8 +329,8 @@ def _patch_multi_worker_reduce(strategy):
     """Work around Keras 3.x reducing scalar logs with ``axis=0`` under the collective
     strategy ("Invalid reduction dimension 0 for input with 0 dimensions",
     tensorflow/tensorflow#72388): reduce them across workers with ``axis=None``."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    import tensorflow as tf  # deferred: imports TensorFlow
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # deferred: imports TensorFlow
 
     original = getattr(tf_trainer.reduce_per_replica, "original", tf_trainer.reduce_per_replica)
 
