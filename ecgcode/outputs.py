@@ -96,7 +96,6 @@ def input_warnings(collection, max_records=UNITS_SAMPLE):
     -------
     list of str
     """
-
     rows = np.unique(np.linspace(0, collection.n - 1, min(max_records, collection.n)).astype(int))
     reader = RowReader(collection)
     try:
@@ -108,7 +107,6 @@ def input_warnings(collection, max_records=UNITS_SAMPLE):
 
 def nonfinite_warning(probabilities, collection):
     """A one-line warning naming the exams (file, row in it, exam_id) with NaN/inf outputs."""
-
     bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
     if len(bad) == 0:
         return None
@@ -135,7 +133,6 @@ def read_rows(collection, rows, option="--plot"):
 
     ``exam_id`` is that file's ``exam_id`` of the row, or None when the file has none.
     """
-
     located = [locate_row(collection, row, option) for row in rows]
     by_file = {}
     for path, local_row in located:
@@ -153,7 +150,6 @@ def plot_path(output_file, row, plot_format):
 def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_format,
                model_path=None, classes=CLASSES, names=None):
     """Draw each requested row as an ECG sheet; return the written paths."""
-
     written = []
     for row, (path, tracing, exam_id) in zip(rows, read_rows(collection, rows)):
         title = f"{names[row] if names else os.path.basename(path)}   row {row}"
@@ -172,6 +168,5 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
 
 def exams_to_explain(collection, rows):
     """The ``--explain`` rows of ``collection`` as ``ecgcode.explain.Exam`` records."""
-
     return [explain.Exam(row, tracing, exam_id, os.path.basename(path))
             for row, (path, tracing, exam_id) in zip(rows, read_rows(collection, rows))]

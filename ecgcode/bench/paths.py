@@ -172,7 +172,6 @@ def training_precision_rows(run, path, model_name, rounds, warmup, window, windo
     ``train_default`` (bench.py's ``measure_in_subprocess``); the two settings alternate
     over ``rounds`` processes each.
     """
-
     device, _, mixed_policy = device_defaults()
     policy, reason = choose_precision(None, device, mixed_policy)
     rates = {None: [], False: []}

@@ -177,7 +177,6 @@ def main(argv=None):
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
                        given_classes, extension):
     """Predict the (converted) tracings and write the outputs; returns the exit status."""
-
     collection = open_collection(tracing_paths, dataset_name=args.dataset_name)
     names = row_names(collection.paths, collection.sizes, converted)
     for option, rows in (("--plot", args.plot), ("--explain", args.explain)):

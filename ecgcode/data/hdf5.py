@@ -186,7 +186,6 @@ def open_hdf5(path, unreadable=None):
     ------
     MissingFileError, NotHDF5Error, TruncatedFileError
     """
-
     path = os.fspath(path)
     if unreadable is None:
         _check_tracings_file(path, h5py)

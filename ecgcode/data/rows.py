@@ -46,7 +46,6 @@ PIECE_ROWS = 16
 # --- Raw reading of row sets --------------------------------------------------------
 def _contiguous_offset(dataset):
     """Byte offset of a dataset readable with plain pread, or None when it is not."""
-
     try:
         plist = dataset.id.get_create_plist()
         if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():

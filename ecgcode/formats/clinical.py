@@ -23,6 +23,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, replace
+from xml.etree.ElementTree import ParseError
 
 import numpy as np
 
@@ -195,8 +196,6 @@ def _looks_like_xml(path):
 
 def _screen_xml(path):
     """Parse ``path`` with defusedxml: refuse entity declarations and external references."""
-    from xml.etree.ElementTree import ParseError  # deferred: only this format's reader needs it
-
     from defusedxml import DefusedXmlException  # deferred: only this format's reader needs it
     from defusedxml.ElementTree import parse  # deferred: only this format's reader needs it
 

@@ -190,7 +190,6 @@ def load_data(options):
     -------
     TrainingData
     """
-
     collection = data.open_collection(options["data"], options["dataset_name"])
     table = data.load_labels(collection, options["labels"], options["dataset_name"],
                              classes=options["classes"])
