@@ -6,4 +6,7 @@ wrong (``ecgcode.precision.keep_onednn_off_amx``); it imports no TensorFlow.
 
 from ecgcode.precision import keep_onednn_off_amx
 
+__version__ = "0.1.0"
+"""The project's version (setup.cfg reads it from here); recorded in every model's provenance."""
+
 keep_onednn_off_amx()

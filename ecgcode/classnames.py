@@ -1,17 +1,21 @@
-"""Class names: which label columns a model learns, and how the names travel with it.
+"""What a model file says about itself: its class names and its provenance.
 
 A model of this project may learn any set of classes (the paper's six by default). The
 names are stored inside every model file the project writes, so that predictions and
-evaluations can name their columns without guessing:
+evaluations can name their columns without guessing, and so is the record of what the
+model was trained on (its *provenance*, built by ``ecgcode.provenance``):
 
-* ``.h5`` / ``.hdf5``: a root attribute ``classes`` (a list of strings);
-* ``.keras``: a zip entry ``ecgcode.json`` holding ``{"classes": [...]}``, which Keras
-  itself ignores.
+* ``.h5`` / ``.hdf5``: a root attribute ``classes`` (a list of strings) and a root
+  attribute ``provenance`` (a JSON string);
+* ``.keras``: a zip entry ``ecgcode.json`` holding ``{"classes": [...], "provenance":
+  {...}}``, which Keras itself ignores.
 
 Plain ``keras.models.load_model`` (Keras 3 or tf.keras 2.x) loads both files unchanged.
+Files written elsewhere (the original study's weights) hold neither: reading gives None.
 No TensorFlow or Keras is imported here.
 """
 
+import datetime
 import json
 import os
 import re
@@ -22,10 +26,13 @@ import h5py
 from ecgcode.common import CLASSES, ECGInputError
 
 KERAS_ENTRY = "ecgcode.json"
-"""Name of the zip entry that carries the class names inside a ``.keras`` file."""
+"""Name of the zip entry that carries the class names and provenance in a ``.keras`` file."""
 
 H5_ATTRIBUTE = "classes"
 """Root attribute that carries the class names in an ``.h5`` model file."""
+
+H5_PROVENANCE_ATTRIBUTE = "provenance"
+"""Root attribute that carries the provenance (a JSON string) in an ``.h5`` model file."""
 
 
 def default_classes(n_outputs):
@@ -91,17 +98,32 @@ def parse_classes(text, option="--classes"):
     return names
 
 
-def write_model_classes(path, classes):
-    """Store ``classes`` inside the model file ``path`` (``.keras`` or ``.h5``/``.hdf5``)."""
+def write_model_info(path, classes, provenance=None):
+    """Store ``classes`` (and ``provenance``) inside the model file ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` zip or an ``.h5``/``.hdf5`` model file, written just before.
+    classes : sequence of str
+        One name per output.
+    provenance : dict, optional
+        JSON-serialisable record of what the model was trained on
+        (``ecgcode.provenance.training_provenance``); stored with its ``created`` set to
+        the current UTC time, the moment this file is written.
+    """
     path = os.fspath(path)
-    names = [str(name) for name in classes]
+    info = {"classes": [str(name) for name in classes]}
+    if provenance is not None:
+        info["provenance"] = dict(provenance, created=_utc_now())
     if _is_keras_zip(path):
         with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(KERAS_ENTRY, json.dumps({"classes": names}))
+            archive.writestr(KERAS_ENTRY, json.dumps(info))
         return
-
     with h5py.File(path, "a") as handle:
-        handle.attrs[H5_ATTRIBUTE] = names
+        handle.attrs[H5_ATTRIBUTE] = info["classes"]
+        if provenance is not None:
+            handle.attrs[H5_PROVENANCE_ATTRIBUTE] = json.dumps(info["provenance"])
 
 
 def read_model_classes(path):
@@ -112,23 +134,60 @@ def read_model_classes(path):
     """
     path = os.fspath(path)
     if _is_keras_zip(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                if KERAS_ENTRY not in archive.namelist():
-                    return None
-                names = json.loads(archive.read(KERAS_ENTRY)).get("classes")
-        except (OSError, zipfile.BadZipFile, ValueError, AttributeError):
-            return None
+        names = (_keras_entry(path) or {}).get("classes")
         return tuple(str(name) for name in names) if names else None
-    try:
-
-        with h5py.File(path, "r") as handle:
-            names = handle.attrs.get(H5_ATTRIBUTE)
-    except OSError:
-        return None
+    names = _h5_attribute(path, H5_ATTRIBUTE)
     if names is None:
         return None
-    return tuple(name.decode() if isinstance(name, bytes) else str(name) for name in names)
+    return tuple(_as_str(name) for name in names)
+
+
+def read_model_provenance(path):
+    """The provenance stored in a model file (a dict), or None when it holds none.
+
+    Files of the original study, of other projects or from before provenance was recorded
+    give None, as do unreadable files.
+    """
+    path = os.fspath(path)
+    if _is_keras_zip(path):
+        record = (_keras_entry(path) or {}).get("provenance")
+    else:
+        text = _h5_attribute(path, H5_PROVENANCE_ATTRIBUTE)
+        try:
+            record = None if text is None else json.loads(_as_str(text))
+        except ValueError:
+            return None
+    return record if isinstance(record, dict) else None
+
+
+def _keras_entry(path):
+    """The JSON object of a ``.keras`` file's ``ecgcode.json`` entry, or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if KERAS_ENTRY not in archive.namelist():
+                return None
+            info = json.loads(archive.read(KERAS_ENTRY))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _h5_attribute(path, name):
+    """A root attribute of an HDF5 file, or None (absent, or the file unreadable)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get(name)
+    except OSError:
+        return None
+
+
+def _utc_now():
+    """The current UTC time, ISO 8601 to the second (``2026-01-31T12:00:00+00:00``)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _as_str(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def model_classes(path, n_outputs, given=None):

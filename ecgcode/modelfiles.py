@@ -14,7 +14,7 @@ import os
 import keras
 import numpy as np
 
-from ecgcode.classnames import model_classes, output_names, write_model_classes
+from ecgcode.classnames import model_classes, output_names, write_model_info
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -29,14 +29,14 @@ from ecgcode.network import get_model
 
 
 # --- Saving ------------------------------------------------------------------------
-def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
+def save_model(model, stem, formats=(".keras", ".h5"), classes=None, provenance=None):
     """Save ``model`` as ``STEM.keras`` and as a legacy ``STEM.h5``, with its class names.
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
     process and with ``tf_keras.models.load_model`` (tf.keras 2.x), without importing
     this project (see :mod:`ecgcode.legacy_h5`). Each file is written to a temporary file
-    and renamed, so an interrupted save never leaves a partial file. The class names go
-    inside each file (see ``ecgcode.classnames``).
+    and renamed, so an interrupted save never leaves a partial file. The class names and
+    the provenance go inside each file (see ``ecgcode.classnames``).
 
     Parameters
     ----------
@@ -47,6 +47,8 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
         Which of ``.keras`` and ``.h5`` to write.
     classes : sequence of str, optional
         Names of the outputs; default the paper's six for 6 outputs, else ``class_0..``.
+    provenance : dict, optional
+        What the model was trained on (``ecgcode.provenance.training_provenance``).
 
     Returns
     -------
@@ -63,7 +65,7 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None):
             model.save(tmp)
             if path.endswith(".h5"):
                 rewrite_for_tf_keras2(tmp)
-            write_model_classes(tmp, classes)
+            write_model_info(tmp, classes, provenance)
     return paths
 
 

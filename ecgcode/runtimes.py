@@ -67,6 +67,16 @@ def read_classes(path):
     return tuple(json.loads(read_metadata(path)["classes"]))
 
 
+def read_provenance(path):
+    """The provenance record copied into an export (``ecgcode.provenance``), or None."""
+    text = read_metadata(path).get("provenance")
+    try:
+        record = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def predict_export(path, x, batch_size=32):
     """Run an export on ``x`` (n, 4096, 12) with its own runtime; return (n, n_classes).
 

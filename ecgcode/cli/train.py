@@ -22,6 +22,7 @@ from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, run_cli
 from ecgcode.data.screening import screen_rows
 from ecgcode.precision import global_policy
+from ecgcode.provenance import training_provenance
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, LAST_MODEL, RUN_THRESHOLDS_NAME
 from ecgcode.training.run_setup import (
@@ -63,6 +64,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     data = load_data(options)  # rows, labels and the train/validation/test split
     data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
                                                  data.val_rows, skip=options["skip_nonfinite"])
+    data.provenance = training_provenance(data.collection.paths, data.collection.sizes,
+                                          data.classes, options["labels"], options["init"])
     import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
     # Imports Keras, so only now that every input was checked:
     from ecgcode.training.run import Run, build_model, paper_model, train_epochs

@@ -11,6 +11,7 @@ Public API
 open_collection(paths, dataset_name)      -> Collection  (validates every file up front)
 open_hdf5(path, unreadable)               -> h5py.File, or a one-line ECGInputError (every
                                              user-given HDF5 file is opened with it)
+is_synthetic_file(path)                   -> bool: written by ``ecgcode.synthetic.generate``
 
 Reading rows and checking their values (``RowReader``, ``find_nonfinite``,
 ``check_finite``) live in ``ecgcode.data.rows``.
@@ -37,6 +38,9 @@ from ecgcode.common import (
     ECGInputError,
     first_line,
 )
+
+SYNTHETIC_GENERATOR = "ecg_synthetic"
+"""Root attribute ``generator`` of the files ``ecgcode.synthetic.generate`` writes."""
 
 
 # --- Errors: one subclass of ECGInputError per bad-data case -------------------------
@@ -200,6 +204,23 @@ def open_hdf5(path, unreadable=None):
             f"{path}: cannot be read as HDF5 ({first_line(error)}); the file is truncated or "
             "corrupt, download or copy it again"
         ) from None
+
+
+def is_synthetic_file(path):
+    """True when ``path`` is a collection of synthetic ECGs (``ecgcode.synthetic.generate``).
+
+    The one test of "synthetic": the HDF5 root attribute ``generator`` equals
+    :data:`SYNTHETIC_GENERATOR`. Any other file (a converted clinical or WFDB record, a
+    CODE shard, a file that cannot be read) is not synthetic.
+    """
+    try:
+        with h5py.File(os.fspath(path), "r") as handle:
+            generator = handle.attrs.get("generator")
+    except (OSError, TypeError, ValueError):
+        return False
+    if isinstance(generator, bytes):
+        generator = generator.decode("utf-8", "replace")
+    return generator == SYNTHETIC_GENERATOR
 
 
 def _check_tracings_file(path, h5py):

@@ -47,7 +47,7 @@ from ecgcode.common import (
     plain,
     run_cli,
 )
-from ecgcode.data.hdf5 import create_tracings
+from ecgcode.data.hdf5 import SYNTHETIC_GENERATOR, create_tracings
 from ecgcode.synthetic.physiology import (
     PARTS,
     beat_dipole,
@@ -329,7 +329,7 @@ def write_synthetic(path, n, seed=0, prevalence=None, noise=True,
 
 def _file_attributes(n, seed, prevalence, noise, short_fraction):
     return {
-        "generator": "ecg_synthetic",
+        "generator": SYNTHETIC_GENERATOR,  # tested by ecgcode.data.hdf5.is_synthetic_file
         "generator_version": GENERATOR_VERSION,
         "description": "synthetic 12-lead ECGs from a Gaussian-wave cardiac dipole "
                        "(McSharry et al. 2003) projected with Dower's transform",

@@ -44,9 +44,9 @@ def report_interrupt(run, epoch, out):
 
     if run.writes:
         save_model(run.model, run_file(out, LAST_MODEL), formats=(".keras",),
-                   classes=run.classes)  # with the optimizer, in the training policy
+                   classes=run.classes, provenance=run.provenance)  # with the optimizer
         save_model(run.portable_model(), run_file(out, LAST_MODEL), formats=(".h5",),
-                   classes=run.classes)
+                   classes=run.classes, provenance=run.provenance)
     done = run.state["completed_epochs"]
     print(f"\nInterrupted in epoch {epoch + 1}: {out}/{LAST_MODEL}.keras/.h5 hold the weights "
           f"at the interruption. Continue from the end of epoch {done} with:\n"

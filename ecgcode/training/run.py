@@ -155,6 +155,7 @@ class Run:
         global_batch, replicas = options["batch_size"] * device.replicas, device.replicas
         self.collection, self.labels = data.collection, data.labels
         self.train_rows, self.classes = data.train_rows, data.classes
+        self.provenance = data.provenance  # stored in every model file the run writes
         self.global_batch, self.replicas = global_batch, replicas
         val_dataset = ecg_data.make_dataset(data.collection, data.labels,
                                             batch_size=global_batch, indices=data.val_rows,
@@ -230,16 +231,17 @@ class Run:
         state["stopped_early"] = bool(self.early_stopping.stopped_epoch > 0)
         portable = self.portable_model()
         if improved:
-            save_model(portable, run_file(self.out, BEST_MODEL), classes=self.classes)
+            save_model(portable, run_file(self.out, BEST_MODEL), classes=self.classes,
+                       provenance=self.provenance)
             thresholds = f1_max_thresholds(self.validation.y_true, self.validation.y_score,
                                            self.classes)
             write_thresholds(run_file(self.out, RUN_THRESHOLDS_NAME), thresholds, epoch + 1,
                              row["val_loss"])
         write_history(self.out, state["history"])
-        ts.commit_epoch(self.out, self.model, state, self.classes)
+        ts.commit_epoch(self.out, self.model, state, self.classes, self.provenance)
         # model_last.keras is a link to the resume checkpoint; add the legacy copy.
         save_model(portable, run_file(self.out, LAST_MODEL), formats=(".h5",),
-                   classes=self.classes)
+                   classes=self.classes, provenance=self.provenance)
 
     def portable_model(self):
         """The model in the float32 policy (itself if it trains in float32), for the saved

@@ -177,6 +177,7 @@ class TrainingData:
     train_rows: np.ndarray
     val_rows: np.ndarray
     test_rows: np.ndarray  # held out (--test-where): in neither training nor validation
+    provenance: dict = None  # ecgcode.provenance.training_provenance, set by train.py
 
 
 def load_data(options):

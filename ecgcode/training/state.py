@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ecgcode.classnames import output_names, write_model_classes
+from ecgcode.classnames import output_names, write_model_info
 from ecgcode.common import INPUT_SHAPE, atomic_output
 from ecgcode.runfolder import (
     CHECKPOINT_PREFIX,
@@ -259,7 +259,7 @@ def checkpoint_path(out_dir, state):
     return run_file(out_dir, RESUME_DIR, state["checkpoint"])
 
 
-def commit_epoch(out_dir, model, state, classes=None):
+def commit_epoch(out_dir, model, state, classes=None, provenance=None):
     """Save the checkpoint of a completed epoch, then commit ``state`` pointing to it.
 
     Parameters
@@ -272,6 +272,8 @@ def commit_epoch(out_dir, model, state, classes=None):
         Must hold ``completed_epochs``; ``checkpoint`` is set here.
     classes : sequence of str, optional
         Class names stored inside the checkpoint (``ecgcode.classnames``).
+    provenance : dict, optional
+        What the model was trained on, stored inside the checkpoint too.
 
     Returns
     -------
@@ -283,7 +285,8 @@ def commit_epoch(out_dir, model, state, classes=None):
     checkpoint = os.path.join(resume_dir, name)
     with atomic_output(checkpoint) as tmp:
         model.save(tmp)
-        write_model_classes(tmp, output_names(int(model.outputs[0].shape[-1]), classes))
+        write_model_info(tmp, output_names(int(model.outputs[0].shape[-1]), classes),
+                         provenance)
     write_json(state_path(out_dir), dict(state, checkpoint=name, format=STATE_FORMAT))
     for old in os.listdir(resume_dir):
         if old.startswith(CHECKPOINT_PREFIX) and old != name:
