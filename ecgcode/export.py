@@ -2,8 +2,8 @@
 
 Every export takes float32 ``signal`` (batch, 4096, 12) in 1e-4 V and returns
 ``probabilities`` (batch, n_classes), and carries the same metadata (class names, leads,
-sampling rate, units; see :func:`export_metadata`), readable with
-:func:`ecgcode.runtimes.read_metadata`.
+sampling rate, units and the source model's provenance; see :func:`export_metadata`),
+readable with :func:`ecgcode.runtimes.read_metadata`.
 
 The conversions are the maintained ones: Keras' ``ExportArchive`` writes the SavedModel,
 ``model.export(format="onnx")`` (tf2onnx underneath) the ONNX file and TensorFlow's
@@ -64,20 +64,24 @@ def class_names(model, classes=None):
     return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
-def export_metadata(classes):
+def export_metadata(classes, provenance=None):
     """The string metadata written into every export.
 
     Parameters
     ----------
     classes : sequence of str
         One name per output, in output order.
+    provenance : dict, optional
+        The source model's provenance (``ecgcode.provenance.model_provenance``), stored as
+        the JSON string ``provenance``; absent when the model holds none.
 
     Returns
     -------
     dict of str to str
-        ``classes`` and ``leads`` are JSON lists; the other values are plain text.
+        ``classes`` and ``leads`` are JSON lists, ``provenance`` a JSON object; the other
+        values are plain text.
     """
-    return {
+    metadata = {
         "classes": json.dumps(list(classes)),
         "leads": json.dumps(list(LEADS)),
         "sampling_rate_hz": str(SAMPLING_RATE),
@@ -87,6 +91,9 @@ def export_metadata(classes):
         "per class, in the order of classes",
         "producer": "ecg-code-keras (Ribeiro et al. 2020, Nat Commun 11:1760)",
     }
+    if provenance is not None:
+        metadata["provenance"] = json.dumps(provenance)
+    return metadata
 
 
 def export_paths(out, formats=FORMATS):
@@ -103,7 +110,7 @@ def export_paths(out, formats=FORMATS):
 
 
 # --- Exporting ---------------------------------------------------------------------
-def export_model(model, out, formats=FORMATS, classes=None):
+def export_model(model, out, formats=FORMATS, classes=None, provenance=None):
     """Export ``model`` as ``OUT.onnx``, ``OUT.tflite`` and the SavedModel folder ``OUT``.
 
     Each file is written to a temporary name and renamed, so an interrupted export leaves
@@ -120,6 +127,8 @@ def export_model(model, out, formats=FORMATS, classes=None):
         A subset of ``("onnx", "tflite", "saved_model")``.
     classes : sequence of str, optional
         Output names for the metadata (see :func:`class_names`).
+    provenance : dict, optional
+        What the model was trained on, copied into the metadata (:func:`export_metadata`).
 
     Returns
     -------
@@ -138,7 +147,7 @@ def export_model(model, out, formats=FORMATS, classes=None):
         _check_replaceable(paths["saved_model"])  # before the minutes of work
     classes = class_names(model, classes)
     model = float32_model(model)
-    metadata = export_metadata(classes)
+    metadata = export_metadata(classes, provenance)
     if "saved_model" in paths:
         export_saved_model(model, paths["saved_model"], metadata)
     if "onnx" in paths:
@@ -330,9 +339,12 @@ def _comma_list(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def export_and_report(model, args):
-    """Export ``model`` as ``args`` ask, check each export, print one line each; return 0."""
-    paths = export_model(model, args.out, args.formats, args.classes)
+def export_and_report(model, args, provenance=None):
+    """Export ``model`` as ``args`` ask, check each export, print one line each; return 0.
+
+    ``provenance``, the source model file's record, goes into every export's metadata.
+    """
+    paths = export_model(model, args.out, args.formats, args.classes, provenance)
     differences = {} if args.no_check else check_exports(model, paths)
     for kind, path in paths.items():
         line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"

@@ -188,15 +188,14 @@ def model_provenance(path):
     return read_model_provenance(path)
 
 
-def synthetic_model_warning(model_path, provenance, input_paths):
+def synthetic_model_warning(model_path, input_paths):
     """predict.py's warning when a synthetic-only model meets ECGs that are not synthetic.
 
     Parameters
     ----------
     model_path : str
-        The model, as named in the warning.
-    provenance : dict or None
-        Its record (:func:`model_provenance`); None (no record) gives no warning.
+        The model file (or export); its record (:func:`model_provenance`) is read. A model
+        without one (the original study's weights) gives no warning.
     input_paths : sequence of str
         The HDF5 files predicted (converted clinical or WFDB records are never synthetic).
 
@@ -205,6 +204,7 @@ def synthetic_model_warning(model_path, provenance, input_paths):
     str or None
         One line (without "warning: "), or None.
     """
+    provenance = model_provenance(model_path)
     if not provenance or not provenance.get("synthetic_only"):
         return None
     if all(is_synthetic_file(path) for path in input_paths):

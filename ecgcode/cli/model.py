@@ -12,7 +12,8 @@ live in ``ecgcode/modelfiles.py``::
     paths = save_model(net, "runs/net")          # runs/net.keras and runs/net.h5
     net = load_model("model.hdf5")               # any format the project knows
 
-``python model.py`` prints the summary and the parameter count; ``python model.py export
+``python model.py`` prints the summary and the parameter count (and, for a saved model,
+the provenance stored in it: ``ecgcode/provenance.py``); ``python model.py export
 MODEL OUT`` exports a model as ONNX, TFLite and SavedModel (``ecgcode/export.py``).
 """
 
@@ -23,6 +24,7 @@ import sys
 from ecgcode import export
 from ecgcode.classnames import default_classes
 from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
+from ecgcode.provenance import describe_provenance, model_provenance
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import resolve_model
 
@@ -53,6 +55,8 @@ def main(argv=None):
     model.summary()
     print(f"Parameters: {model.count_params():,}")
     print(f"Input: {tuple(model.inputs[0].shape)}  outputs: {', '.join(classes)}")
+    if args.model:  # what the model was trained on, as stored in its file
+        print("\n".join(describe_provenance(model_provenance(args.model))))
 
 
 def export_main(argv=None):
@@ -66,7 +70,7 @@ def export_main(argv=None):
     from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
 
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
-    return export.export_and_report(model, args)
+    return export.export_and_report(model, args, model_provenance(model_path))
 
 
 def cli():

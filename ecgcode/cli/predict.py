@@ -39,6 +39,7 @@ from ecgcode.outputs import (
     write_predictions,
 )
 from ecgcode.precision import bfloat16_model, with_policy
+from ecgcode.provenance import synthetic_model_warning
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME, resolve_model
 from ecgcode.thresholds import choose_thresholds, read_thresholds
@@ -201,6 +202,9 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             "it was chosen); their _pred columns are left empty",
             file=sys.stderr,
         )
+    synthetic = synthetic_model_warning(model_path, collection.paths)  # once per run
+    if synthetic:
+        print(f"warning: {synthetic}", file=sys.stderr)
     for message in input_warnings(collection):  # after every fatal check
         print(f"warning: {message}", file=sys.stderr)
     probabilities = predict_collection(
