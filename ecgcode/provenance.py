@@ -81,7 +81,7 @@ def fingerprint(path, bar=None):
                 _advance(bar, len(chunk))
             return {"method": "sha256", "sha256": digest.hexdigest()}
         digest.update(f"size {size}\n".encode())
-        for offset in sampled_offsets(size):
+        for offset in sampled_offsets(size, SAMPLED_BLOCKS, BLOCK_BYTES):
             handle.seek(offset)
             block = handle.read(BLOCK_BYTES)
             digest.update(block)
