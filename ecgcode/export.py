@@ -312,7 +312,8 @@ def build_parser(prog="model.py export"):
         description="Export a model for serving: OUT.onnx (onnxruntime), OUT.tflite (LiteRT) "
         "and the TensorFlow SavedModel folder OUT/ (TF Serving, signature serving_default). "
         "Each takes float32 'signal' (batch, 4096, 12) in 1e-4 V, returns 'probabilities' "
-        "(batch, n_classes) and holds the class names in its metadata. Each export is then "
+        "(batch, n_classes) and holds the class names (and the model's provenance) in its "
+        "metadata. Each export is then "
         f"run on {CHECK_EXAMS} synthetic ECGs and compared with the Keras model.",
         allow_abbrev=False,
     )

@@ -36,8 +36,9 @@ def main(argv=None):
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
     parser = argparse.ArgumentParser(
-        description="Print the summary of the paper's ResNet (or of a saved model) and its "
-        "parameter count. Published weights of the original study: "
+        description="Print the summary of the paper's ResNet (or of a saved model, with the "
+        "provenance stored in it: what it was trained on) and its parameter count. Published "
+        "weights of the original study: "
         f"doi:{PUBLISHED_WEIGHTS_DOI}.",
         epilog="python model.py export MODEL OUT  exports MODEL as OUT.onnx, OUT.tflite and "
         "the SavedModel OUT/ (see python model.py export --help)",

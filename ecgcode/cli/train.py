@@ -100,7 +100,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description="Train the paper's ResNet (Ribeiro et al. 2020) on CODE-style HDF5 "
         f"tracings with the paper's recipe; writes a run folder (models, {HISTORY_NAME}, "
-        f"{RUN_THRESHOLDS_NAME}, {CONFIG_NAME}, TensorBoard logs) that --resume can continue.",
+        f"{RUN_THRESHOLDS_NAME}, {CONFIG_NAME}, TensorBoard logs) that --resume can continue. "
+        "Every model file records its provenance: the data files' SHA-256 fingerprints, "
+        "whether they are synthetic, the classes, the date and the project's version.",
         epilog="Exit status: 0 done, 2 bad input / NaN loss / non-empty --out, 130 Ctrl-C "
         f"({LAST_MODEL} saved; continue with --resume --out DIR).",
     )
