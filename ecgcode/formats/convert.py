@@ -97,10 +97,11 @@ _UNITS_TO_CONTRACT = {  # multiply a value in these units by the factor to get 1
     "v": 1e4, "volt": 1e4, "volts": 1e4,
     "mv": 10.0, "millivolt": 10.0, "millivolts": 10.0,
     "uv": 0.01, "\u00b5v": 0.01, "\u03bcv": 0.01, "microvolt": 0.01, "microvolts": 0.01,
+    "nv": 1e-5, "nanovolt": 1e-5, "nanovolts": 1e-5,
     "1e-4v": 1.0, "0.1mv": 1.0, "100uv": 1.0,
 }  # fmt: skip
 
-UNIT_CHOICES = "V, mV, uV (or \u00b5V), 1e-4V"
+UNIT_CHOICES = "V, mV, uV (or \u00b5V), nV, 1e-4V"
 
 
 def units_factor(units, source="input"):
