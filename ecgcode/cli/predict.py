@@ -15,7 +15,8 @@ draws exam N as a 12-lead ECG sheet; ``--explain N`` adds integrated-gradients a
 of exam N (``ecgcode/explain.py``). Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
 exports, WFDB records, ...) are converted into the data contract on the fly
 (``ecgcode.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
-column.
+column. ``--windows`` scores every 4096-sample window of a long recording instead of its
+centre: one ``.csv`` row per window and a per-record summary (``ecgcode/windows.py``).
 """
 
 import argparse
@@ -67,7 +68,8 @@ def build_parser():
         "paths", nargs="+", metavar="TRACINGS... MODEL",
         help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards) "
         "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
-        "SCP-ECG, WFDB/CinC records, CPSC .mat, folders of records: converted on the fly, one "
+        "SCP-ECG, EDF, ISHNE, MFER, WFDB/CinC records, CPSC .mat, folders of records: converted "
+        "on the fly, one "
         "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
         f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME})",
     )

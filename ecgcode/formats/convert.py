@@ -2,8 +2,9 @@
 
 Reads WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``, CinC 2020/2021 ``#Dx:`` labels),
 CSV files with one column per lead, ``.npy`` arrays, the PTB-XL collection, CPSC 2018 ``.mat``
-records with their ``REFERENCE.csv`` and clinical exports (GE MUSE XML, HL7 aECG, DICOM
-waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-style HDF5 file:
+records with their ``REFERENCE.csv``, clinical exports (GE MUSE XML, HL7 aECG, DICOM
+waveform, SCP-ECG, Philips XML) and long-term recordings (EDF/EDF+, ISHNE Holter, MFER), all
+recognised by content, and writes one CODE-style HDF5 file:
 
 * ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
@@ -17,7 +18,8 @@ waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-styl
   ``derived_leads`` (limb leads computed from others, comma-separated, often empty),
   ``format`` (source format), ``device`` (cart manufacturer and model), ``statements`` (the
   file's own diagnosis statements, ``; ``-separated) and ``codes`` (every CinC ``#Dx``
-  SNOMED CT code, or the CPSC codes, comma-separated).
+  SNOMED CT code, or the CPSC codes, comma-separated). With ``--windows``, one entry per
+  window (the record's metadata repeated) and ``record``, ``window``, ``start_s``, ``end_s``.
   Per-record metadata are datasets rather than attributes because HDF5 attributes are
   limited to 64 KiB, too small for the 21,799 records of PTB-XL.
 
@@ -29,7 +31,8 @@ Each record is processed by :func:`to_contract`: leads matched by name
 (case-insensitive, ``I``/``DI``, ``aVR``/``AVR``, ...), reordered, missing limb leads
 derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
-samples.
+samples. With ``--windows``, :func:`to_windows` cuts a longer record at
+:func:`window_starts` instead: every stride, plus a final window ending at the last sample.
 
 Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
 (its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
@@ -602,8 +605,8 @@ def build_parser(prog=None):
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
-        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML) into a "
-        "CODE-style HDF5 "
+        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML, EDF/EDF+, "
+        "ISHNE Holter, MFER) into a CODE-style HDF5 "
         f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 in 1e-4 V at {SAMPLING_RATE} Hz, "
         f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
         "signals resampled (polyphase) and zero-padded or centre-cropped.",
@@ -612,7 +615,8 @@ def build_parser(prog=None):
                         help="WFDB records (.hea/.dat/.mat or bare name; CinC #Dx codes become "
                         "labels), folders of WFDB or CPSC 2018 records, CPSC 2018 .mat files "
                         "(labels from the REFERENCE.csv beside them), clinical exports (GE MUSE "
-                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML; recognised by content), "
+                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF, ISHNE Holter, MFER; "
+                        "recognised by content), "
                         ".csv files (header row naming the leads), .npy files ((n_samples, "
                         "n_leads) or (n_records, n_samples, n_leads)), or a PTB-XL folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.hdf5",
@@ -640,9 +644,9 @@ def add_window_options(parser, what):
     """Add ``--windows`` and ``--window-stride SECONDS`` (``what``: where the windows go)."""
     parser.add_argument("--windows", action="store_true",
                         help=f"cut records longer than {MAX_WINDOW_STRIDE_S:g} s into "
-                        f"{N_SAMPLES}-sample windows instead of centre-cropping them, {what}; "
-                        "windows start every stride, plus one final window ending at the last "
-                        "sample; shorter records give one padded window")
+                        f"{N_SAMPLES}-sample windows (one every stride, plus a final one ending "
+                        "at the last sample; a shorter record: one padded window) instead of "
+                        f"centre-cropping them: {what}")
     parser.add_argument("--window-stride", type=float, metavar="SECONDS",
                         help=f"seconds between window starts with --windows (default "
                         f"{MAX_WINDOW_STRIDE_S:g}: no overlap; at most {MAX_WINDOW_STRIDE_S:g})")
