@@ -342,20 +342,29 @@ def to_windows(signal, fs, lead_names, units, source="input", stride=N_SAMPLES):
         Time of each window's first sample and of the end of its last one, in seconds
         from the start of the recording (a short record: 0 and its duration).
     """
-    return _record_windows(signal, fs, lead_names, units, source, stride)[:3]
+    read, start_s, end_s, _ = _record_windows(signal, fs, lead_names, units, source, stride)
+    return read(0, len(start_s)), start_s, end_s
 
 
 def _record_windows(signal, fs, lead_names, units, source, stride):
-    """(tracings (k, 4096, 12) float32, start_s (k,), end_s (k,), derived limb leads)."""
+    """(read, start_s (k,), end_s (k,), derived limb leads) of one recording's k windows.
+
+    ``read(i, j)`` returns windows i to j - 1, (j - i, 4096, 12) float32, so that a long
+    recording's windows need not all be in memory at once.
+    """
     resampled, derived = _contract_leads(signal, fs, lead_names, units, source)  # (n, 12)
     length = resampled.shape[0]
     if length <= N_SAMPLES:
-        tracings = _as_float32(centre(resampled), source)[np.newaxis]  # (1, 4096, 12)
-        return tracings, np.zeros(1), np.array([length / SAMPLING_RATE]), derived
+        tracing = _as_float32(centre(resampled), source)[np.newaxis]  # (1, 4096, 12)
+        return (lambda i, j: tracing[i:j]), np.zeros(1), np.array([length / SAMPLING_RATE]), \
+            derived
     starts = window_starts(length, stride)
-    tracings = np.stack([_as_float32(resampled[start:start + N_SAMPLES], source)
-                         for start in starts])  # (k, 4096, 12)
-    return (tracings, starts / SAMPLING_RATE, (starts + N_SAMPLES) / SAMPLING_RATE, derived)
+
+    def read(i, j):
+        return np.stack([_as_float32(resampled[start:start + N_SAMPLES], source)
+                         for start in starts[i:j]])  # (j - i, 4096, 12)
+
+    return read, starts / SAMPLING_RATE, (starts + N_SAMPLES) / SAMPLING_RATE, derived
 
 
 def _check_rate(fs, source):
@@ -479,10 +488,13 @@ def _write_windows(file, sources, metadata, stride):
                                       chunks=(1, N_SAMPLES, len(LEADS)))
         for source in sources:
             signal, record_fs, names, record_units, info = source.load()
-            windows, start_s, end_s, derived = _record_windows(
+            read, start_s, end_s, derived = _record_windows(
                 signal, record_fs, names, record_units, source.name, stride)
-            rows.resize(len(rows) + len(windows), axis=0)
-            rows[len(rows) - len(windows):] = windows  # (k, 4096, 12)
+            first = len(rows)
+            rows.resize(first + len(start_s), axis=0)
+            for begin in range(0, len(start_s), _COPY_ROWS):
+                end = min(begin + _COPY_ROWS, len(start_s))
+                rows[first + begin:first + end] = read(begin, end)  # (end - begin, 4096, 12)
             _append_metadata(metadata, source.name, record_fs, np.shape(signal)[0],
                              record_units, names, derived)
             _append_info(metadata, info)
