@@ -69,8 +69,8 @@ def build_parser():
         help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards) "
         "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
         "SCP-ECG, EDF, ISHNE, MFER, WFDB/CinC records, CPSC .mat, folders of records: converted "
-        "on the fly, one "
-        "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
+        "on the fly, one output row each (each window with --windows), named in a .csv's "
+        "record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
         f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME})",
     )
     parser.add_argument(

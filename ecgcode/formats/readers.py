@@ -8,8 +8,8 @@ CinC 2020/2021 ``#Dx:`` codes included), CSV files with one column per lead, ``.
 arrays, the PTB-XL collection (its ``ptbxl_database.csv`` table gives ids, folds and
 labels), CPSC 2018 ``.mat`` records (``ecgcode.formats.challenge``) and clinical exports
 recognised by content: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF/EDF+, ISHNE
-Holter, MFER (``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a fifth element,
-a :class:`RecordInfo` of per-record metadata.
+Holter, MFER (``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a
+fifth element, a :class:`RecordInfo` of per-record metadata.
 
 :func:`plan_inputs` validates a list of user inputs up front and returns lazy loaders, so
 that a bad input fails before any output is written. This module does not depend on
