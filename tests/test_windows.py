@@ -254,7 +254,12 @@ def test_predict_windows_of_plain_hdf5_rows(model_path, tmp_path, capsys):
     table = pd.read_csv(out)
     assert table["record"].tolist() == ["exams.hdf5[0]", "exams.hdf5[1]", "exams.hdf5[2]"]
     assert table["window"].tolist() == [0, 0, 0] and table["end_s"].tolist() == [10.24] * 3
-    assert pd.read_csv(tmp_path / "scores_records.csv")["n_windows"].tolist() == [1, 1, 1]
+    summary = pd.read_csv(tmp_path / "scores_records.csv")
+    assert summary["n_windows"].tolist() == [1, 1, 1]
+    assert not any(column.endswith("_pred") for column in table.columns)  # no thresholds
+    assert summary[[f"{name}_share" for name in CLASSES]].isna().all().all()
+    np.testing.assert_allclose(summary[[f"{name}_max" for name in CLASSES]],
+                               table[list(CLASSES)], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("options", "message"), [
