@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import wfdb
 from conftest import synthetic_tracings, write_hdf5
+from holter_files import TWELVE, twelve_lead_counts, write_edf, write_ishne, write_mfer
 
 from ecgcode import data as datasets
 from ecgcode.cli import datasets as datasets_cli
@@ -79,11 +80,23 @@ def ptbxl_sample(folder):
                    "records500/00000/00001_hr.dat"], ["."])
 
 
+def holter_sample(writer, name):
+    """Factory of a 12-lead long-term recording (EDF, ISHNE, MFER) of 12 s at 400 Hz."""
+    def factory(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        writer(folder / name, twelve_lead_counts(4800), TWELVE)
+        return Sample([name], [name])
+    return factory
+
+
 FORMATS = [
     ("wfdb", wfdb_sample),
     ("csv", csv_sample),
     ("npy", npy_sample),
     ("ptbxl", ptbxl_sample),
+    ("edf", holter_sample(write_edf, "holter.edf")),
+    ("ishne", holter_sample(write_ishne, "holter.ecg")),
+    ("mfer", holter_sample(write_mfer, "holter.mwf")),
 ]
 """Every format ``datasets.py convert`` reads: add a format with one (name, factory) line."""
 

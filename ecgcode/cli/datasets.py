@@ -14,8 +14,9 @@ from ecgcode.common import run_cli
 # --- Command line --------------------------------------------------------------------
 COMMANDS = {
     "inspect": "summarise HDF5 file(s) and warn about wrong scale or lead order",
-    "convert": "convert WFDB / CinC / CPSC / CSV / .npy / PTB-XL records and clinical exports "
-               "(MUSE, HL7 aECG, DICOM, SCP-ECG, Philips) into a CODE-style HDF5 file",
+    "convert": "convert WFDB / CinC / CPSC / CSV / .npy / PTB-XL records, clinical exports "
+               "(MUSE, HL7 aECG, DICOM, SCP-ECG, Philips) and long-term recordings (EDF, "
+               "ISHNE, MFER) into a CODE-style HDF5 file (--windows: every 10.24 s window)",
     "synthetic": "write a synthetic CODE-style HDF5 file (for tests and demos)",
 }
 

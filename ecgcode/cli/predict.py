@@ -15,7 +15,8 @@ draws exam N as a 12-lead ECG sheet; ``--explain N`` adds integrated-gradients a
 of exam N (``ecgcode/explain.py``). Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
 exports, WFDB records, ...) are converted into the data contract on the fly
 (``ecgcode.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
-column.
+column. ``--windows`` scores every 4096-sample window of a long recording instead of its
+centre: one ``.csv`` row per window and a per-record summary (``ecgcode/windows.py``).
 """
 
 import argparse
@@ -27,6 +28,7 @@ from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, PAPER_THRESHOLDS, ECGInputError, run_cli
 from ecgcode.data import open_collection
 from ecgcode.explain import explain_and_save
+from ecgcode.formats.convert import add_window_options, window_stride_option
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.outputs import (
@@ -43,6 +45,7 @@ from ecgcode.provenance import synthetic_model_warning
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME, resolve_model
 from ecgcode.thresholds import choose_thresholds, read_thresholds
+from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
 
 DEFAULT_OUTPUT = "./dnn_output.npy"
 """Default output file, as in the original study's predict.py."""
@@ -66,8 +69,9 @@ def build_parser():
         "paths", nargs="+", metavar="TRACINGS... MODEL",
         help="one or more HDF5 tracing files (read in the given order, e.g. CODE-15%% shards) "
         "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
-        "SCP-ECG, WFDB/CinC records, CPSC .mat, folders of records: converted on the fly, one "
-        "output row each, named in a .csv's record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
+        "SCP-ECG, EDF, ISHNE, MFER, WFDB/CinC records, CPSC .mat, folders of records: converted "
+        "on the fly, one output row each (each window with --windows), named in a .csv's "
+        "record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
         f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME})",
     )
     parser.add_argument(
@@ -137,6 +141,11 @@ def build_parser():
         "--quiet", action="store_true", help="no progress bar or summary on the console"
     )
 
+    add_window_options(parser, "each window one row of the .csv (record, window, start_s, "
+                       f"end_s, ...), plus a per-record summary <OUT stem>{SUMMARY_SUFFIX} "
+                       "(windows, duration, per class the maximum probability and the share "
+                       "of windows positive); an HDF5 input row counts as one 10.24 s window, "
+                       "unless the file was written by `datasets.py convert --windows`")
     add_conversion_options(parser)
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
@@ -159,6 +168,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     tracing_paths, model_argument = split_positionals(args.paths)
     extension = output_format(args.output_file)  # checked before any work
+    args.stride = window_stride_option(args)  # samples between windows, None: no --windows
+    if args.stride is not None and extension != ".csv":
+        raise ECGInputError(f"--windows: {args.output_file}: the windows and their records are "
+                            "tables; fix: name the output file .csv")
     if args.batch_size < 1:
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     if args.explain_steps < 1:
@@ -169,7 +182,7 @@ def main(argv=None):
         read_thresholds(args.thresholds, ())  # the file is readable; its classes are checked below
 
 
-    with contract_inputs(tracing_paths, args.fs, args.units, args.leads) as (
+    with contract_inputs(tracing_paths, args.fs, args.units, args.leads, args.stride) as (
             tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
         return _predict_and_write(args, tracing_paths, converted, model_path,
                                   run_thresholds_path, given_classes, extension)
@@ -180,6 +193,9 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     """Predict the (converted) tracings and write the outputs; returns the exit status."""
     collection = open_collection(tracing_paths, dataset_name=args.dataset_name)
     names = row_names(collection.paths, collection.sizes, converted)
+    windows = None if args.stride is None else window_rows(collection.paths, collection.sizes)
+    if windows is not None:
+        names = windows.names
     for option, rows in (("--plot", args.plot), ("--explain", args.explain)):
         for row in rows:
             locate_row(collection, row, option)
@@ -220,9 +236,14 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             "not a sigmoid, so these are not probabilities",
             file=sys.stderr,
         )
-    exam_ids = collection.exam_ids if names is None else None  # converted rows have no ids
-    write_predictions(args.output_file, probabilities, exam_ids, thresholds, classes, names)
-    written = plot_exams(
+    if windows is None:
+        exam_ids = collection.exam_ids if names is None else None  # converted rows: no ids
+        write_predictions(args.output_file, probabilities, exam_ids, thresholds, classes, names)
+        written = []
+    else:
+        written = [write_window_outputs(args.output_file, windows, probabilities, thresholds,
+                                        classes)]
+    written += plot_exams(
         collection, args.plot, probabilities, thresholds, args.output_file, args.plot_format,
         model_path, classes, names,
     )
@@ -233,7 +254,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             args.explain_class, thresholds, args.plot_format, args.explain_steps, classes)
         written += explained
     if not args.quiet:
-        print(f"wrote {args.output_file}: {collection.n} exams x {len(classes)} classes "
+        rows = "exams" if windows is None else "windows"
+        print(f"wrote {args.output_file}: {collection.n} {rows} x {len(classes)} classes "
               f"({','.join(classes)})")
         for path in written:
             print(f"wrote {path}")

@@ -1,4 +1,7 @@
-"""Read clinical resting-ECG exports: GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML.
+"""Read clinical ECG files: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF, ISHNE, MFER.
+
+The resting-ECG exports (GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML) and
+the long-term (Holter) recordings (EDF/EDF+, ISHNE Holter ``.ecg``, MFER) are read alike.
 
 The decoding is ``ecgdatakit``'s (Apache-2.0): it reads DICOM with ``pydicom`` and decodes
 SCP-ECG's Huffman/difference encoding and Philips' XLI compression. Every XML file is first
@@ -35,12 +38,21 @@ CLINICAL_FORMATS = {  # ecgdatakit's source_format -> our name of the format
     "dicom_waveform": "DICOM waveform",
     "scp_ecg": "SCP-ECG",
     "sierra_xml": "Philips XML",
+    "edf": "EDF",
+    "edf_plus": "EDF+",
+    "ishne_holter": "ISHNE Holter",
+    "mfer": "MFER",
 }
 """The clinical formats read here (others that ecgdatakit knows are refused: untested)."""
 
 _PARSER_FORMATS = {"GEMuseXMLParser": "ge_muse_xml", "HL7aECGParser": "hl7_aecg",
                    "DICOMWaveformParser": "dicom_waveform", "SCPECGParser": "scp_ecg",
-                   "SierraXMLParser": "sierra_xml"}
+                   "SierraXMLParser": "sierra_xml", "EDFParser": "edf",
+                   "ISHNEHolterParser": "ishne_holter", "MFERParser": "mfer"}
+
+FORMAT_EXTENSIONS = {".edf": "EDF", ".ecg": "ISHNE Holter", ".mwf": "MFER", ".mfer": "MFER",
+                     ".mfr": "MFER"}
+"""Extensions that name one binary format; such a file that is not recognised is damaged."""
 
 _DICOM = CLINICAL_FORMATS["dicom_waveform"]
 
@@ -104,14 +116,23 @@ def detect_clinical_format(path):
     return CLINICAL_FORMATS[_PARSER_FORMATS[found["parser"]]]
 
 
+def unrecognised_error(path):
+    """The error for a file whose extension names a format that its content is not, or None."""
+    name = FORMAT_EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
+    if name is None:
+        return None
+    return ECGInputError(f"{path}: not a readable {name} file (its first bytes are not those of "
+                         f"{name}: truncated, empty or damaged?); {_FIX}")
+
+
 def read_clinical(path):
     """Read the rhythm waveform of a clinical ECG export.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A GE MUSE XML, HL7 aECG, DICOM 12-lead/general ECG waveform, SCP-ECG or Philips
-        Sierra/PageWriter XML file.
+        A GE MUSE XML, HL7 aECG, DICOM 12-lead/general ECG waveform, SCP-ECG, Philips
+        Sierra/PageWriter XML, EDF/EDF+ (not BDF), ISHNE Holter or MFER file.
 
     Returns
     -------

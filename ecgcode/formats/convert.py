@@ -2,8 +2,9 @@
 
 Reads WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``, CinC 2020/2021 ``#Dx:`` labels),
 CSV files with one column per lead, ``.npy`` arrays, the PTB-XL collection, CPSC 2018 ``.mat``
-records with their ``REFERENCE.csv`` and clinical exports (GE MUSE XML, HL7 aECG, DICOM
-waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-style HDF5 file:
+records with their ``REFERENCE.csv``, clinical exports (GE MUSE XML, HL7 aECG, DICOM
+waveform, SCP-ECG, Philips XML) and long-term recordings (EDF/EDF+, ISHNE Holter, MFER), all
+recognised by content, and writes one CODE-style HDF5 file:
 
 * ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
@@ -17,7 +18,8 @@ waveform, SCP-ECG, Philips XML; recognised by content), and writes one CODE-styl
   ``derived_leads`` (limb leads computed from others, comma-separated, often empty),
   ``format`` (source format), ``device`` (cart manufacturer and model), ``statements`` (the
   file's own diagnosis statements, ``; ``-separated) and ``codes`` (every CinC ``#Dx``
-  SNOMED CT code, or the CPSC codes, comma-separated).
+  SNOMED CT code, or the CPSC codes, comma-separated). With ``--windows``, one entry per
+  window (the record's metadata repeated) and ``record``, ``window``, ``start_s``, ``end_s``.
   Per-record metadata are datasets rather than attributes because HDF5 attributes are
   limited to 64 KiB, too small for the 21,799 records of PTB-XL.
 
@@ -29,7 +31,8 @@ Each record is processed by :func:`to_contract`: leads matched by name
 (case-insensitive, ``I``/``DI``, ``aVR``/``AVR``, ...), reordered, missing limb leads
 derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
-samples.
+samples. With ``--windows``, :func:`to_windows` cuts a longer record at
+:func:`window_starts` instead: every stride, plus a final window ending at the last sample.
 
 Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
 (its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
@@ -41,6 +44,7 @@ Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python da
 import argparse
 import os
 import sys
+import tempfile
 from fractions import Fraction
 
 import h5py
@@ -72,9 +76,11 @@ from ecgcode.formats.readers import (
 )
 
 __all__ = [  # readers re-exported for existing callers
-    "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "build_parser",
-    "canonical_lead", "centre", "cli", "convert", "main", "match_leads", "read_csv", "read_npy",
-    "read_ptbxl_table", "read_wfdb", "resample_to_contract_rate", "to_contract", "units_factor",
+    "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "add_window_options",
+    "build_parser", "canonical_lead", "centre", "cli", "convert", "main", "match_leads",
+    "read_csv", "read_npy", "read_ptbxl_table", "read_wfdb", "resample_to_contract_rate",
+    "stride_samples", "to_contract", "to_windows", "units_factor", "window_starts",
+    "window_stride_option",
 ]
 
 # --- Units and limb leads --------------------------------------------------------------
@@ -94,10 +100,11 @@ _UNITS_TO_CONTRACT = {  # multiply a value in these units by the factor to get 1
     "v": 1e4, "volt": 1e4, "volts": 1e4,
     "mv": 10.0, "millivolt": 10.0, "millivolts": 10.0,
     "uv": 0.01, "\u00b5v": 0.01, "\u03bcv": 0.01, "microvolt": 0.01, "microvolts": 0.01,
+    "nv": 1e-5, "nanovolt": 1e-5, "nanovolts": 1e-5,
     "1e-4v": 1.0, "0.1mv": 1.0, "100uv": 1.0,
 }  # fmt: skip
 
-UNIT_CHOICES = "V, mV, uV (or \u00b5V), 1e-4V"
+UNIT_CHOICES = "V, mV, uV (or \u00b5V), nV, 1e-4V"
 
 
 def units_factor(units, source="input"):
@@ -246,6 +253,12 @@ def to_contract(signal, fs, lead_names, units, source="input"):
 
 def _convert_record(signal, fs, lead_names, units, source):
     """Return (tracing (4096, 12) float32, derived limb leads) for one recording."""
+    resampled, derived = _contract_leads(signal, fs, lead_names, units, source)
+    return _as_float32(centre(resampled), source), derived  # (4096, 12)
+
+
+def _contract_leads(signal, fs, lead_names, units, source):
+    """Return (leads (n_samples * 400 / fs, 12) float64 in 1e-4 V at 400 Hz, derived leads)."""
     _check_rate(fs, source)
     signal = np.asarray(signal, dtype=np.float64)  # (n_samples, n_channels)
     if signal.ndim != 2 or signal.shape[0] == 0:
@@ -254,12 +267,104 @@ def _convert_record(signal, fs, lead_names, units, source):
     with np.errstate(over="ignore", invalid="ignore"):  # damaged files: inf/NaN, refused next
         leads, derived = match_leads(signal, lead_names, units, source)  # (n_samples, 12)
     _check_finite(leads, source)
-    resampled = resample_to_contract_rate(leads, fs)  # (n_samples * 400 / fs, 12)
-    tracing = centre(resampled)  # (4096, 12) float64
+    return resample_to_contract_rate(leads, fs), derived  # (n_samples * 400 / fs, 12)
+
+
+def _as_float32(tracing, source):
+    """``tracing`` as float32, refusing values that float32 cannot hold."""
     if np.abs(tracing).max() > np.finfo(np.float32).max:  # would become inf in float32
         raise ECGInputError(f"{source}: values too large for float32 after conversion to "
                             "1e-4 V; fix: check the file (damaged?) and its --units")
-    return tracing.astype(np.float32), derived
+    return tracing.astype(np.float32)
+
+
+# --- Windows of long recordings ---------------------------------------------------------
+MAX_WINDOW_STRIDE_S = N_SAMPLES / SAMPLING_RATE
+"""The largest --window-stride in seconds (10.24 s: windows that touch, no sample unscored)."""
+
+
+def stride_samples(seconds, option="--window-stride"):
+    """Return the window stride in samples at 400 Hz for a stride of ``seconds``.
+
+    Raises
+    ------
+    ECGInputError
+        Unless 0 < ``seconds`` <= 10.24 (and at least one sample at 400 Hz).
+    """
+    samples = round(float(seconds) * SAMPLING_RATE) if np.isfinite(seconds) else 0
+    if not 1 <= samples <= N_SAMPLES:
+        raise ECGInputError(
+            f"{option} {plain(seconds)}: the stride must be more than 0 and at most "
+            f"{MAX_WINDOW_STRIDE_S:g} s ({N_SAMPLES} samples at {SAMPLING_RATE} Hz, so that "
+            f"every sample is scored); fix: give e.g. {option} 5 for half-overlapping windows")
+    return samples
+
+
+def window_starts(n_samples, stride=N_SAMPLES, window=N_SAMPLES):
+    """Start samples of the windows that cover a recording of ``n_samples`` samples.
+
+    The rule: windows start at 0, ``stride``, ``2 * stride``, ... as long as they fit;
+    when the last of them ends before the recording does, one final window ends at the
+    last sample, so that every sample is scored. A recording of at most ``window``
+    samples gives the one window at 0 (padded as :func:`centre` pads it).
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the recording at 400 Hz.
+    stride : int
+        Samples between the starts of consecutive windows (1 to ``window``).
+    window : int
+        Samples per window (4096).
+
+    Returns
+    -------
+    np.ndarray, shape (n_windows,), int64
+    """
+    if n_samples <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_samples - window + 1, stride, dtype=np.int64)
+    if starts[-1] + window < n_samples:
+        starts = np.append(starts, n_samples - window)
+    return starts
+
+
+def to_windows(signal, fs, lead_names, units, source="input", stride=N_SAMPLES):
+    """Convert one recording into the data contract as windows of 4096 samples.
+
+    As :func:`to_contract` (leads, units, resampling), but instead of a centre crop the
+    recording at 400 Hz is cut at :func:`window_starts`.
+
+    Returns
+    -------
+    tracings : np.ndarray, shape (n_windows, 4096, 12), float32
+    start_s, end_s : np.ndarray, shape (n_windows,), float64
+        Time of each window's first sample and of the end of its last one, in seconds
+        from the start of the recording (a short record: 0 and its duration).
+    """
+    read, start_s, end_s, _ = _record_windows(signal, fs, lead_names, units, source, stride)
+    return read(0, len(start_s)), start_s, end_s
+
+
+def _record_windows(signal, fs, lead_names, units, source, stride):
+    """(read, start_s (k,), end_s (k,), derived limb leads) of one recording's k windows.
+
+    ``read(i, j)`` returns windows i to j - 1, (j - i, 4096, 12) float32, so that a long
+    recording's windows need not all be in memory at once.
+    """
+    resampled, derived = _contract_leads(signal, fs, lead_names, units, source)  # (n, 12)
+    length = resampled.shape[0]
+    if length <= N_SAMPLES:
+        tracing = _as_float32(centre(resampled), source)[np.newaxis]  # (1, 4096, 12)
+        return (lambda i, j: tracing[i:j]), np.zeros(1), np.array([length / SAMPLING_RATE]), \
+            derived
+    starts = window_starts(length, stride)
+
+    def read(i, j):
+        return np.stack([_as_float32(resampled[start:start + N_SAMPLES], source)
+                         for start in starts[i:j]])  # (j - i, 4096, 12)
+
+    return read, starts / SAMPLING_RATE, (starts + N_SAMPLES) / SAMPLING_RATE, derived
 
 
 def _check_rate(fs, source):
@@ -281,7 +386,7 @@ def _check_finite(leads, source):
 
 # --- Writing ------------------------------------------------------------------------------
 def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
-            ptbxl_labels="paper", progress=True):
+            ptbxl_labels="paper", progress=True, window_stride=None):
     """Convert ECG recordings into one HDF5 file of the data contract.
 
     Parameters
@@ -289,8 +394,9 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     inputs : sequence of str or os.PathLike
         WFDB records (``.hea``/``.dat``/``.mat`` or the bare record name), folders of WFDB
         or CPSC 2018 records, CPSC 2018 ``.mat`` files, clinical exports (GE MUSE XML, HL7
-        aECG, DICOM waveform, SCP-ECG, Philips XML), ``.csv`` files, ``.npy`` files (2-D:
-        one record; 3-D: one per row), or a PTB-XL folder (alone).
+        aECG, DICOM waveform, SCP-ECG, Philips XML), long-term recordings (EDF/EDF+, ISHNE
+        Holter, MFER), ``.csv`` files, ``.npy`` files (2-D: one record; 3-D: one per row),
+        or a PTB-XL folder (alone).
     output : str or os.PathLike
         The HDF5 file to write (atomically: an earlier file survives a failure).
     fs : float, optional
@@ -305,12 +411,18 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
         PTB-XL: the label set written (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
     progress : bool
         Show a tqdm progress bar on stderr.
+    window_stride : int, optional
+        Cut every record into windows of 4096 samples, this many samples (at 400 Hz) apart
+        (:func:`window_starts`), one output row each, instead of centre-cropping it; the
+        ``records/`` datasets then describe each row's record and add ``record``,
+        ``window``, ``start_s`` and ``end_s``, ``exam_id`` numbers the rows and labels
+        are repeated for each window of a record.
 
     Returns
     -------
     dict
-        ``output``, ``n_records``, ``labels`` (bool) and, with labels, ``prevalence``
-        (class -> fraction positive).
+        ``output``, ``n_records``, ``n_rows`` (windows, or records), ``labels`` (bool) and,
+        with labels, ``prevalence`` (class -> fraction positive).
 
     Raises
     ------
@@ -324,26 +436,104 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     sources, table = plan_inputs(list(inputs), fs, units, leads, low_rate, ptbxl_labels)
     n = len(sources)
     with atomic_output(output) as tmp_path, h5py.File(tmp_path, "w") as file:
-        tracings = _create_layout(file, n)
         metadata = {key: [] for key in ("source", "sampling_rate", "n_samples", "units",
                                         "lead_names", "derived_leads", *_INFO_KEYS)}
-        infos = []
-        for row, source in enumerate(tqdm(sources, desc="converting", unit="record",
-                                          disable=not progress, file=sys.stderr)):
+        records = tqdm(sources, desc="converting", unit="record", disable=not progress,
+                       file=sys.stderr)
+        if window_stride is None:
+            infos = _write_records(file, records, metadata)
+            counts = None
+        else:
+            infos, counts = _write_windows(file, records, metadata, window_stride)
+            metadata = _per_window(metadata, counts)
+        _write_records_group(file, metadata)
+        table = table if table is not None else _table_from_records(infos)
+        if counts is not None and table is not None:
+            table = _table_per_window(table, counts)
+        n_rows = len(file["tracings"])
+        _write_ids_and_labels(file, n_rows, table)
+    summary = {"output": os.fspath(output), "n_records": n, "n_rows": n_rows,
+               "labels": table is not None}
+    if table is not None:
+        summary["prevalence"] = dict(zip(table["classes"], table["labels"].mean(axis=0).tolist()))
+    return summary
+
+
+def _write_records(file, sources, metadata):
+    """One centred row per record; returns the records' RecordInfo."""
+    tracings = _create_layout(file, len(sources))
+    infos = []
+    for row, source in enumerate(sources):
+        signal, record_fs, names, record_units, info = source.load()
+        tracings[row], derived = _convert_record(signal, record_fs, names, record_units,
+                                                 source.name)
+        _append_metadata(metadata, source.name, record_fs, np.shape(signal)[0],
+                         record_units, names, derived)
+        _append_info(metadata, info)
+        infos.append(info)
+    return infos
+
+
+def _write_windows(file, sources, metadata, stride):
+    """Every record's windows, one row each; returns (RecordInfo per record, starts and ends).
+
+    The number of rows is known only once every record is read, so the windows go to a
+    scratch HDF5 file first and are then copied into the contiguous ``tracings``.
+    """
+    infos, starts, ends = [], [], []
+    with tempfile.TemporaryDirectory(prefix="ecg-windows-") as folder, \
+            h5py.File(os.path.join(folder, "windows.hdf5"), "w") as scratch:
+        rows = scratch.create_dataset("windows", shape=(0, N_SAMPLES, len(LEADS)),
+                                      maxshape=(None, N_SAMPLES, len(LEADS)), dtype="float32",
+                                      chunks=(1, N_SAMPLES, len(LEADS)))
+        for source in sources:
             signal, record_fs, names, record_units, info = source.load()
-            tracings[row], derived = _convert_record(signal, record_fs, names, record_units,
-                                                     source.name)
+            read, start_s, end_s, derived = _record_windows(
+                signal, record_fs, names, record_units, source.name, stride)
+            first = len(rows)
+            rows.resize(first + len(start_s), axis=0)
+            for begin in range(0, len(start_s), _COPY_ROWS):
+                end = min(begin + _COPY_ROWS, len(start_s))
+                rows[first + begin:first + end] = read(begin, end)  # (end - begin, 4096, 12)
             _append_metadata(metadata, source.name, record_fs, np.shape(signal)[0],
                              record_units, names, derived)
             _append_info(metadata, info)
             infos.append(info)
-        _write_records_group(file, metadata)
-        table = table if table is not None else _table_from_records(infos)
-        _write_ids_and_labels(file, n, table)
-    summary = {"output": os.fspath(output), "n_records": n, "labels": table is not None}
-    if table is not None:
-        summary["prevalence"] = dict(zip(table["classes"], table["labels"].mean(axis=0).tolist()))
-    return summary
+            starts.append(start_s)
+            ends.append(end_s)
+        tracings = _create_layout(file, len(rows))
+        for begin in range(0, len(rows), _COPY_ROWS):
+            tracings[begin:begin + _COPY_ROWS] = rows[begin:begin + _COPY_ROWS]
+    return infos, (starts, ends)
+
+
+_COPY_ROWS = 256
+"""Windows copied at a time from the scratch file (256 x 4096 x 12 float32: 50 MB)."""
+
+
+def _per_window(metadata, windows):
+    """The per-record ``metadata`` repeated for each window, with the window datasets."""
+    starts, ends = windows
+    counts = [len(start) for start in starts]
+    expanded = {key: [value for value, count in zip(values, counts) for _ in range(count)]
+                for key, values in metadata.items()}
+    expanded["record"] = np.repeat(np.arange(len(counts)), counts).tolist()
+    expanded["window"] = [window for count in counts for window in range(count)]
+    expanded["start_s"] = np.concatenate(starts).tolist()
+    expanded["end_s"] = np.concatenate(ends).tolist()
+    return expanded
+
+
+def _table_per_window(table, windows):
+    """Labels (and PTB-XL's folds and patients) repeated per window; exam_id numbers rows."""
+    counts = [len(start) for start in windows[0]]
+    repeated = {key: (np.repeat(value, counts, axis=0) if key in _PER_RECORD_COLUMNS else value)
+                for key, value in table.items()}
+    repeated["exam_id"] = np.arange(sum(counts), dtype=np.int64)
+    return repeated
+
+
+_PER_RECORD_COLUMNS = ("labels", "strat_fold", "patient_id")
 
 
 def _create_layout(file, n):
@@ -383,21 +573,27 @@ def _table_from_records(infos):
             "source": "; ".join(dict.fromkeys(info.label_source for info in infos))}
 
 
+_NUMERIC_RECORDS = {"sampling_rate": np.float64, "n_samples": np.int64, "record": np.int64,
+                    "window": np.int64, "start_s": np.float64, "end_s": np.float64}
+"""records/ datasets that hold numbers (the others hold strings)."""
+
+
 def _write_records_group(file, metadata):
     group = file.create_group("records")
     group.attrs["description"] = ("per-record metadata of the sources: name, original "
                                   "sampling rate (Hz) and length, units, channel names, "
                                   "derived limb leads (comma-separated), source format, "
                                   "device, the file's own diagnosis statements and codes")
+    if "window" in metadata:
+        group.attrs["description"] += (
+            "; one entry per window: record (0-based record number), window (0-based number "
+            "in its record), start_s and end_s (seconds from the start of the record)")
     text = h5py.string_dtype()
     for key, values in metadata.items():
-        if key not in ("sampling_rate", "n_samples"):  # HDF5 strings cannot hold NUL bytes
+        if key in _NUMERIC_RECORDS:
+            group.create_dataset(key, data=np.array(values, dtype=_NUMERIC_RECORDS[key]))
+        else:  # HDF5 strings cannot hold NUL bytes
             values = [str(value).replace("\0", "") for value in values]
-        if key == "sampling_rate":
-            group.create_dataset(key, data=np.array(values, dtype=np.float64))
-        elif key == "n_samples":
-            group.create_dataset(key, data=np.array(values, dtype=np.int64))
-        else:
             group.create_dataset(key, data=np.array(values, dtype=object), dtype=text)
 
 
@@ -421,8 +617,8 @@ def build_parser(prog=None):
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
-        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML) into a "
-        "CODE-style HDF5 "
+        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML, EDF/EDF+, "
+        "ISHNE Holter, MFER) into a CODE-style HDF5 "
         f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 in 1e-4 V at {SAMPLING_RATE} Hz, "
         f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
         "signals resampled (polyphase) and zero-padded or centre-cropped.",
@@ -431,7 +627,8 @@ def build_parser(prog=None):
                         help="WFDB records (.hea/.dat/.mat or bare name; CinC #Dx codes become "
                         "labels), folders of WFDB or CPSC 2018 records, CPSC 2018 .mat files "
                         "(labels from the REFERENCE.csv beside them), clinical exports (GE MUSE "
-                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML; recognised by content), "
+                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF, ISHNE Holter, MFER; "
+                        "recognised by content), "
                         ".csv files (header row naming the leads), .npy files ((n_samples, "
                         "n_leads) or (n_records, n_samples, n_leads)), or a PTB-XL folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.hdf5",
@@ -449,17 +646,50 @@ def build_parser(prog=None):
                         help="PTB-XL: the labels written: the paper's six classes (default) or "
                         "PTB-XL's statements aggregated as in its benchmark (needs "
                         "scp_statements.csv); strat_fold and patient_id are always kept")
+    add_window_options(parser, "every window one output row (records/ names its record, "
+                       "window number, start_s and end_s; exam_id numbers the rows)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def add_window_options(parser, what):
+    """Add ``--windows`` and ``--window-stride SECONDS`` (``what``: where the windows go)."""
+    parser.add_argument("--windows", action="store_true",
+                        help=f"cut records longer than {MAX_WINDOW_STRIDE_S:g} s into "
+                        f"{N_SAMPLES}-sample windows (one every stride, plus a final one ending "
+                        "at the last sample; a shorter record: one padded window) instead of "
+                        f"centre-cropping them: {what}")
+    parser.add_argument("--window-stride", type=float, metavar="SECONDS",
+                        help=f"seconds between window starts with --windows (default "
+                        f"{MAX_WINDOW_STRIDE_S:g}: no overlap; at most {MAX_WINDOW_STRIDE_S:g})")
+
+
+def window_stride_option(args):
+    """The stride in samples of ``--windows``/``--window-stride``, or None without --windows.
+
+    Raises
+    ------
+    ECGInputError
+        A bad stride, or --window-stride without --windows.
+    """
+    if not args.windows:
+        if args.window_stride is not None:
+            raise ECGInputError("--window-stride: only used with --windows; fix: add --windows "
+                                "or drop --window-stride")
+        return None
+    return stride_samples(MAX_WINDOW_STRIDE_S if args.window_stride is None
+                          else args.window_stride)
 
 
 def main(argv=None, prog=None):
     """Run the ``convert`` command; returns 0, raises ECGInputError on bad input."""
     args = build_parser(prog).parse_args(argv)
+    stride = window_stride_option(args)
     summary = convert(args.inputs, args.output, fs=args.fs, units=args.units, leads=args.leads,
                       low_rate=args.ptbxl_100hz, ptbxl_labels=args.ptbxl_labels,
-                      progress=not args.quiet)
-    print(f"wrote {summary['n_records']} records to {summary['output']}")
+                      progress=not args.quiet, window_stride=stride)
+    windows = f" as {summary['n_rows']} windows" if stride is not None else ""
+    print(f"wrote {summary['n_records']} records{windows} to {summary['output']}")
     for name, fraction in summary.get("prevalence", {}).items():
         print(f"  {name:6s} {fraction:7.2%}")
     return 0

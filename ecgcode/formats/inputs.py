@@ -40,7 +40,7 @@ def add_conversion_options(parser):
 
 
 @contextlib.contextmanager
-def contract_inputs(paths, fs=None, units=None, leads=None):
+def contract_inputs(paths, fs=None, units=None, leads=None, window_stride=None):
     """Yield HDF5 paths for ``paths``: other recordings converted into temporary files.
 
     Parameters
@@ -49,13 +49,16 @@ def contract_inputs(paths, fs=None, units=None, leads=None):
         HDF5 files and/or anything ``datasets.py convert`` reads, read as it reads them.
     fs, units, leads : optional
         As for ``datasets.py convert``: required for CSV and .npy, override WFDB headers.
+    window_stride : int, optional
+        Cut the recordings into windows this many samples apart (``convert --windows``),
+        one row each, instead of centre-cropping them.
 
     Yields
     ------
     hdf5_paths : list of str
         In input order; each run of consecutive non-HDF5 inputs became one temporary file.
     converted : dict
-        Temporary path -> list of record names (file names), one per row.
+        Temporary path -> list of record names (file names), one per row (per window).
 
     Raises
     ------
@@ -72,7 +75,8 @@ def contract_inputs(paths, fs=None, units=None, leads=None):
                 hdf5_paths.extend(group)
                 continue
             output = os.path.join(folder, f"converted{index}.hdf5")
-            convert(group, output, fs=fs, units=units, leads=leads, progress=False)
+            convert(group, output, fs=fs, units=units, leads=leads, progress=False,
+                    window_stride=window_stride)
             hdf5_paths.append(output)
             converted[output] = _record_names(output)
         yield hdf5_paths, converted

@@ -7,9 +7,9 @@ per channel. Supported sources: WFDB records (PhysioNet ``.hea`` + ``.dat``/``.m
 CinC 2020/2021 ``#Dx:`` codes included), CSV files with one column per lead, ``.npy``
 arrays, the PTB-XL collection (its ``ptbxl_database.csv`` table gives ids, folds and
 labels), CPSC 2018 ``.mat`` records (``ecgcode.formats.challenge``) and clinical exports
-recognised by content: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML
-(``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a fifth element,
-a :class:`RecordInfo` of per-record metadata.
+recognised by content: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF/EDF+, ISHNE
+Holter, MFER (``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a
+fifth element, a :class:`RecordInfo` of per-record metadata.
 
 :func:`plan_inputs` validates a list of user inputs up front and returns lazy loaders, so
 that a bad input fails before any output is written. This module does not depend on
@@ -353,6 +353,9 @@ def _plan_one(path, fs, units, leads):
     _require_file(path, "an ECG file")
     if clinical.detect_clinical_format(path) is not None:
         return [_Source(path, lambda: _load_clinical(path))]
+    damaged = clinical.unrecognised_error(path)  # e.g. a truncated .edf
+    if damaged is not None:
+        raise damaged
     raise ECGInputError(f"{path}: unknown file type {extension or '(no extension)'!r}, not "
                         f"recognised by content either; fix: give a WFDB record (.hea/.dat/.mat), "
                         f"a .csv, a .npy, a CPSC 2018 .mat, a PTB-XL folder or one of "
