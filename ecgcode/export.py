@@ -64,20 +64,23 @@ def class_names(model, classes=None):
     return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
-def export_metadata(classes):
+def export_metadata(classes, thresholds=None):
     """The string metadata written into every export.
 
     Parameters
     ----------
     classes : sequence of str
         One name per output, in output order.
+    thresholds : dict, optional
+        The run's decision thresholds (class -> float or None), stored as the JSON object
+        ``thresholds`` so that predict.py decides with them (``ecgcode.predictor``).
 
     Returns
     -------
     dict of str to str
         ``classes`` and ``leads`` are JSON lists; the other values are plain text.
     """
-    return {
+    metadata = {
         "classes": json.dumps(list(classes)),
         "leads": json.dumps(list(LEADS)),
         "sampling_rate_hz": str(SAMPLING_RATE),
@@ -87,6 +90,9 @@ def export_metadata(classes):
         "per class, in the order of classes",
         "producer": "ecg-code-keras (Ribeiro et al. 2020, Nat Commun 11:1760)",
     }
+    if thresholds is not None:
+        metadata["thresholds"] = json.dumps({name: thresholds[name] for name in classes})
+    return metadata
 
 
 def export_paths(out, formats=FORMATS):
@@ -103,7 +109,7 @@ def export_paths(out, formats=FORMATS):
 
 
 # --- Exporting ---------------------------------------------------------------------
-def export_model(model, out, formats=FORMATS, classes=None):
+def export_model(model, out, formats=FORMATS, classes=None, thresholds=None):
     """Export ``model`` as ``OUT.onnx``, ``OUT.tflite`` and the SavedModel folder ``OUT``.
 
     Each file is written to a temporary name and renamed, so an interrupted export leaves
@@ -120,6 +126,8 @@ def export_model(model, out, formats=FORMATS, classes=None):
         A subset of ``("onnx", "tflite", "saved_model")``.
     classes : sequence of str, optional
         Output names for the metadata (see :func:`class_names`).
+    thresholds : dict, optional
+        Decision thresholds for the metadata (see :func:`export_metadata`).
 
     Returns
     -------
@@ -138,7 +146,7 @@ def export_model(model, out, formats=FORMATS, classes=None):
         _check_replaceable(paths["saved_model"])  # before the minutes of work
     classes = class_names(model, classes)
     model = float32_model(model)
-    metadata = export_metadata(classes)
+    metadata = export_metadata(classes, thresholds)
     if "saved_model" in paths:
         export_saved_model(model, paths["saved_model"], metadata)
     if "onnx" in paths:
@@ -308,7 +316,8 @@ def build_parser(prog="model.py export"):
         allow_abbrev=False,
     )
     parser.add_argument("model", metavar="MODEL",
-                        help="a .keras/.h5/.hdf5 model file or a train.py run folder")
+                        help="a .keras/.h5/.hdf5 model file or a train.py run folder (whose "
+                        "thresholds.json is then stored in the metadata too)")
     parser.add_argument("out", metavar="OUT",
                         help="destination stem: writes OUT.onnx, OUT.tflite and OUT/")
     parser.add_argument(
@@ -332,7 +341,8 @@ def _comma_list(text):
 
 def export_and_report(model, args):
     """Export ``model`` as ``args`` ask, check each export, print one line each; return 0."""
-    paths = export_model(model, args.out, args.formats, args.classes)
+    paths = export_model(model, args.out, args.formats, args.classes,
+                         getattr(args, "thresholds", None))
     differences = {} if args.no_check else check_exports(model, paths)
     for kind, path in paths.items():
         line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"
