@@ -4,10 +4,22 @@ The equality tests compare the ONNX path's output table with the Keras path's on
 inputs; the import test runs predict.py in a fresh process and lists what it imported.
 """
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import ROOT, SHARED, run_main, small_model_and_export
 from scipy.signal import resample_poly as scipy_resample_poly
 
+from ecgcode import runtimes
+from ecgcode.cli import model as model_module
+from ecgcode.cli import predict
+from ecgcode.common import CLASSES, PAPER_THRESHOLDS
 from ecgcode.formats.resample import resample_poly
 
 
@@ -25,3 +37,146 @@ def test_resample_poly_other_shapes():
     x = np.arange(50.0)  # (50,)
     np.testing.assert_allclose(resample_poly(x, 4, 5), scipy_resample_poly(x, 4, 5), atol=1e-9)
     np.testing.assert_array_equal(resample_poly(x, 3, 3), x)
+
+
+# --- predict.py with an ONNX export ------------------------------------------------
+FORMATS = SHARED / "ecg-samples" / "formats"
+CLINICAL = [FORMATS / "ge-muse" / "guangxi_teaching_sinus_rhythm.xml",
+            FORMATS / "hl7-aecg" / "Example_aECG.xml",
+            FORMATS / "dicom" / "waveform_ecg.dcm",
+            FORMATS / "scp-ecg" / "Example.scp"]
+needs_shared = pytest.mark.skipif(not FORMATS.is_dir(),
+                                  reason=f"the example clinical files are not in {FORMATS}")
+FORBIDDEN = ("tensorflow", "keras", "jax", "tf_keras", "scipy.signal", "matplotlib")
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(small.keras, small.onnx): the same small model, saved and exported."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    return small_model_and_export(tmp_path_factory.mktemp("models"))
+
+
+def predict_csv(inputs, model, out, capsys, *options):
+    status, _, err = run_main(predict.main, [*map(str, inputs), str(model), "--output-file",
+                                             str(out), "--quiet", *options], capsys)
+    assert status == 0, err
+    return pd.read_csv(out)
+
+
+def assert_same_table(onnx_table, keras_table):
+    assert list(onnx_table.columns) == list(keras_table.columns)
+    numbers = list(CLASSES)
+    pd.testing.assert_frame_equal(onnx_table.drop(columns=numbers),
+                                  keras_table.drop(columns=numbers))
+    np.testing.assert_allclose(onnx_table[numbers], keras_table[numbers], rtol=0,
+                               atol=TOLERANCE)
+    assert keras_table[numbers].std().max() > 100 * TOLERANCE  # outputs depend on inputs
+
+
+def test_onnx_gives_the_keras_table_on_hdf5(models, make_hdf5, tmp_path, capsys):
+    tracings = make_hdf5("exams.hdf5", 5)
+    keras_table = predict_csv([tracings], models[0], tmp_path / "keras.csv", capsys,
+                              "--paper-thresholds")
+    onnx_table = predict_csv([tracings], models[1], tmp_path / "onnx.csv", capsys,
+                             "--paper-thresholds", "--batch-size", "2")
+    assert "exam_id" in onnx_table and "AF_pred" in onnx_table
+    assert_same_table(onnx_table, keras_table)
+    npy = tmp_path / "onnx.npy"
+    predict_csv([tracings], models[1], tmp_path / "again.csv", capsys)
+    assert run_main(predict.main, [tracings, models[1], "--output-file", str(npy), "--quiet"],
+                    capsys)[0] == 0
+    np.testing.assert_allclose(np.load(npy), keras_table[list(CLASSES)], atol=TOLERANCE)
+
+
+@needs_shared
+def test_onnx_gives_the_keras_table_on_clinical_files(models, tmp_path, capsys):
+    keras_table = predict_csv(CLINICAL, models[0], tmp_path / "keras.csv", capsys)
+    onnx_table = predict_csv(CLINICAL, models[1], tmp_path / "onnx.csv", capsys)
+    assert list(onnx_table["record"]) == [path.name for path in CLINICAL]
+    assert_same_table(onnx_table, keras_table)
+
+
+def imported_modules(argv, cwd):
+    """Run predict.py's main in a fresh interpreter; return (status, forbidden modules)."""
+    code = ("import json, sys\nfrom ecgcode.cli.predict import main\nstatus = main(sys.argv[1:])\n"
+            f"print(json.dumps([status, sorted(m for m in sys.modules if m in {FORBIDDEN!r} or "
+            f"m.split('.')[0] in {FORBIDDEN!r})]))")
+    result = subprocess.run([sys.executable, "-c", code, *map(str, argv)], check=False, cwd=cwd,
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_onnx_path_imports_no_tensorflow_keras_or_jax(models, make_hdf5, tmp_path):
+    inputs = [make_hdf5("exams.hdf5", 2)]
+    if FORMATS.is_dir():
+        inputs.append(CLINICAL[0])  # a clinical file is read and resampled (500 Hz) too
+    status, forbidden = imported_modules([*inputs, models[1], "--output-file",
+                                          tmp_path / "out.csv", "--paper-thresholds"],
+                                         tmp_path)
+    assert status == 0
+    assert forbidden == []
+
+
+def test_keras_path_is_still_keras(models, make_hdf5, tmp_path):
+    status, forbidden = imported_modules([make_hdf5("exams.hdf5", 1), models[0],
+                                          "--output-file", tmp_path / "out.npy"], tmp_path)
+    assert status == 0 and "tensorflow" in forbidden  # the check above can fail
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--explain", "0"], "--explain: needs the Keras model"),
+    (["--precision", "bfloat16"], "--precision bfloat16: needs a Keras model"),
+])
+def test_keras_only_options_with_onnx_are_one_line_errors(models, make_hdf5, tmp_path, capsys,
+                                                          options, message):
+    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), models[1], "--output-file",
+                                             str(tmp_path / "o.csv"), *options], capsys)
+    assert status == 2
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_damaged_or_missing_onnx_is_a_one_line_error(make_hdf5, tmp_path, capsys):
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(b"not a model")
+    for model, message in ((damaged, "not a readable ONNX model"),
+                           (tmp_path / "missing.onnx", "ONNX model not found")):
+        status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), str(model),
+                                                 "--output-file", str(tmp_path / "o.csv")],
+                                  capsys)
+        assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_thresholds_stored_in_the_export_decide(tmp_path, make_hdf5, capsys):
+    pytest.importorskip("tf2onnx")
+    stored = {"1dAVb": 0.5, "RBBB": 0.0, "LBBB": 1.0, "SB": None, "AF": 0.5, "ST": 0.5}
+    _, onnx_path = small_model_and_export(tmp_path, thresholds=stored)
+    assert json.loads(runtimes.read_metadata(onnx_path)["thresholds"]) == stored
+    table = predict_csv([make_hdf5("x.hdf5", 3)], onnx_path, tmp_path / "o.csv", capsys)
+    assert list(table["RBBB_pred"]) == [1, 1, 1] and list(table["LBBB_pred"]) == [0, 0, 0]
+    assert table["SB_pred"].isna().all()
+    expected = (table["AF"] > 0.5).astype(int)
+    assert list(table["AF_pred"]) == list(expected)
+    paper = predict_csv([make_hdf5("x.hdf5", 3)], onnx_path, tmp_path / "p.csv", capsys,
+                        "--paper-thresholds")  # an option overrides the stored ones
+    assert list(paper["LBBB_pred"]) == list((paper["LBBB"] > PAPER_THRESHOLDS["LBBB"]).astype(int))
+
+
+def test_model_export_of_a_run_folder_stores_its_thresholds(models, tmp_path, capsys):
+    pytest.importorskip("tf2onnx")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(models[0], run / "model_best.keras")
+    per_class = {name: {"threshold": 0.25 + 0.1 * k, "f1": 0.5}
+                 for k, name in enumerate(CLASSES)}
+    (run / "thresholds.json").write_text(json.dumps({"classes": per_class}))
+    status, _, err = run_main(model_module.main, ["export", str(run), str(tmp_path / "ecg"),
+                                                  "--formats", "onnx", "--no-check"], capsys)
+    assert status == 0, err
+    stored = json.loads(runtimes.read_metadata(tmp_path / "ecg.onnx")["thresholds"])
+    assert stored == {name: value["threshold"] for name, value in per_class.items()}
