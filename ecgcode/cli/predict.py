@@ -3,9 +3,12 @@
     python predict.py TRACINGS.hdf5 [MORE.hdf5 ...] MODEL [--output-file OUT.npy|OUT.csv]
 
 MODEL (always the last positional argument) is a ``.keras`` or ``.h5``/``.hdf5`` model
-file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights) or a run folder
-written by train.py, whose best model and thresholds are then used. The original study's
-form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still works.
+file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights), a run folder
+written by train.py, whose best model and thresholds are then used, or an ``.onnx`` export
+(``model.py export``), run by onnxruntime without importing TensorFlow
+(``ecgcode.predictor``). The original study's form ``python predict.py tracings.hdf5
+model.hdf5 --output_file out.npy`` still works. ``predict.py --serve MODEL`` instead keeps
+MODEL loaded behind a local HTTP service (``ecgcode.service``).
 
 Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the original
 study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
