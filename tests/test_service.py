@@ -198,3 +198,10 @@ def test_command_line_refuses_tracings_with_serve(onnx_model, capsys):
 
     status, _, err = run_main(predict.main, ["--serve", "x.hdf5", onnx_model], capsys)
     assert status == 2 and "--serve takes one positional argument" in err
+
+
+def test_multipart_keeps_binary_files_byte_for_byte():
+    files = [(f"f{k}.bin", os.urandom(5000) + b"\r\n--boundary\r\n\n\r" + os.urandom(50))
+             for k in range(3)]
+    body, content_type = multipart(files)
+    assert service.request_files({"Content-Type": content_type}, body) == files
