@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ecgcode.classnames import output_names
-from ecgcode.common import ECGInputError, first_line
+from ecgcode.classnames import default_classes, is_paper_set, output_names
+from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
 from ecgcode.data import RowReader
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.precision import bfloat16_model, with_policy
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import resolve_model
-from ecgcode.runtimes import INPUT_NAME, OUTPUT_NAME, onnx_session
+from ecgcode.runtimes import onnx_session
 
 ONNX_SUFFIX = ".onnx"
 
@@ -117,20 +117,34 @@ def _onnx_predictor(path, classes, batch_size):
     except Exception as error:  # noqa: BLE001 onnxruntime's errors subclass Exception only
         raise ECGInputError(f"{path}: not a readable ONNX model ({first_line(error)}); "
                             "export it again with `model.py export`") from None
+    (signal,), outputs = session.get_inputs(), session.get_outputs()
+    n_outputs = outputs[0].shape[-1] if outputs[0].shape else None
+    if tuple(signal.shape[1:]) != INPUT_SHAPE or not isinstance(n_outputs, int):
+        raise ECGInputError(f"{path}: an ONNX model of input {signal.shape} and output "
+                            f"{outputs[0].shape}; predict.py needs (batch, {INPUT_SHAPE[0]}, "
+                            f"{INPUT_SHAPE[1]}) -> (batch, n_classes), as `model.py export` "
+                            "writes")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    n_outputs = session.get_outputs()[0].shape[-1]
     stored = json.loads(metadata["classes"]) if "classes" in metadata else None
-    names = output_names(n_outputs, classes or stored, "--classes" if classes else path)
+    warning = None
+    if classes is None and stored is None:
+        names = default_classes(n_outputs)
+        if not is_paper_set(names):
+            warning = (f"{path}: the export stores no class names; its {n_outputs} outputs "
+                       f"are called {names[0]}..{names[-1]} (name them with --classes A,B,...)")
+    else:
+        names = output_names(n_outputs, classes or stored, "--classes" if classes else path)
     stored_thresholds = json.loads(metadata["thresholds"]) if "thresholds" in metadata else None
+    input_name, output_name = signal.name, outputs[0].name  # "signal", "probabilities"
 
     def predict(x):
         x = np.ascontiguousarray(x, dtype=np.float32)  # (n, 4096, 12)
-        outputs = [session.run([OUTPUT_NAME], {INPUT_NAME: x[start:start + batch_size]})[0]
-                   for start in range(0, len(x), batch_size)]
-        return np.concatenate(outputs).astype(np.float32)  # (n, n_classes)
+        batches = [session.run([output_name], {input_name: x[start:start + batch_size]})[0]
+                   for start in range(0, len(x), batch_size)]  # each (b, n_classes)
+        return np.concatenate(batches).astype(np.float32)  # (n, n_classes)
 
     return Predictor(predict, names, "onnx", os.fspath(path), metadata,
-                     stored_thresholds if stored_thresholds and not classes else None)
+                     None if classes else stored_thresholds, warning=warning)
 
 
 def _keras_predictor(path, classes, precision, batch_size, verbose):

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, SHARED, run_main, small_model_and_export
 from scipy.signal import resample_poly as scipy_resample_poly
 
-from ecgcode import runtimes
+from ecgcode import outputs, runtimes
 from ecgcode.cli import model as model_module
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS
@@ -180,3 +180,62 @@ def test_model_export_of_a_run_folder_stores_its_thresholds(models, tmp_path, ca
     assert status == 0, err
     stored = json.loads(runtimes.read_metadata(tmp_path / "ecg.onnx")["thresholds"])
     assert stored == {name: value["threshold"] for name, value in per_class.items()}
+
+
+def foreign_onnx(path, input_shape, n_outputs):
+    """An ONNX model written by another tool: no metadata, other names (mean over time)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *input_shape])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", n_outputs])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["mean"], keepdims=0),  # (n, 12)
+             helper.make_node("Slice", ["mean", "start", "end", "axis"], ["y0"]),
+             helper.make_node("Sigmoid", ["y0"], ["y"])]
+    constants = [axes, helper.make_tensor("start", TensorProto.INT64, [1], [0]),
+                 helper.make_tensor("end", TensorProto.INT64, [1], [n_outputs]),
+                 helper.make_tensor("axis", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph(nodes, "foreign", [x], [y], initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_foreign_onnx_without_metadata_gets_default_names_and_a_warning(make_hdf5, tmp_path,
+                                                                          capsys):
+    pytest.importorskip("onnxruntime")
+    model = foreign_onnx(tmp_path / "foreign.onnx", (4096, 12), 3)
+    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 2), model, "--output-file",
+                                             str(tmp_path / "o.csv"), "--quiet"], capsys)
+    assert status == 0 and "stores no class names" in err
+    table = pd.read_csv(tmp_path / "o.csv")
+    assert list(table.columns) == ["exam_id", "class_0", "class_1", "class_2"]
+
+
+def test_onnx_of_another_input_shape_is_a_one_line_error(make_hdf5, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    model = foreign_onnx(tmp_path / "other.onnx", (1000, 12), 6)
+    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), model, "--output-file",
+                                             str(tmp_path / "o.csv")], capsys)
+    assert status == 2 and "predict.py needs (batch, 4096, 12)" in err and err.count("\n") == 1
+
+
+# --- The .csv without pandas ----------------------------------------------------------
+@pytest.mark.parametrize("exam_ids", [None, np.array([7, 8, 9], np.int64),
+                                      np.array([1.5, np.nan, 3e12])])
+@pytest.mark.parametrize("with_names, thresholds", [
+    (False, None),
+    (True, {"a": 0.5, "b": None}),
+    (True, {"a": 0.0, "b": 1.0}),
+])
+def test_csv_is_written_as_pandas_writes_it(tmp_path, exam_ids, with_names, thresholds):
+    probabilities = np.array([[0.1, 1 / 3], [np.nan, 0.999999], [np.inf, 1e-12]],
+                             dtype=np.float32)  # (3, 2)
+    names = ['plain.xml', 'with,comma "and" quotes.xml', "naïve\u00e9.dcm"] if with_names else None
+    out = tmp_path / "o.csv"
+    outputs.write_predictions(out, probabilities, exam_ids, thresholds, ("a", "b"), names)
+    expected = outputs.predictions_frame(probabilities, exam_ids, thresholds, ("a", "b"), names)
+    expected.to_csv(tmp_path / "pandas.csv", index=False, float_format="%.9g")
+    assert out.read_bytes() == (tmp_path / "pandas.csv").read_bytes()
