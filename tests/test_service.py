@@ -25,10 +25,16 @@ MUSE = SHARED / "ecg-samples" / "formats" / "ge-muse" / "guangxi_teaching_sinus_
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
+def models(tmp_path_factory):
+    """(small.keras, small.onnx): the same small model."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
-    return small_model_and_export(tmp_path_factory.mktemp("models"))[1]
+    return small_model_and_export(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def onnx_model(models):
+    return models[1]
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +211,20 @@ def test_multipart_keeps_binary_files_byte_for_byte():
              for k in range(3)]
     body, content_type = multipart(files)
     assert service.request_files({"Content-Type": content_type}, body) == files
+
+
+def test_a_keras_model_serves_the_same_probabilities(models, server, hdf5_bytes):
+    keras_server = service.make_server(service.Service(load_predictor(models[0])), port=0)
+    thread = threading.Thread(target=keras_server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, from_keras = request(keras_server, "POST", "/predict?name=two.hdf5", hdf5_bytes)
+    finally:
+        keras_server.shutdown()
+        keras_server.server_close()
+    assert status == 200 and len(from_keras["results"]) == 2
+    from_onnx = request(server, "POST", "/predict?name=two.hdf5", hdf5_bytes)[1]
+    for keras_result, onnx_result in zip(from_keras["results"], from_onnx["results"]):
+        assert "predictions" not in keras_result  # no thresholds given to this one
+        assert list(keras_result["probabilities"].values()) == pytest.approx(
+            list(onnx_result["probabilities"].values()), abs=1e-4)
