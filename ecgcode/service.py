@@ -8,7 +8,8 @@ Endpoints (JSON responses):
   contract in a temporary folder (removed afterwards) and predicted. The answer is
   ``{"model", "classes", "results": [...]}`` with one result per exam:
   ``{"file", "classes", "probabilities": {class: p}, "predictions": {class: 0/1}}``
-  (``predictions`` when thresholds are known; ``row`` when a file holds several exams), or
+  (``predictions`` when thresholds are known; ``row`` when a file holds several exams;
+  ``warnings``: predict.py's one-line input warnings, when there are any), or
   ``{"file", "error": "<one line>"}`` for a file that cannot be read. A bad file never
   stops the service nor the other files of its request: the status is 200 whenever the
   request itself could be read, and 400 (with ``{"error"}``) when it could not.
@@ -37,9 +38,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from ecgcode.common import ECGInputError, first_line
 from ecgcode.data import open_collection
 from ecgcode.formats.inputs import contract_inputs
+from ecgcode.outputs import input_warnings
 from ecgcode.predictor import predict_rows
 from ecgcode.thresholds import binarize
 
@@ -109,19 +113,27 @@ def request_files(headers, body, query_name=None):
     return [(name, body)]
 
 
-def exam_results(name, probabilities, classes, thresholds, rows):
-    """The JSON results of one file's exams (see the module docstring)."""
+def exam_results(name, probabilities, classes, thresholds, warnings=()):
+    """The JSON results of one file's exams (see the module docstring).
+
+    A NaN probability (a tracing with NaN/inf samples) and a class without a threshold
+    give ``null``; ``warnings`` (predict.py's one-line input warnings) are added to each.
+    """
     results = []
     for row, scores in enumerate(probabilities):  # scores: (n_classes,)
         result = {"file": name}
-        if rows > 1:
+        if len(probabilities) > 1:
             result["row"] = row
         result["classes"] = list(classes)
-        result["probabilities"] = {c: float(p) for c, p in zip(classes, scores)}
+        result["probabilities"] = {c: float(p) if np.isfinite(p) else None
+                                   for c, p in zip(classes, scores)}
         if thresholds is not None:
             result["predictions"] = {
-                c: (None if thresholds[c] is None else int(binarize(p, thresholds[c])))
+                c: (None if thresholds[c] is None or not np.isfinite(p)
+                    else int(binarize(p, thresholds[c])))
                 for c, p in zip(classes, scores)}
+        if warnings:
+            result["warnings"] = list(warnings)
         results.append(result)
     return results
 
@@ -166,15 +178,17 @@ class Service:
         try:
             with contract_inputs([path]) as (paths, _):
                 collection = open_collection(paths)
+                warnings = input_warnings(collection)  # units, flat or swapped leads
                 with self._lock:
                     probabilities = predict_rows(self.predictor, collection)  # (n, classes)
         except ECGInputError as error:
             return [{"file": shown, "error": first_line(error).replace(path, shown)}]
         except Exception as error:  # noqa: BLE001 a file must never stop the service
-            return [{"file": shown, "error": f"cannot read this file ({type(error).__name__}: "
-                     f"{first_line(error).replace(path, shown)})"}]
+            message = f"{type(error).__name__}: {first_line(error).replace(path, shown)}"
+            print(f"error: {shown}: {message}", file=sys.stderr)
+            return [{"file": shown, "error": f"cannot read this file ({message})"}]
         return exam_results(shown, probabilities, self.predictor.classes, self.thresholds,
-                            collection.n)
+                            warnings)
 
 
 # --- HTTP ---------------------------------------------------------------------------

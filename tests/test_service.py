@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 
+import numpy as np
 import pytest
 from conftest import ROOT, SHARED, small_model_and_export
 
@@ -228,3 +229,19 @@ def test_a_keras_model_serves_the_same_probabilities(models, server, hdf5_bytes)
         assert "predictions" not in keras_result  # no thresholds given to this one
         assert list(keras_result["probabilities"].values()) == pytest.approx(
             list(onnx_result["probabilities"].values()), abs=1e-4)
+
+
+def test_nan_tracings_and_input_warnings_reach_the_answer(server, tmp_path):
+    from conftest import synthetic_tracings, write_hdf5
+
+    x = synthetic_tracings(2) * 0.1  # (2, 4096, 12) in mV instead of 1e-4 V
+    x[1, 100:200, 3] = np.nan
+    path = write_hdf5(tmp_path / "mv.hdf5", 2, data=x)
+    with open(path, "rb") as handle:
+        status, answer = request(server, "POST", "/predict?name=mv.hdf5", handle.read())
+    assert status == 200
+    first, second = answer["results"]
+    assert all(value is not None for value in first["probabilities"].values())
+    assert set(second["probabilities"].values()) == {None}
+    assert set(second["predictions"].values()) == {None}
+    assert any("look like mV" in warning for warning in first["warnings"])
