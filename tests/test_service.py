@@ -245,3 +245,21 @@ def test_nan_tracings_and_input_warnings_reach_the_answer(server, tmp_path):
     assert set(second["probabilities"].values()) == {None}
     assert set(second["predictions"].values()) == {None}
     assert any("look like mV" in warning for warning in first["warnings"])
+
+
+def test_another_host_is_warned_about_and_ctrl_c_returns_0(onnx_model, monkeypatch, capsys):
+    class Interrupted:
+        server_address = ("0.0.0.0", 8000)
+        closed = False
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            Interrupted.closed = True
+
+    monkeypatch.setattr(service, "make_server", lambda *args: Interrupted())
+    assert service.serve(service.Service(load_predictor(onnx_model)), "0.0.0.0", 8000) == 0
+    err = capsys.readouterr().err
+    assert "warning: --host 0.0.0.0: the service is reachable from other machines" in err
+    assert Interrupted.closed and err.rstrip().endswith("stopped")
