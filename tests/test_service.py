@@ -263,3 +263,17 @@ def test_another_host_is_warned_about_and_ctrl_c_returns_0(onnx_model, monkeypat
     err = capsys.readouterr().err
     assert "warning: --host 0.0.0.0: the service is reachable from other machines" in err
     assert Interrupted.closed and err.rstrip().endswith("stopped")
+
+
+def test_a_silent_client_is_disconnected(onnx_model):
+    limits = service.Limits(timeout_s=0.5)
+    quick = service.make_server(service.Service(load_predictor(onnx_model), None, limits), port=0)
+    thread = threading.Thread(target=quick.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(quick.server_address[:2], timeout=30) as raw:
+            raw.sendall(b"POST /predict?name=a.xml HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc")
+            assert raw.recv(65536) == b""  # closed by the server, the body never completed
+    finally:
+        quick.shutdown()
+        quick.server_close()
