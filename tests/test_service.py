@@ -262,7 +262,8 @@ def test_another_host_is_warned_about_and_ctrl_c_returns_0(onnx_model, monkeypat
     assert service.serve(service.Service(load_predictor(onnx_model)), "0.0.0.0", 8000) == 0
     err = capsys.readouterr().err
     assert "warning: --host 0.0.0.0: the service is reachable from other machines" in err
-    assert Interrupted.closed and err.rstrip().endswith("stopped")
+    assert Interrupted.closed and "stopped" in err.splitlines()  # (other tests' server logs
+    # may land here too: a request is logged after its answer is sent)
 
 
 def test_a_silent_client_is_disconnected(onnx_model):
