@@ -278,3 +278,17 @@ def test_a_silent_client_is_disconnected(onnx_model):
     finally:
         quick.shutdown()
         quick.server_close()
+
+
+def test_each_request_leaves_no_temporary_files(server, hdf5_bytes):
+    import glob
+    import tempfile
+
+    def leftovers():
+        return {path for prefix in ("ecg-service-", "ecg-predict-")
+                for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*"))}
+
+    before = leftovers()
+    body, content_type = multipart([("two.hdf5", hdf5_bytes), ("bad.xml", b"<x/>")])
+    assert request(server, "POST", "/predict", body, {"Content-Type": content_type})[0] == 200
+    assert leftovers() <= before
