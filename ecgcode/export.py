@@ -64,13 +64,16 @@ def class_names(model, classes=None):
     return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
-def export_metadata(classes, provenance=None):
+def export_metadata(classes, thresholds=None, provenance=None):
     """The string metadata written into every export.
 
     Parameters
     ----------
     classes : sequence of str
         One name per output, in output order.
+    thresholds : dict, optional
+        The run's decision thresholds (class -> float or None), stored as the JSON object
+        ``thresholds`` so that predict.py decides with them (``ecgcode.predictor``).
     provenance : dict, optional
         The source model's provenance (``ecgcode.provenance.model_provenance``), stored as
         the JSON string ``provenance``; absent when the model holds none.
@@ -91,6 +94,8 @@ def export_metadata(classes, provenance=None):
         "per class, in the order of classes",
         "producer": "ecg-code-keras (Ribeiro et al. 2020, Nat Commun 11:1760)",
     }
+    if thresholds is not None:
+        metadata["thresholds"] = json.dumps({name: thresholds[name] for name in classes})
     if provenance is not None:
         metadata["provenance"] = json.dumps(provenance)
     return metadata
@@ -110,7 +115,7 @@ def export_paths(out, formats=FORMATS):
 
 
 # --- Exporting ---------------------------------------------------------------------
-def export_model(model, out, formats=FORMATS, classes=None, provenance=None):
+def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, provenance=None):
     """Export ``model`` as ``OUT.onnx``, ``OUT.tflite`` and the SavedModel folder ``OUT``.
 
     Each file is written to a temporary name and renamed, so an interrupted export leaves
@@ -127,6 +132,8 @@ def export_model(model, out, formats=FORMATS, classes=None, provenance=None):
         A subset of ``("onnx", "tflite", "saved_model")``.
     classes : sequence of str, optional
         Output names for the metadata (see :func:`class_names`).
+    thresholds : dict, optional
+        Decision thresholds for the metadata (see :func:`export_metadata`).
     provenance : dict, optional
         What the model was trained on, copied into the metadata (:func:`export_metadata`).
 
@@ -147,7 +154,7 @@ def export_model(model, out, formats=FORMATS, classes=None, provenance=None):
         _check_replaceable(paths["saved_model"])  # before the minutes of work
     classes = class_names(model, classes)
     model = float32_model(model)
-    metadata = export_metadata(classes, provenance)
+    metadata = export_metadata(classes, thresholds, provenance)
     if "saved_model" in paths:
         export_saved_model(model, paths["saved_model"], metadata)
     if "onnx" in paths:
@@ -318,7 +325,8 @@ def build_parser(prog="model.py export"):
         allow_abbrev=False,
     )
     parser.add_argument("model", metavar="MODEL",
-                        help="a .keras/.h5/.hdf5 model file or a train.py run folder")
+                        help="a .keras/.h5/.hdf5 model file or a train.py run folder (whose "
+                        "thresholds.json is then stored in the metadata too)")
     parser.add_argument("out", metavar="OUT",
                         help="destination stem: writes OUT.onnx, OUT.tflite and OUT/")
     parser.add_argument(
@@ -343,9 +351,11 @@ def _comma_list(text):
 def export_and_report(model, args, provenance=None):
     """Export ``model`` as ``args`` ask, check each export, print one line each; return 0.
 
-    ``provenance``, the source model file's record, goes into every export's metadata.
+    ``args.thresholds`` (a run's thresholds, or None) and ``provenance``, the source model
+    file's record, go into every export's metadata.
     """
-    paths = export_model(model, args.out, args.formats, args.classes, provenance)
+    paths = export_model(model, args.out, args.formats, args.classes,
+                         getattr(args, "thresholds", None), provenance)
     differences = {} if args.no_check else check_exports(model, paths)
     for kind, path in paths.items():
         line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"

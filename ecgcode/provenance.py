@@ -188,14 +188,17 @@ def model_provenance(path):
     return read_model_provenance(path)
 
 
-def synthetic_model_warning(model_path, input_paths):
+def synthetic_model_warning(provenance, model_path, input_paths):
     """predict.py's warning when a synthetic-only model meets ECGs that are not synthetic.
 
     Parameters
     ----------
+    provenance : dict or None
+        The model's record (:func:`model_provenance`, or a loaded
+        ``ecgcode.predictor.Predictor``'s). A model without one (the original study's
+        weights) gives no warning.
     model_path : str
-        The model file (or export); its record (:func:`model_provenance`) is read. A model
-        without one (the original study's weights) gives no warning.
+        The model file (or export), named in the warning.
     input_paths : sequence of str
         The HDF5 files predicted (converted clinical or WFDB records are never synthetic).
 
@@ -204,7 +207,6 @@ def synthetic_model_warning(model_path, input_paths):
     str or None
         One line (without "warning: "), or None.
     """
-    provenance = model_provenance(model_path)
     if not provenance or not provenance.get("synthetic_only"):
         return None
     if all(is_synthetic_file(path) for path in input_paths):

@@ -165,8 +165,8 @@ def read_validation_f1(path, classes):
 
 
 # --- Choices -------------------------------------------------------------------------
-def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES):
-    """predict.py's thresholds: the paper's, those of a file, the run folder's, or None.
+def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES, stored=None):
+    """predict.py's thresholds: the paper's, a file's, the run folder's, the model's, or None.
 
     Parameters
     ----------
@@ -178,6 +178,8 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES):
         The run folder's thresholds file (``ecgcode.runfolder.resolve_model``).
     classes : sequence of str
         The model's classes.
+    stored : dict, optional
+        Thresholds stored in the model (an ONNX export of a run: class -> float or None).
 
     Returns
     -------
@@ -195,6 +197,8 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES):
         return read_thresholds(path, classes)
     if run_thresholds_path:
         return read_thresholds(run_thresholds_path, classes)
+    if stored is not None:
+        return {name: stored.get(name) for name in classes}
     return None
 
 

@@ -160,3 +160,32 @@ def run_main(main, argv, capsys):
         status = stop.code
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def small_model_and_export(folder, seed=0, thresholds=None):
+    """A small functional model saved as ``small.keras`` and exported as ``small.onnx``.
+
+    Conv1D, batch norm (non-trivial statistics), ReLU, pooling and a sigmoid head, so that
+    the export must reproduce real layers. Returns (keras path, onnx path), both str.
+    """
+    import keras
+
+    from ecgcode.export import export_model
+    from ecgcode.modelfiles import save_model
+
+    keras.utils.set_random_seed(seed)
+    signal = keras.Input((N_SAMPLES, 12), name="signal")  # (batch, 4096, 12)
+    x = keras.layers.Conv1D(8, 16, strides=16, use_bias=False)(signal)  # (batch, 256, 8)
+    norm = keras.layers.BatchNormalization()
+    x = keras.layers.Activation("relu")(norm(x))
+    x = keras.layers.GlobalAveragePooling1D()(x)  # (batch, 8)
+    head = keras.layers.Dense(len(CLASSES), activation="sigmoid")
+    model = keras.Model(signal, head(x))  # (batch, 6)
+    gamma, beta, mean, variance = norm.get_weights()
+    norm.set_weights([gamma * 1.1, beta + 0.1, mean + 0.2, variance * 1.5])
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 30, bias])  # outputs spread over (0, 1), not all near 0.5
+    stem = os.path.join(os.fspath(folder), "small")
+    save_model(model, stem, formats=(".keras",))
+    export_model(model, stem, formats=("onnx",), thresholds=thresholds)
+    return stem + ".keras", stem + ".onnx"

@@ -95,7 +95,8 @@ def test_all_writes_the_table(bench_file, tmp_path, capsys):
     data_dir.mkdir()
     (data_dir / "bench_small.hdf5").symlink_to(bench_file)
     status = bench.main(["all", "--model", "tiny", "--data-dir", str(data_dir), "--out",
-                         str(out), "--skip", "peak", "speed", "memory", "--precision-rows",
+                         str(out), "--skip", "peak", "speed", "memory", "one_exam", "service",
+                         "--precision-rows",
                          "160", "--rounds", "1", "--warmup", "1", "--window", "1",
                          "--windows", "1"])
     assert status == 0
@@ -254,3 +255,25 @@ def test_precision_section_reports_items_1_to_3(bench_file, tmp_path):
     values = [float(line.split("|")[3]) for line in lines]
     assert all(value > 0 for value in values[:4] + values[5:]) and values[4] >= 0
     assert "of the bare pass (target >= 95 %)" in lines[1] and "x --no-mixed-precision" in lines[6]
+
+
+def test_one_exam_and_service_sections(make_hdf5, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    exam = make_hdf5("one.hdf5", 1)
+    out = tmp_path / "one.md"
+    assert bench.main(["one_exam", exam, "--model", "tiny", "--runs", "1", "--out",
+                       str(out)]) == 0
+    rows = table_lines(out.read_text())
+    assert [line.split("|")[2].strip() for line in rows] == [
+        "predict.py one exam, Keras .keras, wall", "predict.py one exam, Keras .keras, peak RSS",
+        "predict.py one exam, ONNX export, wall", "predict.py one exam, ONNX export, peak RSS",
+        "largest probability difference, ONNX export vs Keras .keras"]
+    values = [float(line.split("|")[3]) for line in rows]
+    assert all(value > 0 for value in values[:4]) and values[4] < 1e-4
+    assert values[3] < values[1]  # the ONNX process never loads TensorFlow
+    assert bench.main(["service", exam, "--model", "tiny", "--requests", "2", "--out",
+                       str(out)]) == 0
+    rows = table_lines(out.read_text())
+    assert len(rows) == 6 and all(float(line.split("|")[3]) > 0 for line in rows)
+    assert rows[0].split("|")[2].strip() == "ONNX export, latency per request, median"

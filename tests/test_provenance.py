@@ -108,7 +108,8 @@ def test_files_without_provenance_read_none(tmp_path):
     plain = tmp_path / "keras_only.h5"
     tiny_model().save(plain)  # as another project (or the original study) writes it
     assert prov.model_provenance(str(plain)) is None
-    assert prov.synthetic_model_warning(str(plain), [str(plain)]) is None
+    assert prov.synthetic_model_warning(prov.model_provenance(str(plain)), str(plain),
+                                       [str(plain)]) is None
 
 
 # --- Fingerprints and the test of "synthetic" -----------------------------------------------
@@ -221,3 +222,44 @@ def test_fine_tuning_records_the_model_it_started_from(synthetic_run, tmp_path, 
     assert start["provenance"]["synthetic_only"] is True
     status, err = run_predict([data, out, "--output-file", tmp_path / "t.npy"], capsys)
     assert status == 0 and WARNING not in err, err  # trained on real data in the end
+
+
+# --- The fast path and the service read the record too -----------------------------------
+@pytest.fixture(scope="module")
+def synthetic_onnx(synthetic_run, tmp_path_factory):
+    """The synthetic run's ONNX export (its metadata carries the provenance)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    out, _ = synthetic_run
+    stem = tmp_path_factory.mktemp("onnx") / "synthetic"
+    assert run_cli(model_module.main, ["export", str(out), str(stem), "--formats", "onnx",
+                                       "--no-check"]) == 0
+    return str(stem) + ".onnx"
+
+
+def test_onnx_export_warns_once_for_real_inputs(synthetic_run, synthetic_onnx, tmp_path,
+                                                capsys):
+    _, data = synthetic_run
+    real = [write_hdf5(tmp_path / f"real{k}.hdf5", 3, seed=k) for k in range(2)]
+    status, err = run_predict([*real, synthetic_onnx, "--output-file", tmp_path / "a.csv"],
+                              capsys)
+    assert status == 0 and err.count(WARNING) == 1, err
+    status, err = run_predict([data, synthetic_onnx, "--output-file", tmp_path / "b.csv"],
+                              capsys)
+    assert status == 0 and WARNING not in err, err
+
+
+def test_service_repeats_the_warning_in_each_real_result(synthetic_run, synthetic_onnx,
+                                                         tmp_path):
+    from ecgcode import service
+    from ecgcode.predictor import load_predictor
+
+    _, data = synthetic_run
+    answering = service.Service(load_predictor(synthetic_onnx))
+    assert answering.health()["provenance"]["synthetic_only"] is True
+    real = Path(write_hdf5(tmp_path / "real.hdf5", 2))
+    results = answering.predict_files([("real.hdf5", real.read_bytes()),
+                                       ("syn.hdf5", Path(data).read_bytes())])
+    warned = {(r["file"], WARNING in " ".join(r.get("warnings", []))) for r in results}
+    assert warned == {("real.hdf5", True), ("syn.hdf5", False)}, warned
+    assert len(results) == 2 + 40  # one result per exam

@@ -31,6 +31,13 @@ model
     TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or
     ``python -m ecgcode.bench.model_speed``, which needs only ``ecgcode.common`` and
     ``ecgcode.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
+one_exam
+    Wall time and peak RSS of a fresh ``predict.py EXAM MODEL`` process (median of a few),
+    for a ``.keras`` model and its ONNX export (onnxruntime, no TensorFlow), and the
+    largest difference of their probabilities (``ecgcode.bench.fastpath``).
+service
+    Per-request latency (median, p95) and requests/s of one exam POSTed again and again to
+    a running ``predict.py --serve MODEL``, for the ONNX export and the Keras model.
 
 Timed runs exclude compilation and warm-up batches and, in ``speed`` and ``memory``, are
 separate processes; tables show medians of window rates (the method is in
@@ -51,6 +58,7 @@ import time
 import numpy as np
 
 from ecgcode.backend import has_gpu
+from ecgcode.bench import fastpath as bench_fastpath
 from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
 from ecgcode.bench.measure import (
@@ -85,7 +93,7 @@ from ecgcode.bench.paths import (
     training_precision_rows,
 )
 from ecgcode.cli import train
-from ecgcode.common import run_cli
+from ecgcode.common import ECGInputError, run_cli
 from ecgcode.data import make_dataset, open_collection
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.quiet import import_tensorflow
@@ -349,8 +357,11 @@ def _all_main(argv):
     parser.add_argument("--rows", type=int, nargs=2, metavar=("SMALL", "LARGE"),
                         help="exact row counts of the two files instead of --small/large-gb")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=("pipeline", "peak", "speed", "precision", "memory"),
+                        choices=("pipeline", "peak", "speed", "precision", "memory",
+                                 "one_exam", "service"),
                         help="sections to leave out")
+    parser.add_argument("--exam", help="the exam of one_exam and service (a clinical file "
+                        "such as a GE MUSE XML; default: a one-exam benchmark HDF5 file)")
     add_precision_arguments(parser)
     args = parser.parse_args(argv)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="ecg-bench-")
@@ -387,6 +398,15 @@ def _run_all(args, data_dir):
                              rows_large)
         files = {f"{os.path.getsize(p) / 1e9:.2f} GB": p for p in (small, large)}
         rows += memory_rows(files, args.model)
+    if "one_exam" not in args.skip or "service" not in args.skip:
+        exam = args.exam or ensure_bench_file(os.path.join(data_dir, "bench_one.hdf5"), None, 1)
+        keras_path, onnx_path = bench_fastpath.saved_models(data_dir, args.model)
+        if "one_exam" not in args.skip:
+            rows += bench_fastpath.one_exam_rows(
+                exam, {"Keras .keras": keras_path, "ONNX export": onnx_path})
+        if "service" not in args.skip:
+            rows += bench_fastpath.service_rows(
+                exam, {"ONNX export": onnx_path, "Keras .keras": keras_path})
     machine["load_average"] += f" (start) / {' '.join(f'{v:.2f}' for v in os.getloadavg())} (end)"
     text = format_table(rows, machine)
     print(text)
@@ -434,6 +454,52 @@ def _section_main(name):
     return section_main
 
 
+def _fastpath_main(name):
+    def fastpath_main(argv):
+        parser = argparse.ArgumentParser(
+            prog=f"bench.py {name}",
+            description="Wall time and peak RSS of one exam in a fresh predict.py process, "
+            "Keras model vs ONNX export" if name == "one_exam" else
+            "Latency and requests/s of one exam per request to predict.py --serve")
+        parser.add_argument("exam", help="one exam: a clinical file (GE MUSE XML, HL7 aECG, "
+                            "DICOM, SCP-ECG, ...) or an HDF5 file")
+        parser.add_argument("--keras", metavar="MODEL.keras",
+                            help="the Keras model (default: --model's, random weights)")
+        parser.add_argument("--onnx", metavar="MODEL.onnx",
+                            help="its ONNX export (default: exported from the Keras model "
+                            "when that is generated; give both or neither)")
+        if name == "one_exam":
+            parser.add_argument("--runs", type=int, default=5,
+                                help="processes per model after one warm-up (default 5)")
+        else:
+            parser.add_argument("--requests", type=int, default=50,
+                                help="timed requests after 3 warm-up (default 50)")
+        parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                            help="the generated model without --keras/--onnx (default: paper)")
+        parser.add_argument("--out", help="also write the markdown table to this file")
+        args = parser.parse_args(argv)
+        with tempfile.TemporaryDirectory(prefix="ecg-bench-models-") as folder:
+            if bool(args.keras) != bool(args.onnx):
+                raise ECGInputError("--keras and --onnx: give both (the same weights) or "
+                                    "neither (the paper's model, random weights)")
+            keras_path, onnx_path = ((args.keras, args.onnx) if args.keras
+                                     else bench_fastpath.saved_models(folder, args.model))
+            if name == "one_exam":
+                rows = bench_fastpath.one_exam_rows(
+                    args.exam, {"Keras .keras": keras_path, "ONNX export": onnx_path},
+                    args.runs)
+            else:
+                rows = bench_fastpath.service_rows(
+                    args.exam, {"ONNX export": onnx_path, "Keras .keras": keras_path},
+                    args.requests)
+        text = format_table(rows, machine_description())
+        print(text)
+        write_table(text, args.out)
+        return 0
+
+    return fastpath_main
+
+
 SECTIONS = {
     "all": _all_main,
     "pipeline": bench_measure.pipeline_main,
@@ -442,6 +508,8 @@ SECTIONS = {
     "speed": _section_main("speed"),
     "precision": _section_main("precision"),
     "memory": _section_main("memory"),
+    "one_exam": _fastpath_main("one_exam"),
+    "service": _fastpath_main("service"),
     "make": bench_measure.make_main,
     "measure": measure_main,
     "model": lambda argv: bench_model.main(argv, prog="bench.py model"),

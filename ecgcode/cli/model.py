@@ -27,6 +27,7 @@ from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
 from ecgcode.provenance import describe_provenance, model_provenance
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import resolve_model
+from ecgcode.thresholds import read_thresholds
 
 
 # --- Command line ------------------------------------------------------------------
@@ -67,10 +68,12 @@ def export_main(argv=None):
         raise ECGInputError(
             f"{args.model}: MODEL not found; give a .keras/.h5 model file or a train.py run folder"
         )
-    model_path, _ = resolve_model(args.model)  # a model file or a train.py run folder
+    model_path, thresholds_path = resolve_model(args.model)  # a model file or a run folder
     from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
 
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
+    args.thresholds = (read_thresholds(thresholds_path, args.classes) if thresholds_path
+                       else None)  # a run's thresholds.json travels in the metadata
     return export.export_and_report(model, args, model_provenance(model_path))
 
 

@@ -3,9 +3,12 @@
     python predict.py TRACINGS.hdf5 [MORE.hdf5 ...] MODEL [--output-file OUT.npy|OUT.csv]
 
 MODEL (always the last positional argument) is a ``.keras`` or ``.h5``/``.hdf5`` model
-file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights) or a run folder
-written by train.py, whose best model and thresholds are then used. The original study's
-form ``python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`` still works.
+file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights), a run folder
+written by train.py, whose best model and thresholds are then used, or an ``.onnx`` export
+(``model.py export``), run by onnxruntime without importing TensorFlow
+(``ecgcode.predictor``). The original study's form ``python predict.py tracings.hdf5
+model.hdf5 --output_file out.npy`` still works. ``predict.py --serve MODEL`` instead keeps
+MODEL loaded behind a local HTTP service (``ecgcode.service``).
 
 Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the original
 study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
@@ -24,13 +27,14 @@ import sys
 
 import numpy as np
 
+from ecgcode import service
 from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, PAPER_THRESHOLDS, ECGInputError, run_cli
 from ecgcode.data import open_collection
 from ecgcode.explain import explain_and_save
 from ecgcode.formats.convert import add_window_options, window_stride_option
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
-from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
+from ecgcode.inference import DEFAULT_BATCH_SIZE
 from ecgcode.outputs import (
     exams_to_explain,
     input_warnings,
@@ -40,10 +44,14 @@ from ecgcode.outputs import (
     plot_exams,
     write_predictions,
 )
-from ecgcode.precision import bfloat16_model, with_policy
+from ecgcode.predictor import (
+    load_predictor,
+    predict_collection_with,
+    refuse_keras_options,
+    resolve_predictor,
+)
 from ecgcode.provenance import synthetic_model_warning
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME, resolve_model
+from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
 from ecgcode.thresholds import choose_thresholds, read_thresholds
 from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
 
@@ -57,7 +65,8 @@ def build_parser():
     """Return the argument parser of ``predict.py`` / ``ecg-predict``."""
     parser = argparse.ArgumentParser(
         prog="predict.py",
-        usage="%(prog)s [options] TRACINGS.hdf5 [MORE.hdf5 ...] MODEL",
+        usage="%(prog)s [options] TRACINGS.hdf5 [MORE.hdf5 ...] MODEL\n"
+        "       %(prog)s --serve MODEL [--host 127.0.0.1] [--port 8000]",
         description="Run a model on 12-lead ECG tracings (CODE-style HDF5 files: a "
         "(N, 4096, 12) dataset in 1e-4 V) and write its class probabilities (the paper's "
         f"six: {', '.join(CLASSES)}; or the classes stored in the model).",
@@ -71,8 +80,10 @@ def build_parser():
         "or recordings that `datasets.py convert` reads (GE MUSE/HL7 aECG/Philips XML, DICOM, "
         "SCP-ECG, EDF, ISHNE, MFER, WFDB/CinC records, CPSC .mat, folders of records: converted "
         "on the fly, one output row each (each window with --windows), named in a .csv's "
-        "record column), then the MODEL: a .keras/.h5/.hdf5 model file or a train.py run folder "
-        f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME})",
+        "record column), then the MODEL: a .keras/.h5/.hdf5 model file, a train.py run folder "
+        f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME}) or an .onnx export of "
+        "`model.py export` (run by onnxruntime without TensorFlow: one exam in about a second; "
+        "not with --explain or --precision bfloat16)",
     )
     parser.add_argument(
         "--output-file", "--output_file", default=DEFAULT_OUTPUT, metavar="OUT",
@@ -149,7 +160,35 @@ def build_parser():
     add_conversion_options(parser)
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
+    add_service_options(parser)
     return parser
+
+
+def add_service_options(parser):
+    """Add ``--serve`` and the service's ``--host``, ``--port`` and limits."""
+    group = parser.add_argument_group(
+        "serving (predict.py --serve MODEL: a local HTTP service that keeps MODEL loaded; "
+        "see docs/predict.md)")
+    group.add_argument(
+        "--serve", action="store_true",
+        help="instead of predicting files, serve MODEL (the only positional argument): POST "
+        "files to /predict (one body named by ?name=FILE or X-Filename, or multipart/form-"
+        "data), JSON probabilities and, with thresholds, 0/1 predictions per exam; GET "
+        "/health. A bad file gives a per-file error line, status 200. Ctrl-C stops")
+    group.add_argument("--host", default=service.DEFAULT_HOST,
+                       help=f"address to listen on (default: {service.DEFAULT_HOST}, this "
+                       "machine only; another address prints a warning: no authentication)")
+    group.add_argument("--port", type=int, default=service.DEFAULT_PORT,
+                       help=f"TCP port (default: {service.DEFAULT_PORT}; 0: any free port)")
+    group.add_argument("--max-request-mb", type=float, default=service.DEFAULT_MAX_REQUEST_MB,
+                       metavar="MB", help="largest request body, refused (413) before it is "
+                       f"read (default: {service.DEFAULT_MAX_REQUEST_MB:g})")
+    group.add_argument("--max-files", type=int, default=service.DEFAULT_MAX_FILES,
+                       metavar="N", help="most files per request (default: "
+                       f"{service.DEFAULT_MAX_FILES})")
+    group.add_argument("--request-timeout", type=float, default=service.DEFAULT_TIMEOUT_S,
+                       metavar="SECONDS", help="a client silent this long is disconnected "
+                       f"(default: {service.DEFAULT_TIMEOUT_S:g})")
 
 
 def split_positionals(paths):
@@ -166,6 +205,8 @@ def split_positionals(paths):
 def main(argv=None):
     """Command line of predict.py; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.serve:
+        return _serve(args)
     tracing_paths, model_argument = split_positionals(args.paths)
     extension = output_format(args.output_file)  # checked before any work
     args.stride = window_stride_option(args)  # samples between windows, None: no --windows
@@ -176,7 +217,8 @@ def main(argv=None):
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     if args.explain_steps < 1:
         raise ECGInputError(f"--explain-steps {args.explain_steps}: must be a positive integer")
-    model_path, run_thresholds_path = resolve_model(model_argument)
+    model_path, run_thresholds_path = resolve_predictor(model_argument)
+    refuse_keras_options(model_path, args.explain, args.precision)
     given_classes = parse_classes(args.classes) if args.classes else None
     if args.thresholds:
         read_thresholds(args.thresholds, ())  # the file is readable; its classes are checked below
@@ -186,6 +228,37 @@ def main(argv=None):
             tracing_paths, converted):  # XML, DICOM, WFDB, CSV...
         return _predict_and_write(args, tracing_paths, converted, model_path,
                                   run_thresholds_path, given_classes, extension)
+
+
+def _serve(args):
+    """``--serve MODEL``: load MODEL once and answer HTTP requests until Ctrl-C."""
+    if len(args.paths) != 1:
+        raise ECGInputError(f"--serve takes one positional argument, the MODEL (got "
+                            f"{' '.join(args.paths)}); the files come in the requests")
+    for option, given in (("--explain", args.explain), ("--plot", args.plot)):
+        if given:
+            raise ECGInputError(f"{option}: not available with --serve; run predict.py on "
+                                "the file instead")
+    limits = service.Limits(args.max_request_mb, args.max_files, args.request_timeout)
+    if limits.max_bytes < 1 or limits.max_files < 1 or limits.timeout_s <= 0:
+        raise ECGInputError("--max-request-mb, --max-files and --request-timeout must be "
+                            "positive")
+    if not 0 <= args.port <= 65535:
+        raise ECGInputError(f"--port {args.port}: must be 0 to 65535")
+    model_path, run_thresholds_path = resolve_predictor(args.paths[0])
+    refuse_keras_options(model_path, (), args.precision)
+    if args.thresholds:
+        read_thresholds(args.thresholds, ())  # readable before the model loads
+    predictor = load_predictor(model_path, parse_classes(args.classes) if args.classes else
+                               None, args.precision, args.batch_size, args.verbose)
+    if predictor.warning:
+        print(f"warning: {predictor.warning}", file=sys.stderr)
+    thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
+                                   predictor.classes, stored=predictor.thresholds)
+    if (predictor.provenance or {}).get("synthetic_only"):  # each result repeats it
+        print(f"warning: {model_path} was trained only on synthetic ECGs; its outputs on real "
+              "ECGs are not diagnostic", file=sys.stderr)
+    return service.serve(service.Service(predictor, thresholds, limits), args.host, args.port)
 
 
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
@@ -199,18 +272,13 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     for option, rows in (("--plot", args.plot), ("--explain", args.explain)):
         for row in rows:
             locate_row(collection, row, option)
-    import_tensorflow(verbose=args.verbose)
-    from ecgcode.modelfiles import load_model_and_classes  # imports Keras: after the checks
-
-    model, classes, guessed = load_model_and_classes(model_path, given_classes)
-    if guessed:
-        print(f"warning: {guessed}", file=sys.stderr)
-    if args.precision == "bfloat16":
-        model = bfloat16_model(model)
-    else:  # a model saved in a mixed policy (e.g. a resume checkpoint) computes in float32
-        model = with_policy(model, "float32")
+    predictor = load_predictor(model_path, given_classes, args.precision, args.batch_size,
+                               args.verbose)  # Keras (imports TensorFlow) or onnxruntime
+    classes = predictor.classes
+    if predictor.warning:
+        print(f"warning: {predictor.warning}", file=sys.stderr)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
-                                   classes)
+                                   classes, stored=predictor.thresholds)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
     if unknown and extension == ".csv":
         print(
@@ -218,13 +286,14 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             "it was chosen); their _pred columns are left empty",
             file=sys.stderr,
         )
-    synthetic = synthetic_model_warning(model_path, collection.paths)  # once per run
+    synthetic = synthetic_model_warning(predictor.provenance, model_path,
+                                        collection.paths)  # once per run
     if synthetic:
         print(f"warning: {synthetic}", file=sys.stderr)
     for message in input_warnings(collection):  # after every fatal check
         print(f"warning: {message}", file=sys.stderr)
-    probabilities = predict_collection(
-        model, collection, args.batch_size, verbose=0 if args.quiet else 1
+    probabilities = predict_collection_with(
+        predictor, collection, args.batch_size, verbose=0 if args.quiet else 1
     )
     nonfinite = nonfinite_warning(probabilities, collection)
     if nonfinite:
@@ -250,7 +319,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     summaries = []
     if args.explain:
         explained, summaries = explain_and_save(
-            model, exams_to_explain(collection, args.explain), probabilities, args.output_file,
+            predictor.model, exams_to_explain(collection, args.explain), probabilities, args.output_file,
             args.explain_class, thresholds, args.plot_format, args.explain_steps, classes)
         written += explained
     if not args.quiet:

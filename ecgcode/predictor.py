@@ -1,0 +1,228 @@
+"""A model that predicts: a Keras model file or an ONNX export, behind one interface.
+
+:func:`load_predictor` loads MODEL once and returns a :class:`Predictor`, whose
+``predict(x)`` maps (n, 4096, 12) float32 tracings in 1e-4 V to (n, n_classes) float32
+probabilities. predict.py and the HTTP service (``ecgcode.service``) use it.
+
+An ``.onnx`` export (``model.py export``) runs in onnxruntime with its class names (and the
+run's thresholds, when the export stored them) from its metadata: neither TensorFlow nor
+Keras nor JAX is imported, so a fresh process predicts one exam in about a second instead
+of the seven that importing TensorFlow takes. Any other MODEL (``.keras``/``.h5`` file or
+run folder) is loaded with Keras.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from ecgcode.classnames import default_classes, is_paper_set, output_names, read_model_provenance
+from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
+from ecgcode.data import RowReader
+from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
+from ecgcode.precision import bfloat16_model, with_policy
+from ecgcode.quiet import import_tensorflow
+from ecgcode.runfolder import resolve_model
+from ecgcode.runtimes import onnx_session
+
+ONNX_SUFFIX = ".onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """A loaded model.
+
+    Attributes
+    ----------
+    predict : callable
+        ``predict(x)``: (n, 4096, 12) float32 -> (n, n_classes) float32.
+    classes : tuple of str
+        One name per output.
+    kind : str
+        ``"onnx"`` or ``"keras"``.
+    path : str
+        The model file.
+    metadata : dict of str to str
+        An export's metadata (empty for a Keras model).
+    thresholds : dict or None
+        Thresholds stored with the model (an export of a run with ``thresholds.json``).
+    model : keras.Model or None
+        The Keras model (None for an export).
+    warning : str or None
+        A warning for the user (class names guessed).
+    provenance : dict or None
+        What the model was trained on, as stored in its file or export's metadata
+        (``ecgcode.provenance``); None when it holds none (the original study's weights).
+    """
+
+    predict: Callable
+    classes: tuple
+    kind: str
+    path: str
+    metadata: dict = dataclasses.field(default_factory=dict)
+    thresholds: dict = None
+    model: object = None
+    warning: str = None
+    provenance: dict = None
+
+
+def is_onnx(path):
+    """True when MODEL names an ONNX export (an ``.onnx`` file)."""
+    return os.fspath(path).lower().endswith(ONNX_SUFFIX)
+
+
+def resolve_predictor(argument):
+    """(model path, run thresholds path or None) for MODEL: an ``.onnx`` file, or as
+    ``ecgcode.runfolder.resolve_model`` (a model file or a run folder)."""
+    if not is_onnx(argument):
+        return resolve_model(argument)
+    if not os.path.isfile(argument):
+        raise ECGInputError(f"{argument}: ONNX model not found; give the .onnx file that "
+                            "`model.py export` wrote")
+    return os.fspath(argument), None
+
+
+def load_predictor(path, classes=None, precision="float32", batch_size=DEFAULT_BATCH_SIZE,
+                   verbose=False):
+    """Load MODEL once for many predictions.
+
+    Parameters
+    ----------
+    path : str
+        An ``.onnx`` export, or a ``.keras``/``.h5`` model file (a resolved model path).
+    classes : sequence of str, optional
+        Output names given by the user; override those stored in the model.
+    precision : str
+        ``"float32"``, or ``"bfloat16"`` (Keras models only).
+    batch_size : int
+        Exams per forward pass.
+    verbose : bool
+        Show TensorFlow's start-up logging (Keras models).
+
+    Returns
+    -------
+    Predictor
+    """
+    if is_onnx(path):
+        refuse_keras_options(path, precision=precision)
+        return _onnx_predictor(path, classes, batch_size)
+    return _keras_predictor(path, classes, precision, batch_size, verbose)
+
+
+def _onnx_predictor(path, classes, batch_size):
+    try:
+        session = onnx_session(path)
+    except ImportError:
+        raise ECGInputError(f"{path}: running an ONNX model needs onnxruntime; pip install "
+                            ".[export] (or onnxruntime)") from None
+    except Exception as error:  # noqa: BLE001 onnxruntime's errors subclass Exception only
+        raise ECGInputError(f"{path}: not a readable ONNX model ({first_line(error)}); "
+                            "export it again with `model.py export`") from None
+    (signal,), outputs = session.get_inputs(), session.get_outputs()
+    n_outputs = outputs[0].shape[-1] if outputs[0].shape else None
+    if tuple(signal.shape[1:]) != INPUT_SHAPE or not isinstance(n_outputs, int):
+        raise ECGInputError(f"{path}: an ONNX model of input {signal.shape} and output "
+                            f"{outputs[0].shape}; predict.py needs (batch, {INPUT_SHAPE[0]}, "
+                            f"{INPUT_SHAPE[1]}) -> (batch, n_classes), as `model.py export` "
+                            "writes")
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    stored = json.loads(metadata["classes"]) if "classes" in metadata else None
+    warning = None
+    if classes is None and stored is None:
+        names = default_classes(n_outputs)
+        if not is_paper_set(names):
+            warning = (f"{path}: the export stores no class names; its {n_outputs} outputs "
+                       f"are called {names[0]}..{names[-1]} (name them with --classes A,B,...)")
+    else:
+        names = output_names(n_outputs, classes or stored, "--classes" if classes else path)
+    stored_thresholds = json.loads(metadata["thresholds"]) if "thresholds" in metadata else None
+    input_name, output_name = signal.name, outputs[0].name  # "signal", "probabilities"
+
+    def predict(x):
+        x = np.ascontiguousarray(x, dtype=np.float32)  # (n, 4096, 12)
+        batches = [session.run([output_name], {input_name: x[start:start + batch_size]})[0]
+                   for start in range(0, len(x), batch_size)]  # each (b, n_classes)
+        return np.concatenate(batches).astype(np.float32)  # (n, n_classes)
+
+    provenance = json.loads(metadata["provenance"]) if "provenance" in metadata else None
+    return Predictor(predict, names, "onnx", os.fspath(path), metadata,
+                     None if classes else stored_thresholds, warning=warning,
+                     provenance=provenance)
+
+
+def _keras_predictor(path, classes, precision, batch_size, verbose):
+    import_tensorflow(verbose=verbose)
+    from ecgcode.modelfiles import load_model_and_classes  # deferred: imports Keras
+
+    model, names, warning = load_model_and_classes(path, classes)
+    if precision == "bfloat16":
+        model = bfloat16_model(model)
+    else:  # a model saved in a mixed policy (e.g. a resume checkpoint) computes in float32
+        model = with_policy(model, "float32")
+
+    def predict(x):  # predict_on_batch: model.predict's per-call set-up costs ~0.2 s
+        x = np.asarray(x, dtype=np.float32)  # (n, 4096, 12)
+        outputs = [np.asarray(model.predict_on_batch(x[start:start + batch_size]), np.float32)
+                   for start in range(0, len(x), batch_size)]
+        return np.concatenate(outputs)  # (n, n_classes)
+
+    return Predictor(predict, names, "keras", os.fspath(path), model=model, warning=warning,
+                     provenance=read_model_provenance(path))
+
+
+def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):
+    """Run ``predictor`` over every exam of ``collection``, in file order.
+
+    A Keras model runs over the tf.data pipeline (``ecgcode.inference.predict_collection``,
+    with its progress bar when ``verbose``), an export batch by batch from the files.
+
+    Returns
+    -------
+    numpy.ndarray, shape (collection.n, n_classes), float32
+    """
+    if predictor.model is not None:
+        return predict_collection(predictor.model, collection, batch_size, verbose)
+    return predict_rows(predictor, collection, batch_size)
+
+
+def predict_rows(predictor, collection, batch_size=DEFAULT_BATCH_SIZE):
+    """Run ``predictor`` over every exam of ``collection`` in file order, without tf.data.
+
+    Returns
+    -------
+    numpy.ndarray, shape (collection.n, n_classes), float32
+        NaN/inf tracings give NaN rows (reported by the caller).
+    """
+    reader = RowReader(collection)
+    try:
+        batches = [predictor.predict(reader.read(np.arange(start, min(start + batch_size,
+                                                                       collection.n))))
+                   for start in range(0, collection.n, batch_size)]  # each (b, n_classes)
+    finally:
+        reader.close()
+    return np.concatenate(batches)
+
+
+def refuse_keras_options(model_path, explain=(), precision="float32"):
+    """ECGInputError when an option that needs Keras is given with an ONNX model.
+
+    Checked before any input is converted or any model loaded.
+    """
+    if not is_onnx(model_path):
+        return
+    if explain:
+        raise ECGInputError(f"--explain: needs the Keras model (gradients); {model_path} is "
+                            "an ONNX export: give the .keras model or run folder it was "
+                            "exported from")
+    if precision != "float32":
+        raise ECGInputError(f"--precision {precision}: needs a Keras model; {model_path} is "
+                            "an ONNX export, which computes in float32 (give the .keras model)")
+
+
+def print_warning(predictor):
+    """Print the predictor's warning (if any) on stderr."""
+    if predictor.warning:
+        print(f"warning: {predictor.warning}", file=sys.stderr)
