@@ -52,7 +52,7 @@ BLOCK_BYTES = 1024**2
 PROGRESS_BYTES = 256 * 1024**2
 """Hashing more than this many bytes in all shows a progress bar (stderr)."""
 
-SYNTHETIC_NOTE = "the demo's model scores F1 0.1-0.5 on real ECGs"
+SYNTHETIC_NOTE = "the demo's model scores F1 0.0-0.5 on real CinC 2021 ECGs"
 """Why a synthetic-only model's outputs on real ECGs mean nothing (docs/predict.md)."""
 
 
