@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from ecgcode.classnames import default_classes, is_paper_set, output_names, read_model_provenance
 from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
@@ -177,7 +178,8 @@ def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE
     """Run ``predictor`` over every exam of ``collection``, in file order.
 
     A Keras model runs over the tf.data pipeline (``ecgcode.inference.predict_collection``,
-    with its progress bar when ``verbose``), an export batch by batch from the files.
+    with its progress bar when ``verbose``), an export batch by batch from the files (with a
+    tqdm bar when ``verbose`` and the collection takes more than one batch).
 
     Returns
     -------
@@ -185,11 +187,13 @@ def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE
     """
     if predictor.model is not None:
         return predict_collection(predictor.model, collection, batch_size, verbose)
-    return predict_rows(predictor, collection, batch_size)
+    return predict_rows(predictor, collection, batch_size, progress=bool(verbose))
 
 
-def predict_rows(predictor, collection, batch_size=DEFAULT_BATCH_SIZE):
+def predict_rows(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, progress=False):
     """Run ``predictor`` over every exam of ``collection`` in file order, without tf.data.
+
+    ``progress`` shows a tqdm bar (stderr) when the collection takes more than one batch.
 
     Returns
     -------
@@ -197,10 +201,14 @@ def predict_rows(predictor, collection, batch_size=DEFAULT_BATCH_SIZE):
         NaN/inf tracings give NaN rows (reported by the caller).
     """
     reader = RowReader(collection)
+    batches = []
     try:
-        batches = [predictor.predict(reader.read(np.arange(start, min(start + batch_size,
-                                                                       collection.n))))
-                   for start in range(0, collection.n, batch_size)]  # each (b, n_classes)
+        with tqdm(total=collection.n, unit="ECG", desc="predict",
+                  disable=not progress or collection.n <= batch_size) as bar:
+            for start in range(0, collection.n, batch_size):
+                rows = np.arange(start, min(start + batch_size, collection.n))
+                batches.append(predictor.predict(reader.read(rows)))  # (b, n_classes)
+                bar.update(len(rows))
     finally:
         reader.close()
     return np.concatenate(batches)

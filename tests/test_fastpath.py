@@ -108,6 +108,15 @@ def test_onnx_gives_the_keras_table_on_hdf5(models, make_hdf5, tmp_path, capsys)
     np.testing.assert_allclose(np.load(npy), keras_table[list(CLASSES)], atol=TOLERANCE)
 
 
+def test_onnx_path_shows_progress_unless_quiet(models, make_hdf5, tmp_path, capsys):
+    tracings = make_hdf5("many.hdf5", 5)
+    argv = [tracings, models[1], "--output-file", str(tmp_path / "p.csv"), "--batch-size", "2"]
+    status, _, err = run_main(predict.main, argv, capsys)
+    assert status == 0 and "predict: 100%" in err and "5/5" in err, err
+    status, _, err = run_main(predict.main, [*argv, "--quiet"], capsys)
+    assert status == 0 and "predict:" not in err, err
+
+
 @needs_shared
 def test_onnx_gives_the_keras_table_on_clinical_files(models, tmp_path, capsys):
     keras_table = predict_csv(CLINICAL, models[0], tmp_path / "keras.csv", capsys)

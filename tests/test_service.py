@@ -7,6 +7,7 @@ the command line in a subprocess and stops it with Ctrl-C (SIGINT).
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -152,12 +153,27 @@ def test_too_many_files_refused(server):
     assert status == 413 and "limit is 3" in answer["error"]
 
 
+def receive_reply(raw):
+    """The whole HTTP reply on a raw socket: headers, then Content-Length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += raw.recv(65536) or b"\r\n\r\n"  # a closed socket ends the headers
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    while length and len(body) < int(length.group(1)):
+        chunk = raw.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
+
+
 def test_too_large_refused_before_reading(server):
     host, port = server.server_address[:2]
     with socket.create_connection((host, port), timeout=30) as raw:
         raw.sendall(b"POST /predict?name=big.xml HTTP/1.1\r\nHost: x\r\n"
                     b"Content-Length: 10000000\r\n\r\n")  # the body is never sent
-        reply = raw.recv(65536).decode()
+        reply = receive_reply(raw)
     assert reply.startswith("HTTP/1.1 413") and "over the limit" in reply
 
 
@@ -166,7 +182,7 @@ def test_no_length_refused(server):
     with socket.create_connection((host, port), timeout=30) as raw:
         raw.sendall(b"POST /predict?name=a.xml HTTP/1.1\r\nHost: x\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n")
-        reply = raw.recv(65536).decode()
+        reply = receive_reply(raw)
     assert reply.startswith("HTTP/1.1 411")
 
 
