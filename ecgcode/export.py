@@ -64,7 +64,7 @@ def class_names(model, classes=None):
     return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
-def export_metadata(classes, thresholds=None, provenance=None):
+def export_metadata(classes, thresholds=None, provenance=None, source=None):
     """The string metadata written into every export.
 
     Parameters
@@ -77,6 +77,10 @@ def export_metadata(classes, thresholds=None, provenance=None):
     provenance : dict, optional
         The source model's provenance (``ecgcode.provenance.model_provenance``), stored as
         the JSON string ``provenance``; absent when the model holds none.
+    source : dict, optional
+        The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.provenance.
+        export_source``), stored as the JSON string ``source_model``: predict.py uses an
+        export next to that file only while the file is unchanged (``ecgcode.predictor``).
 
     Returns
     -------
@@ -98,6 +102,8 @@ def export_metadata(classes, thresholds=None, provenance=None):
         metadata["thresholds"] = json.dumps({name: thresholds[name] for name in classes})
     if provenance is not None:
         metadata["provenance"] = json.dumps(provenance)
+    if source is not None:
+        metadata["source_model"] = json.dumps(source)
     return metadata
 
 
@@ -115,7 +121,8 @@ def export_paths(out, formats=FORMATS):
 
 
 # --- Exporting ---------------------------------------------------------------------
-def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, provenance=None):
+def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, provenance=None,
+                 source=None):
     """Export ``model`` as ``OUT.onnx``, ``OUT.tflite`` and the SavedModel folder ``OUT``.
 
     Each file is written to a temporary name and renamed, so an interrupted export leaves
@@ -136,6 +143,8 @@ def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, pro
         Decision thresholds for the metadata (see :func:`export_metadata`).
     provenance : dict, optional
         What the model was trained on, copied into the metadata (:func:`export_metadata`).
+    source : dict, optional
+        The model file exported (:func:`export_metadata`).
 
     Returns
     -------
@@ -154,7 +163,7 @@ def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, pro
         _check_replaceable(paths["saved_model"])  # before the minutes of work
     classes = class_names(model, classes)
     model = float32_model(model)
-    metadata = export_metadata(classes, thresholds, provenance)
+    metadata = export_metadata(classes, thresholds, provenance, source)
     if "saved_model" in paths:
         export_saved_model(model, paths["saved_model"], metadata)
     if "onnx" in paths:
@@ -348,14 +357,14 @@ def _comma_list(text):
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def export_and_report(model, args, provenance=None):
+def export_and_report(model, args, provenance=None, source=None):
     """Export ``model`` as ``args`` ask, check each export, print one line each; return 0.
 
     ``args.thresholds`` (a run's thresholds, or None) and ``provenance``, the source model
-    file's record, go into every export's metadata.
+    file's record, and ``source`` (:func:`export_metadata`) go into every export's metadata.
     """
     paths = export_model(model, args.out, args.formats, args.classes,
-                         getattr(args, "thresholds", None), provenance)
+                         getattr(args, "thresholds", None), provenance, source)
     differences = {} if args.no_check else check_exports(model, paths)
     for kind, path in paths.items():
         line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"

@@ -25,8 +25,9 @@ from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
 from ecgcode.data import RowReader
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.precision import bfloat16_model, with_policy
+from ecgcode.provenance import fingerprint
 from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import resolve_model
+from ecgcode.runfolder import RUN_EXPORT_NAME, resolve_model, run_file
 from ecgcode.runtimes import onnx_session
 
 ONNX_SUFFIX = ".onnx"
@@ -75,11 +76,22 @@ def is_onnx(path):
     return os.fspath(path).lower().endswith(ONNX_SUFFIX)
 
 
-def resolve_predictor(argument):
-    """(model path, run thresholds path or None) for MODEL: an ``.onnx`` file, or as
-    ``ecgcode.runfolder.resolve_model`` (a model file or a run folder)."""
+def resolve_predictor(argument, keras_needed=False):
+    """(model path, run thresholds path or None) for MODEL.
+
+    MODEL is an ``.onnx`` file, or as ``ecgcode.runfolder.resolve_model`` a model file or a
+    run folder. A run folder that holds an ONNX export of its best model
+    (``RUN_EXPORT_NAME``) gives that export unless ``keras_needed`` (``--explain``,
+    ``--precision bfloat16``); :func:`load_predictor` runs the Keras model instead when the
+    best model has changed since it was exported.
+    """
     if not is_onnx(argument):
-        return resolve_model(argument)
+        model_path, thresholds_path = resolve_model(argument)
+        if os.path.isdir(argument) and not keras_needed:
+            export = run_file(argument, RUN_EXPORT_NAME)
+            if os.path.isfile(export):
+                return export, thresholds_path
+        return model_path, thresholds_path
     if not os.path.isfile(argument):
         raise ECGInputError(f"{argument}: ONNX model not found; give the .onnx file that "
                             "`model.py export` wrote")
@@ -107,10 +119,34 @@ def load_predictor(path, classes=None, precision="float32", batch_size=DEFAULT_B
     -------
     Predictor
     """
-    if is_onnx(path):
-        refuse_keras_options(path, precision=precision)
-        return _onnx_predictor(path, classes, batch_size)
-    return _keras_predictor(path, classes, precision, batch_size, verbose)
+    if not is_onnx(path):
+        return _keras_predictor(path, classes, precision, batch_size, verbose)
+    refuse_keras_options(path, precision=precision)
+    predictor = _onnx_predictor(path, classes, batch_size)
+    changed = changed_source(predictor)
+    if changed is None:
+        return predictor
+    source, message = changed
+    keras = _keras_predictor(source, classes, precision, batch_size, verbose)
+    return dataclasses.replace(keras, warning="; ".join(filter(None, [message, keras.warning])))
+
+
+def changed_source(predictor):
+    """(model file, warning) when an export lies next to the model file it was exported from
+    and that file has changed since; None otherwise (also for exports kept elsewhere).
+
+    ``model.py export`` records the file's name and SHA-256 in the metadata
+    (``source_model``); an export without the record is not checked.
+    """
+    source = json.loads(predictor.metadata.get("source_model", "null"))
+    if not source:
+        return None
+    sibling = os.path.join(os.path.dirname(predictor.path), source["file"])
+    if not os.path.isfile(sibling) or fingerprint(sibling)["sha256"] == source["sha256"]:
+        return None
+    return sibling, (f"{predictor.path} was exported from an earlier {source['file']}, which "
+                     f"has changed since; running {sibling} with Keras instead (export it "
+                     f"again with model.py export for the fast path)")
 
 
 def _onnx_predictor(path, classes, batch_size):

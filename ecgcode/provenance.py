@@ -167,6 +167,15 @@ def initial_model(path, bar=None):
 
 
 # --- Reading it back ---------------------------------------------------------------------
+def export_source(path):
+    """The record of the model file an export is made from: ``{"file", "sha256"}``.
+
+    ``file`` is the file's name (an export next to it finds it by that name); ``sha256`` its
+    :func:`fingerprint`'s digest.
+    """
+    return {"file": os.path.basename(os.fspath(path)), "sha256": fingerprint(path)["sha256"]}
+
+
 def model_provenance(path):
     """The provenance stored in a model file or an export, or None when it holds none.
 

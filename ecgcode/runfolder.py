@@ -35,6 +35,11 @@ FINAL_MODEL_NAME = "final_model.h5"
 RUN_MODEL_NAMES = (f"{BEST_MODEL}.keras", f"{BEST_MODEL}.h5")
 """Model files looked for, in this order, inside a train.py run folder."""
 
+RUN_EXPORT_NAME = f"{BEST_MODEL}.onnx"
+"""An ONNX export of the best model (``model.py export RUN RUN/model_best --formats onnx``);
+predict.py runs it instead of the Keras model while it is an export of the current best model
+(``ecgcode.predictor``)."""
+
 RUN_THRESHOLDS_NAME = "thresholds.json"
 """The run folder's per-class decision thresholds (``ecgcode.thresholds``)."""
 

@@ -154,6 +154,54 @@ def test_keras_path_is_still_keras(models, make_hdf5, tmp_path):
     assert status == 0 and "tensorflow" in forbidden  # the check above can fail
 
 
+# --- A run folder with an ONNX export of its best model ----------------------------------
+@pytest.fixture
+def run_with_export(models, tmp_path, capsys):
+    """A run folder: the small model as model_best.keras and its export model_best.onnx."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(models[0], run / "model_best.keras")
+    assert run_main(model_module.main, ["export", str(run), str(run / "model_best"),
+                                        "--formats", "onnx", "--no-check"], capsys)[0] == 0
+    return run
+
+
+def test_run_folder_runs_its_export_without_tensorflow(run_with_export, make_hdf5, tmp_path,
+                                                       capsys):
+    tracings = make_hdf5("exams.hdf5", 3)
+    source = json.loads(runtimes.read_metadata(run_with_export / "model_best.onnx")
+                        ["source_model"])
+    assert source["file"] == "model_best.keras" and len(source["sha256"]) == 64
+    status, forbidden = imported_modules([tracings, run_with_export, "--output-file",
+                                          tmp_path / "out.csv"], tmp_path)
+    assert status == 0 and forbidden == []
+    keras_table = predict_csv([tracings], run_with_export / "model_best.keras",
+                              tmp_path / "keras.csv", capsys)
+    assert_same_table(pd.read_csv(tmp_path / "out.csv"), keras_table)
+
+
+def test_run_folder_with_a_stale_export_runs_keras(run_with_export, make_hdf5, tmp_path,
+                                                   capsys):
+    tracings = make_hdf5("exams.hdf5", 3)
+    newer, _ = small_model_and_export(tmp_path / "newer", seed=1)  # other weights
+    shutil.copy(newer, run_with_export / "model_best.keras")
+    status, _, err = run_main(predict.main, [tracings, str(run_with_export), "--output-file",
+                                             str(tmp_path / "run.csv"), "--quiet"], capsys)
+    assert status == 0 and "has changed since; running" in err, err
+    expected = predict_csv([tracings], newer, tmp_path / "newer.csv", capsys)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run.csv"), expected)
+
+
+def test_run_folder_explains_with_keras_despite_its_export(run_with_export, make_hdf5, tmp_path,
+                                                           capsys):
+    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), str(run_with_export),
+                                             "--output-file", str(tmp_path / "e.csv"),
+                                             "--explain", "0", "--explain-steps", "2",
+                                             "--quiet"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "e_saliency.npy").is_file()
+
+
 @pytest.mark.parametrize("options, message", [
     (["--explain", "0"], "--explain: needs the Keras model"),
     (["--precision", "bfloat16"], "--precision bfloat16: needs a Keras model"),

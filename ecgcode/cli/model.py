@@ -24,7 +24,7 @@ import sys
 from ecgcode import export
 from ecgcode.classnames import default_classes
 from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
-from ecgcode.provenance import describe_provenance, model_provenance
+from ecgcode.provenance import describe_provenance, export_source, model_provenance
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import resolve_model
 from ecgcode.thresholds import read_thresholds
@@ -74,7 +74,8 @@ def export_main(argv=None):
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
     args.thresholds = (read_thresholds(thresholds_path, args.classes) if thresholds_path
                        else None)  # a run's thresholds.json travels in the metadata
-    return export.export_and_report(model, args, model_provenance(model_path))
+    return export.export_and_report(model, args, model_provenance(model_path),
+                                    export_source(model_path))
 
 
 def cli():

@@ -51,7 +51,7 @@ from ecgcode.predictor import (
     resolve_predictor,
 )
 from ecgcode.provenance import synthetic_model_warning
-from ecgcode.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
+from ecgcode.runfolder import RUN_EXPORT_NAME, RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
 from ecgcode.thresholds import choose_thresholds, read_thresholds
 from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
 
@@ -81,7 +81,8 @@ def build_parser():
         "SCP-ECG, EDF, ISHNE, MFER, WFDB/CinC records, CPSC .mat, folders of records: converted "
         "on the fly, one output row each (each window with --windows), named in a .csv's "
         "record column), then the MODEL: a .keras/.h5/.hdf5 model file, a train.py run folder "
-        f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME}) or an .onnx export of "
+        f"(uses its {RUN_MODEL_NAMES[0]} and {RUN_THRESHOLDS_NAME}, or its {RUN_EXPORT_NAME} "
+        "while that is an export of its best model) or an .onnx export of "
         "`model.py export` (run by onnxruntime without TensorFlow: one exam in about a second; "
         "not with --explain or --precision bfloat16)",
     )
@@ -217,7 +218,8 @@ def main(argv=None):
         raise ECGInputError(f"--batch-size {args.batch_size}: must be a positive integer")
     if args.explain_steps < 1:
         raise ECGInputError(f"--explain-steps {args.explain_steps}: must be a positive integer")
-    model_path, run_thresholds_path = resolve_predictor(model_argument)
+    model_path, run_thresholds_path = resolve_predictor(
+        model_argument, keras_needed=bool(args.explain) or args.precision != "float32")
     refuse_keras_options(model_path, args.explain, args.precision)
     given_classes = parse_classes(args.classes) if args.classes else None
     if args.thresholds:
@@ -245,7 +247,8 @@ def _serve(args):
                             "positive")
     if not 0 <= args.port <= 65535:
         raise ECGInputError(f"--port {args.port}: must be 0 to 65535")
-    model_path, run_thresholds_path = resolve_predictor(args.paths[0])
+    model_path, run_thresholds_path = resolve_predictor(
+        args.paths[0], keras_needed=args.precision != "float32")
     refuse_keras_options(model_path, (), args.precision)
     if args.thresholds:
         read_thresholds(args.thresholds, ())  # readable before the model loads
