@@ -163,22 +163,25 @@ class Service:
                 "limits": dataclasses.asdict(self.limits)}
 
     def predict_files(self, files):
-        """Results of every (name, bytes) file, each converted in a temporary folder."""
+        """Results of every (name, bytes) file, converted in a temporary folder.
+
+        The files of one request lie side by side, so a WFDB record sent as its ``.hea``
+        and its signal file (``.dat``/``.mat``) is converted as one record, named by its
+        header; a signal file sent without its header gets the reader's one-line error.
+        """
         if len(files) > self.limits.max_files:
             raise RequestError(413, f"{len(files)} files in one request; the limit is "
                                f"{self.limits.max_files} (--max-files)")
         results = []
         with tempfile.TemporaryDirectory(prefix="ecg-service-") as folder:
-            for number, (name, data) in enumerate(files):
-                results.extend(self._predict_file(folder, number, name, data))
+            written = write_request_files(folder, files)  # [(shown name, path)]
+            names = {shown for shown, _ in written}
+            for shown, path in written:
+                if not is_wfdb_signal_of(shown, names):
+                    results.extend(self._predict_file(shown, path))
         return results
 
-    def _predict_file(self, folder, number, name, data):
-        shown = safe_name(name)
-        path = os.path.join(folder, str(number), shown)
-        os.makedirs(os.path.dirname(path))
-        with open(path, "wb") as handle:
-            handle.write(data)
+    def _predict_file(self, shown, path):
         try:
             with contract_inputs([path]) as (paths, _):
                 collection = open_collection(paths)
@@ -190,13 +193,43 @@ class Service:
                 with self._lock:
                     probabilities = predict_rows(self.predictor, collection)  # (n, classes)
         except ECGInputError as error:
-            return [{"file": shown, "error": first_line(error).replace(path, shown)}]
+            return [{"file": shown, "error": _without_folder(first_line(error), path, shown)}]
         except Exception as error:  # noqa: BLE001 a file must never stop the service
-            message = f"{type(error).__name__}: {first_line(error).replace(path, shown)}"
+            message = f"{type(error).__name__}: {_without_folder(first_line(error), path, shown)}"
             print(f"error: {shown}: {message}", file=sys.stderr)
             return [{"file": shown, "error": f"cannot read this file ({message})"}]
         return exam_results(shown, probabilities, self.predictor.classes, self.thresholds,
                             warnings)
+
+
+def _without_folder(message, path, shown):
+    """``message`` naming the uploaded file by its name, not by its temporary path."""
+    return message.replace(path, shown).replace(os.path.dirname(path) + os.sep, "")
+
+
+def write_request_files(folder, files):
+    """Write (name, bytes) files into ``folder``; return [(safe name, path)] in order.
+
+    Files go side by side (a WFDB header finds its signal file); a name that repeats goes
+    into a numbered subfolder of its own.
+    """
+    written, taken = [], set()
+    for number, (name, data) in enumerate(files):
+        shown = safe_name(name)
+        place = folder if shown not in taken else os.path.join(folder, str(number))
+        os.makedirs(place, exist_ok=True)
+        path = os.path.join(place, shown)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        taken.add(shown)
+        written.append((shown, path))
+    return written
+
+
+def is_wfdb_signal_of(name, names):
+    """True for a WFDB signal file (``.dat``/``.mat``) whose ``.hea`` is among ``names``."""
+    stem, extension = os.path.splitext(name)
+    return extension.lower() in (".dat", ".mat") and f"{stem}.hea" in names
 
 
 # --- HTTP ---------------------------------------------------------------------------

@@ -127,6 +127,30 @@ def test_a_clinical_file_named_by_header(server, onnx_model):
     assert [result["probabilities"][name] for name in CLASSES] == pytest.approx(scores, abs=1e-6)
 
 
+CINC = SHARED / "ecg-samples" / "cinc2021" / "G12EC"
+
+
+@pytest.mark.skipif(not (CINC / "E00001.hea").is_file(),
+                    reason=f"the example CinC 2021 records are not in {CINC}")
+def test_a_wfdb_record_sent_as_header_and_signal_is_one_record(server, onnx_model):
+    from ecgcode.data import open_collection
+    from ecgcode.formats.inputs import contract_inputs
+    from ecgcode.predictor import predict_rows
+
+    files = [(name, (CINC / name).read_bytes()) for name in ("E00001.hea", "E00001.mat")]
+    files.append(("E00002.mat", (CINC / "E00002.mat").read_bytes()))  # without its header
+    body, content_type = multipart(files)
+    status, answer = request(server, "POST", "/predict", body, {"Content-Type": content_type})
+    assert status == 200
+    record, lone = answer["results"]
+    assert record["file"] == "E00001.hea" and lone["file"] == "E00002.mat"
+    with contract_inputs([CINC / "E00001.hea"]) as (paths, _):
+        scores = predict_rows(load_predictor(onnx_model), open_collection(paths))[0]
+    assert [record["probabilities"][name] for name in CLASSES] == pytest.approx(scores,
+                                                                              abs=1e-6)
+    assert lone["error"].startswith("E00002.mat: ") and "ecg-service" not in lone["error"]
+
+
 def test_a_bad_file_is_one_error_line_and_the_service_goes_on(server, hdf5_bytes):
     status, answer = request(server, "POST", "/predict?name=exam.xml", os.urandom(500))
     assert status == 200
