@@ -1,7 +1,7 @@
 """What predict.py writes and warns about: the output table, input/output warnings, sheets.
 
 ``write_predictions`` writes the ``.npy`` (the original study's format) or the ``.csv``
-(``predictions_frame``); ``input_warnings`` and ``nonfinite_warning`` give the one-line
+(``predictions_table``, written by ``write_table``); ``input_warnings`` and ``nonfinite_warning`` give the one-line
 warnings on the inputs and on NaN outputs; ``plot_exams`` draws ``--plot`` sheets and
 ``exams_to_explain`` reads the ``--explain`` exams. No TensorFlow is imported here.
 """
@@ -34,9 +34,12 @@ def output_format(path):
     return extension
 
 
-def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
+def predictions_table(probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
                       names=None):
-    """Build the .csv table: id column, one probability per class, 0/1 columns if thresholds.
+    """The .csv table: id column, one probability per class, 0/1 columns if thresholds.
+
+    Built as text without pandas (whose import is 0.3-0.4 s of a one-exam pass), cell by
+    cell as pandas' ``to_csv(index=False, float_format="%.9g")`` writes them.
 
     Parameters
     ----------
@@ -44,43 +47,18 @@ def predictions_frame(probabilities, exam_ids=None, thresholds=None, classes=CLA
     exam_ids : numpy.ndarray, shape (n,), optional
         Used as the ``exam_id`` column; without it a ``row`` column holds 0..n-1.
     thresholds : dict, optional
-        Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold.
+        Class -> threshold; adds ``<class>_pred`` = 1 where probability > threshold (empty
+        cells for a class whose threshold is None).
     classes : sequence of str
         Column names of the probabilities (the paper's six by default).
     names : sequence of str, optional
         A first ``record`` column: the file each row came from (converted inputs).
-    """
-    import pandas as pd  # deferred: pandas adds ~0.4 s to every start
-
-    frame = pd.DataFrame()
-    if names is not None:
-        frame["record"] = list(names)
-    if exam_ids is not None:
-        frame["exam_id"] = np.asarray(exam_ids)
-    else:
-        frame["row"] = np.arange(len(probabilities))
-    for column, name in enumerate(classes):
-        frame[name] = probabilities[:, column]
-    if thresholds is not None:
-        for column, name in enumerate(classes):
-            if thresholds[name] is None:  # no threshold known for this class: empty column
-                frame[f"{name}_pred"] = pd.array([pd.NA] * len(probabilities), dtype="Int8")
-            else:
-                positive = binarize(probabilities[:, column], thresholds[name])
-                frame[f"{name}_pred"] = positive.astype(np.int8)
-    return frame
-
-
-def predictions_table(probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
-                      names=None):
-    """The .csv table of :func:`predictions_frame` as text, without pandas (0.3-0.4 s to import).
 
     Returns
     -------
     header : list of str
     rows : list of tuples of str
-        The cells as ``predictions_frame(...).to_csv(index=False, float_format="%.9g")``
-        writes them: floats as ``%.9g`` (float32 round-trips), NaN and missing decisions empty.
+        Floats as ``%.9g`` (float32 round-trips), NaN and missing decisions empty.
     """
     probabilities = np.asarray(probabilities)  # (n, n_classes)
     header, columns = [], []
@@ -89,13 +67,13 @@ def predictions_table(probabilities, exam_ids=None, thresholds=None, classes=CLA
         columns.append([str(name) for name in names])
     if exam_ids is not None:
         header.append("exam_id")
-        columns.append([_cell(value) for value in np.asarray(exam_ids)])
+        columns.append([csv_cell(value) for value in np.asarray(exam_ids)])
     else:
         header.append("row")
         columns.append([str(row) for row in range(len(probabilities))])
     for column, name in enumerate(classes):
         header.append(name)
-        columns.append([_cell(value) for value in probabilities[:, column]])
+        columns.append([csv_cell(value) for value in probabilities[:, column]])
     for column, name in enumerate(classes if thresholds is not None else ()):
         header.append(f"{name}_pred")
         if thresholds[name] is None:  # no threshold known for this class: empty cells
@@ -106,8 +84,10 @@ def predictions_table(probabilities, exam_ids=None, thresholds=None, classes=CLA
     return header, list(zip(*columns))
 
 
-def _cell(value):
-    """One .csv cell as pandas writes it with float_format="%.9g" (NaN: empty)."""
+def csv_cell(value):
+    """One .csv cell as pandas writes it with float_format="%.9g" (NaN and None: empty)."""
+    if value is None:
+        return ""
     if isinstance(value, (float, np.floating)):
         return "" if np.isnan(value) else format(float(value), ".9g")
     return str(value)
@@ -116,19 +96,27 @@ def _cell(value):
 def write_predictions(path, probabilities, exam_ids=None, thresholds=None, classes=CLASSES,
                       names=None):
     """Write probabilities atomically as .npy (float32 (n, n_classes)) or .csv (see
-    predictions_frame; written by :func:`predictions_table` with the csv module)."""
-    extension = output_format(path)
-    with atomic_output(path) as tmp_path:
-        if extension == ".npy":
-            with open(tmp_path, "wb") as handle:
-                np.save(handle, np.asarray(probabilities, dtype=np.float32))
-        else:
-            header, rows = predictions_table(probabilities, exam_ids, thresholds, classes,
-                                             names)
-            with open(tmp_path, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")  # pandas' defaults
-                writer.writerow(header)
-                writer.writerows(rows)
+    :func:`predictions_table`)."""
+    if output_format(path) == ".csv":
+        write_table(path, *predictions_table(probabilities, exam_ids, thresholds, classes,
+                                             names))
+        return
+    with atomic_output(path) as tmp_path, open(tmp_path, "wb") as handle:
+        np.save(handle, np.asarray(probabilities, dtype=np.float32))
+
+
+def write_table(path, header, rows):
+    """Write a .csv table (cells as str) atomically, in pandas' dialect (``,``, ``\\n``)."""
+    with atomic_output(path) as tmp_path, open(tmp_path, "w", encoding="utf-8",
+                                                newline="") as handle:
+        write_csv_rows(handle, header, rows)
+
+
+def write_csv_rows(handle, header, rows):
+    """The header and rows of a .csv table into the open text file ``handle``."""
+    writer = csv.writer(handle, lineterminator="\n")  # pandas' defaults
+    writer.writerow(header)
+    writer.writerows(rows)
 
 
 # --- Checks, plots and explanations -------------------------------------------------

@@ -6,7 +6,7 @@ names each row's record, window number and start/end time in its ``records/`` gr
 (``record``, ``window``, ``start_s``, ``end_s``); :func:`window_rows` reads them back. A row of
 an HDF5 file without them (a CODE-style collection) is a record of one window, 0 to 10.24 s.
 
-:func:`windows_frame` is the per-window table, :func:`records_frame` the per-record summary
+:func:`windows_table` is the per-window table, :func:`records_table` the per-record summary
 (maximum probability and share of windows positive per class, e.g. the AF burden), and
 :func:`write_window_outputs` writes both atomically. No TensorFlow is imported here.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE, atomic_output
-from ecgcode.outputs import predictions_frame
+from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE
+from ecgcode.outputs import csv_cell, predictions_table, write_table
 from ecgcode.thresholds import binarize
 
 SUMMARY_SUFFIX = "_records.csv"
@@ -76,7 +76,7 @@ def window_rows(paths, sizes):
     return WindowRows(names, keys, table[:, 0].astype(np.int64), table[:, 1], table[:, 2])
 
 
-def windows_frame(rows, probabilities, thresholds=None, classes=CLASSES):
+def windows_table(rows, probabilities, thresholds=None, classes=CLASSES):
     """The per-window table: record, window, start_s, end_s, probabilities, ``_pred`` columns.
 
     Parameters
@@ -84,50 +84,59 @@ def windows_frame(rows, probabilities, thresholds=None, classes=CLASSES):
     rows : WindowRows
     probabilities : np.ndarray, shape (n, n_classes)
     thresholds : dict, optional
-        Class -> threshold (None: no threshold known, empty ``_pred`` column).
+        Class -> threshold (None: no threshold known, empty ``_pred`` cells).
     classes : sequence of str
+
+    Returns
+    -------
+    (header, rows)
+        As :func:`ecgcode.outputs.predictions_table`, whose ``row`` column gives way to
+        ``window``, ``start_s`` and ``end_s``.
     """
-    frame = predictions_frame(probabilities, None, thresholds, classes, rows.names)
-    frame = frame.drop(columns="row")
-    frame.insert(1, "window", rows.window)
-    frame.insert(2, "start_s", rows.start_s)
-    frame.insert(3, "end_s", rows.end_s)
-    return frame
+    header, cells = predictions_table(probabilities, None, thresholds, classes, rows.names)
+    header = [header[0], "window", "start_s", "end_s", *header[2:]]  # record, row, ... before
+    cells = [(line[0], str(int(window)), csv_cell(start), csv_cell(end), *line[2:])
+             for line, window, start, end in zip(cells, rows.window, rows.start_s, rows.end_s)]
+    return header, cells
 
 
-def records_frame(rows, probabilities, thresholds=None, classes=CLASSES):
+def records_table(rows, probabilities, thresholds=None, classes=CLASSES):
     """The per-record summary, one row per record in order of appearance.
 
     Columns: ``record``, ``n_windows``, ``duration_s`` (the end of its last window, or its
     length when shorter than one window), then per class ``<class>_max`` (the highest
     window probability) and ``<class>_share`` (the fraction of windows above the class's
     threshold; empty when no threshold is known for it).
-    """
-    import pandas as pd  # deferred: pandas adds ~0.4 s to every start
 
+    Returns
+    -------
+    (header, rows)
+        Cells as str, as :func:`ecgcode.outputs.predictions_table` writes them.
+    """
     first = {}  # record key -> its first row
     for row, key in enumerate(rows.keys):
         first.setdefault(key, row)
-    keys = list(first)
-    index = {key: number for number, key in enumerate(keys)}
+    index = {key: number for number, key in enumerate(first)}
     group = np.array([index[key] for key in rows.keys], dtype=np.int64)  # (n,)
-    frame = pd.DataFrame({"record": [rows.names[row] for row in first.values()],
-                          "n_windows": np.bincount(group, minlength=len(keys))})
-    duration = np.zeros(len(keys))
+    n_records = len(first)
+    n_windows = np.bincount(group, minlength=n_records)  # (records,)
+    duration = np.zeros(n_records)
     np.maximum.at(duration, group, rows.end_s)
-    frame["duration_s"] = duration
-    for column, name in enumerate(classes):
-        highest = np.full(len(keys), -np.inf)
-        np.maximum.at(highest, group, probabilities[:, column])
-        frame[f"{name}_max"] = highest
+    highest = np.full((n_records, len(classes)), -np.inf)  # (records, n_classes)
+    np.maximum.at(highest, group, probabilities)
+    shares = []  # per class: (records,) or None
     for column, name in enumerate(classes):
         threshold = None if thresholds is None else thresholds.get(name)
-        if threshold is None:
-            frame[f"{name}_share"] = pd.array([pd.NA] * len(keys), dtype="Float64")
-            continue
-        positive = binarize(probabilities[:, column], threshold).astype(np.float64)
-        frame[f"{name}_share"] = np.bincount(group, positive, len(keys)) / frame["n_windows"]
-    return frame
+        positive = None if threshold is None else binarize(probabilities[:, column], threshold)
+        shares.append(None if positive is None
+                      else np.bincount(group, positive.astype(np.float64), n_records) / n_windows)
+    header = ["record", "n_windows", "duration_s", *(f"{name}_max" for name in classes),
+              *(f"{name}_share" for name in classes)]
+    cells = [(rows.names[row], str(n_windows[number]), csv_cell(duration[number]),
+              *(csv_cell(value) for value in highest[number]),
+              *(csv_cell(None if share is None else share[number]) for share in shares))
+             for number, row in enumerate(first.values())]
+    return header, cells
 
 
 def summary_path(output_file):
@@ -144,8 +153,6 @@ def write_window_outputs(output_file, rows, probabilities, thresholds=None, clas
         The summary's path.
     """
     summary = summary_path(output_file)
-    for path, frame in ((output_file, windows_frame(rows, probabilities, thresholds, classes)),
-                        (summary, records_frame(rows, probabilities, thresholds, classes))):
-        with atomic_output(path) as tmp_path:
-            frame.to_csv(tmp_path, index=False, float_format="%.9g")  # float32 round-trips
+    write_table(output_file, *windows_table(rows, probabilities, thresholds, classes))
+    write_table(summary, *records_table(rows, probabilities, thresholds, classes))
     return summary

@@ -329,7 +329,7 @@ def test_existing_output_survives_failures(models, exams, tmp_path, capsys, monk
     def crash_while_writing(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(outputs, "predictions_table", crash_while_writing)
+    monkeypatch.setattr(outputs, "write_csv_rows", crash_while_writing)
     out = tmp_path / "o.csv"
     with pytest.raises(RuntimeError, match="disk full"):
         predict.main([path, paths[".keras"], "--output-file", str(out), "--quiet"])
