@@ -216,9 +216,19 @@ def synthetic_model_warning(provenance, model_path, input_paths):
     str or None
         One line (without "warning: "), or None.
     """
-    if not provenance or not provenance.get("synthetic_only"):
+    warning = synthetic_only_warning(provenance, model_path)
+    if warning is None or all(is_synthetic_file(path) for path in input_paths):
         return None
-    if all(is_synthetic_file(path) for path in input_paths):
+    return warning
+
+
+def synthetic_only_warning(provenance, model_path):
+    """The warning that a model trained only on synthetic ECGs is not diagnostic, or None.
+
+    :func:`synthetic_model_warning` gives it when such a model meets other ECGs; the
+    service (``predict.py --serve``) prints it when it starts.
+    """
+    if not provenance or not provenance.get("synthetic_only"):
         return None
     trained_on = ", ".join(os.path.basename(str(item.get("path", "?")))
                            for item in provenance.get("data", [])) or "synthetic files"

@@ -47,10 +47,11 @@ from ecgcode.outputs import (
 from ecgcode.predictor import (
     load_predictor,
     predict_collection_with,
+    print_warning,
     refuse_keras_options,
     resolve_predictor,
 )
-from ecgcode.provenance import synthetic_model_warning
+from ecgcode.provenance import synthetic_model_warning, synthetic_only_warning
 from ecgcode.runfolder import RUN_EXPORT_NAME, RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
 from ecgcode.thresholds import choose_thresholds, read_thresholds
 from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
@@ -254,13 +255,12 @@ def _serve(args):
         read_thresholds(args.thresholds, ())  # readable before the model loads
     predictor = load_predictor(model_path, parse_classes(args.classes) if args.classes else
                                None, args.precision, args.batch_size, args.verbose)
-    if predictor.warning:
-        print(f"warning: {predictor.warning}", file=sys.stderr)
+    print_warning(predictor)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
                                    predictor.classes, stored=predictor.thresholds)
-    if (predictor.provenance or {}).get("synthetic_only"):  # each result repeats it
-        print(f"warning: {model_path} was trained only on synthetic ECGs; its outputs on real "
-              "ECGs are not diagnostic", file=sys.stderr)
+    synthetic = synthetic_only_warning(predictor.provenance, model_path)
+    if synthetic:  # each result for ECGs that are not synthetic repeats it
+        print(f"warning: {synthetic}", file=sys.stderr)
     return service.serve(service.Service(predictor, thresholds, limits), args.host, args.port)
 
 
@@ -278,8 +278,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     predictor = load_predictor(model_path, given_classes, args.precision, args.batch_size,
                                args.verbose)  # Keras (imports TensorFlow) or onnxruntime
     classes = predictor.classes
-    if predictor.warning:
-        print(f"warning: {predictor.warning}", file=sys.stderr)
+    print_warning(predictor)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
                                    classes, stored=predictor.thresholds)
     unknown = [name for name, value in (thresholds or {}).items() if value is None]
