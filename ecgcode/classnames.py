@@ -207,7 +207,22 @@ def model_classes(path, n_outputs, given=None):
     (tuple of str, str or None)
         The names, and a warning to print (names guessed), or None.
     """
-    for source, names in (("--classes", given), (path, read_model_classes(path))):
+    return choose_model_classes(path, n_outputs, given, read_model_classes(path))
+
+
+def choose_model_classes(path, n_outputs, given=None, stored=None):
+    """The rule of :func:`model_classes`, given the names stored with the model.
+
+    ``given`` (``--classes``) wins over ``stored`` (the model file's names, or an export's
+    metadata); without either the defaults are used, with a warning unless they are the
+    paper's six.
+
+    Returns
+    -------
+    (tuple of str, str or None)
+        The names, and a warning to print (names guessed), or None.
+    """
+    for source, names in (("--classes", given), (path, stored)):
         if names is not None:
             return output_names(n_outputs, names, source), None
     names = default_classes(n_outputs)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ecgcode.classnames import default_classes, is_paper_set, output_names, read_model_provenance
+from ecgcode.classnames import choose_model_classes, read_model_provenance
 from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
 from ecgcode.data import RowReader
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
@@ -167,14 +167,7 @@ def _onnx_predictor(path, classes, batch_size):
                             "writes")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     stored = json.loads(metadata["classes"]) if "classes" in metadata else None
-    warning = None
-    if classes is None and stored is None:
-        names = default_classes(n_outputs)
-        if not is_paper_set(names):
-            warning = (f"{path}: the export stores no class names; its {n_outputs} outputs "
-                       f"are called {names[0]}..{names[-1]} (name them with --classes A,B,...)")
-    else:
-        names = output_names(n_outputs, classes or stored, "--classes" if classes else path)
+    names, warning = choose_model_classes(path, n_outputs, classes, stored)
     stored_thresholds = json.loads(metadata["thresholds"]) if "thresholds" in metadata else None
     input_name, output_name = signal.name, outputs[0].name  # "signal", "probabilities"
 
