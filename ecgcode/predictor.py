@@ -28,7 +28,7 @@ from ecgcode.precision import bfloat16_model, with_policy
 from ecgcode.provenance import fingerprint
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import RUN_EXPORT_NAME, resolve_model, run_file
-from ecgcode.runtimes import onnx_session
+from ecgcode.runtimes import onnx_session, provenance_in
 
 ONNX_SUFFIX = ".onnx"
 
@@ -177,7 +177,7 @@ def _onnx_predictor(path, classes, batch_size):
                    for start in range(0, len(x), batch_size)]  # each (b, n_classes)
         return np.concatenate(batches).astype(np.float32)  # (n, n_classes)
 
-    provenance = json.loads(metadata["provenance"]) if "provenance" in metadata else None
+    provenance = provenance_in(metadata)
     return Predictor(predict, names, "onnx", os.fspath(path), metadata,
                      None if classes else stored_thresholds, warning=warning,
                      provenance=provenance)

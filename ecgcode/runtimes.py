@@ -69,7 +69,12 @@ def read_classes(path):
 
 def read_provenance(path):
     """The provenance record copied into an export (``ecgcode.provenance``), or None."""
-    text = read_metadata(path).get("provenance")
+    return provenance_in(read_metadata(path))
+
+
+def provenance_in(metadata):
+    """The provenance record of an export's metadata (str -> str), or None (absent, damaged)."""
+    text = metadata.get("provenance")
     try:
         record = json.loads(text) if text else None
     except ValueError:
