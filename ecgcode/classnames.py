@@ -1,18 +1,19 @@
-"""What a model file says about itself: its class names and its provenance.
+"""What a model file says about itself: its class names, amplitude scale and provenance.
 
 A model of this project may learn any set of classes (the paper's six by default). The
 names are stored inside every model file the project writes, so that predictions and
-evaluations can name their columns without guessing, and so is the record of what the
-model was trained on (its *provenance*, built by ``ecgcode.provenance``):
+evaluations can name their columns without guessing, and so are the amplitude scale of
+the data it learned from (tracing units per mV, ``ecgcode.data.scale``) and the record of
+what the model was trained on (its *provenance*, built by ``ecgcode.provenance``):
 
-* ``.h5`` / ``.hdf5``: a root attribute ``classes`` (a list of strings) and a root
-  attribute ``provenance`` (a JSON string);
-* ``.keras``: a zip entry ``ecgcode.json`` holding ``{"classes": [...], "provenance":
-  {...}}``, which Keras itself ignores.
+* ``.h5`` / ``.hdf5``: root attributes ``classes`` (a list of strings), ``units_per_mv``
+  (a float) and ``provenance`` (a JSON string);
+* ``.keras``: a zip entry ``ecgcode.json`` holding ``{"classes": [...], "units_per_mv":
+  2.0, "provenance": {...}}``, which Keras itself ignores.
 
 Plain ``keras.models.load_model`` (Keras 3 or tf.keras 2.x) loads both files unchanged.
-Files written elsewhere (the original study's weights) hold neither: reading gives None.
-No TensorFlow or Keras is imported here.
+Files written elsewhere (the original study's weights) hold none of them: reading gives
+None. No TensorFlow or Keras is imported here.
 """
 
 import datetime
@@ -23,7 +24,8 @@ import zipfile
 
 import h5py
 
-from ecgcode.common import CLASSES, ECGInputError
+from ecgcode.common import CLASSES, UNITS_PER_MV, ECGInputError
+from ecgcode.data.scale import SCALE_ATTRIBUTE, model_scale
 
 KERAS_ENTRY = "ecgcode.json"
 """Name of the zip entry that carries the class names and provenance in a ``.keras`` file."""
@@ -98,8 +100,8 @@ def parse_classes(text, option="--classes"):
     return names
 
 
-def write_model_info(path, classes, provenance=None):
-    """Store ``classes`` (and ``provenance``) inside the model file ``path``.
+def write_model_info(path, classes, provenance=None, units_per_mv=None):
+    """Store ``classes``, ``units_per_mv`` (and ``provenance``) inside the model file ``path``.
 
     Parameters
     ----------
@@ -111,9 +113,14 @@ def write_model_info(path, classes, provenance=None):
         JSON-serialisable record of what the model was trained on
         (``ecgcode.provenance.training_provenance``); stored with its ``created`` set to
         the current UTC time, the moment this file is written.
+    units_per_mv : float, optional
+        The amplitude scale of the data the model learned from (and expects); default the
+        provenance's ``units_per_mv``, else ``UNITS_PER_MV``.
     """
     path = os.fspath(path)
-    info = {"classes": [str(name) for name in classes]}
+    if units_per_mv is None:
+        units_per_mv = (provenance or {}).get(SCALE_ATTRIBUTE, UNITS_PER_MV)
+    info = {"classes": [str(name) for name in classes], SCALE_ATTRIBUTE: float(units_per_mv)}
     if provenance is not None:
         info["provenance"] = dict(provenance, created=_utc_now())
     if _is_keras_zip(path):
@@ -122,6 +129,7 @@ def write_model_info(path, classes, provenance=None):
         return
     with h5py.File(path, "a") as handle:
         handle.attrs[H5_ATTRIBUTE] = info["classes"]
+        handle.attrs[SCALE_ATTRIBUTE] = info[SCALE_ATTRIBUTE]
         if provenance is not None:
             handle.attrs[H5_PROVENANCE_ATTRIBUTE] = json.dumps(info["provenance"])
 
@@ -140,6 +148,31 @@ def read_model_classes(path):
     if names is None:
         return None
     return tuple(_as_str(name) for name in names)
+
+
+def read_model_scale(path, given=None):
+    """The amplitude scale a model file expects, by the rules of ``ecgcode.data.scale``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    given : float, optional
+        ``--model-units-per-mv``: the scale of a model that records none.
+
+    Returns
+    -------
+    (ecgcode.data.scale.Scale, str or None)
+        Recorded; else ``given``; else 10 units per mV for a model of an earlier version of
+        this project (class names but no scale); else the original scale (the published
+        weights). The note says when ``given`` was ignored.
+    """
+    path = os.fspath(path)
+    if _is_keras_zip(path):
+        stored = (_keras_entry(path) or {}).get(SCALE_ATTRIBUTE)
+    else:
+        stored = _h5_attribute(path, SCALE_ATTRIBUTE)
+    stored = None if stored is None else float(stored)
+    return model_scale(path, stored, read_model_classes(path) is not None, given)
 
 
 def read_model_provenance(path):

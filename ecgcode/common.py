@@ -26,11 +26,33 @@ N_SAMPLES = 4096
 N_LEADS = len(LEADS)
 N_CLASSES = len(CLASSES)
 
-UNIT_VOLTS = 1e-4
-"""One unit of a tracing value, in volts: values are in 1e-4 V."""
+UNITS_PER_MV = 2.0
+"""Tracing units per millivolt: the original study's amplitude scale, 1 mV = 2 units.
 
-UNITS_PER_MV = 10.0
-"""Tracing units per millivolt (1 mV = 10 units)."""
+Every file this project writes is at this scale and says so (``ecgcode.data.scale``), and
+every model it trains records the scale of the data it learned from. The evidence, since
+the original study's README says "scale 1e-4V" (10 units per mV) in its first clause:
+
+* its second clause ("if the signal is in V it should be multiplied by 1000") gives mV,
+  and the author answers in antonior92/automatic-ecg-diagnosis issue #3: "Just make sure
+  your ECG is scaled as millivolts";
+* the authors' preprocessing repository (antonior92/ecg-preprocessing, README, "Available
+  datasets in HDF5") says CODE-15% and SaMi-Trop "were obtained by something equivalent
+  to ``generate_h5.py --scale 2``", from WFDB signals in mV: stored value = 2 x mV;
+* users who measured CODE-15% (antonior92/ecg-age-prediction issues #1 and #5) found
+  amplitudes about twice those of other datasets in mV, and a public ECG foundation-model
+  pipeline calibrated CODE-15% at 0.4694 mV per unit (2.1 units per mV);
+* nothing supports 10 units per mV except the literal "1e-4V".
+
+CODE-test (``ecg_tracings.hdf5``) came from the same pipeline and is believed to be at the
+same scale; no source says so explicitly. Where a file or model records no scale, the
+user states it with ``--units-per-mv`` (``docs/data-formats.md``, "Amplitude scale").
+"""
+
+LEGACY_UNITS_PER_MV = 10.0
+"""The scale of files and models written by earlier versions of this project (1e-4 V:
+1 mV = 10 units), recognised by their ``units``/``unit_volts`` attributes (files) or by
+project metadata without a recorded scale (models)."""
 
 INPUT_SHAPE = (N_SAMPLES, N_LEADS)
 

@@ -1,6 +1,7 @@
 """Export a trained model for serving: ONNX, TFLite (LiteRT) and TensorFlow SavedModel.
 
-Every export takes float32 ``signal`` (batch, 4096, 12) in 1e-4 V and returns
+Every export takes float32 ``signal`` (batch, 4096, 12) at the model's amplitude scale
+(``units_per_mv`` in its metadata) and returns
 ``probabilities`` (batch, n_classes), and carries the same metadata (class names, leads,
 sampling rate, units and the source model's provenance; see :func:`export_metadata`),
 readable with :func:`ecgcode.runtimes.read_metadata`.
@@ -27,9 +28,11 @@ from ecgcode.common import (
     INPUT_SHAPE,
     LEADS,
     SAMPLING_RATE,
+    UNITS_PER_MV,
     ECGInputError,
     atomic_output,
 )
+from ecgcode.data.scale import SCALE_ATTRIBUTE, units_text
 from ecgcode.precision import with_policy
 from ecgcode.runtimes import (
     INPUT_NAME,
@@ -64,7 +67,8 @@ def class_names(model, classes=None):
     return output_names(int(model.outputs[0].shape[-1]), classes)
 
 
-def export_metadata(classes, thresholds=None, provenance=None, source=None):
+def export_metadata(classes, thresholds=None, provenance=None, source=None,
+                    units_per_mv=UNITS_PER_MV):
     """The string metadata written into every export.
 
     Parameters
@@ -81,6 +85,9 @@ def export_metadata(classes, thresholds=None, provenance=None, source=None):
         The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.provenance.
         export_source``), stored as the JSON string ``source_model``: predict.py uses an
         export next to that file only while the file is unchanged (``ecgcode.predictor``).
+    units_per_mv : float
+        The amplitude scale the model expects (``ecgcode.data.scale``), stored as
+        ``units_per_mv``; predict.py brings every input to it.
 
     Returns
     -------
@@ -93,7 +100,8 @@ def export_metadata(classes, thresholds=None, provenance=None, source=None):
         "leads": json.dumps(list(LEADS)),
         "sampling_rate_hz": str(SAMPLING_RATE),
         "input": f"{INPUT_NAME}: float32 (batch, {INPUT_SHAPE[0]}, {INPUT_SHAPE[1]}), "
-        "units of 1e-4 V (1 mV = 10 units)",
+        f"{units_text(units_per_mv)}",
+        SCALE_ATTRIBUTE: f"{float(units_per_mv):g}",
         "output": f"{OUTPUT_NAME}: float32 (batch, {len(classes)}), one sigmoid probability "
         "per class, in the order of classes",
         "producer": "ecg-code-keras (Ribeiro et al. 2020, Nat Commun 11:1760)",
@@ -122,7 +130,7 @@ def export_paths(out, formats=FORMATS):
 
 # --- Exporting ---------------------------------------------------------------------
 def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, provenance=None,
-                 source=None):
+                 source=None, units_per_mv=UNITS_PER_MV):
     """Export ``model`` as ``OUT.onnx``, ``OUT.tflite`` and the SavedModel folder ``OUT``.
 
     Each file is written to a temporary name and renamed, so an interrupted export leaves
@@ -145,6 +153,8 @@ def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, pro
         What the model was trained on, copied into the metadata (:func:`export_metadata`).
     source : dict, optional
         The model file exported (:func:`export_metadata`).
+    units_per_mv : float
+        The amplitude scale the model expects (:func:`export_metadata`).
 
     Returns
     -------
@@ -163,7 +173,7 @@ def export_model(model, out, formats=FORMATS, classes=None, thresholds=None, pro
         _check_replaceable(paths["saved_model"])  # before the minutes of work
     classes = class_names(model, classes)
     model = float32_model(model)
-    metadata = export_metadata(classes, thresholds, provenance, source)
+    metadata = export_metadata(classes, thresholds, provenance, source, units_per_mv)
     if "saved_model" in paths:
         export_saved_model(model, paths["saved_model"], metadata)
     if "onnx" in paths:
@@ -327,9 +337,9 @@ def build_parser(prog="model.py export"):
         prog=prog,
         description="Export a model for serving: OUT.onnx (onnxruntime), OUT.tflite (LiteRT) "
         "and the TensorFlow SavedModel folder OUT/ (TF Serving, signature serving_default). "
-        "Each takes float32 'signal' (batch, 4096, 12) in 1e-4 V, returns 'probabilities' "
-        "(batch, n_classes) and holds the class names (and the model's provenance) in its "
-        "metadata. Each export is then "
+        "Each takes float32 'signal' (batch, 4096, 12) at the model's amplitude scale, "
+        "returns 'probabilities' (batch, n_classes) and holds the class names, the scale "
+        "(units_per_mv) and the model's provenance in its metadata. Each export is then "
         f"run on {CHECK_EXAMS} synthetic ECGs and compared with the Keras model.",
         allow_abbrev=False,
     )
@@ -364,7 +374,8 @@ def export_and_report(model, args, provenance=None, source=None):
     file's record, and ``source`` (:func:`export_metadata`) go into every export's metadata.
     """
     paths = export_model(model, args.out, args.formats, args.classes,
-                         getattr(args, "thresholds", None), provenance, source)
+                         getattr(args, "thresholds", None), provenance, source,
+                         getattr(args, "units_per_mv", UNITS_PER_MV))
     differences = {} if args.no_check else check_exports(model, paths)
     for kind, path in paths.items():
         line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"

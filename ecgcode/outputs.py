@@ -14,7 +14,7 @@ import numpy as np
 from ecgcode import explain
 from ecgcode import plotting as ecg_plot
 from ecgcode.common import CLASSES, ECGInputError, atomic_output
-from ecgcode.data import RowReader, signal_warnings
+from ecgcode.data import collection_warnings
 from ecgcode.data.hdf5 import describe_rows
 from ecgcode.thresholds import binarize
 
@@ -123,21 +123,16 @@ def write_csv_rows(handle, header, rows):
 def input_warnings(collection, max_records=UNITS_SAMPLE):
     """Warnings about the amplitude scale and the leads, from a few evenly spread records.
 
-    Uses the checks of ``datasets.py inspect`` (``ecgcode.data.signal_warnings``): a typical
-    amplitude that looks like mV or ADC counts instead of 1e-4 V, flat leads, leads
-    normalised independently, swapped leads.
+    Uses the checks of ``datasets.py inspect`` (``ecgcode.data.collection_warnings``): QRS
+    amplitudes that do not fit a file's declared scale (naming the likely factor), flat
+    leads, leads normalised independently, swapped leads.
 
     Returns
     -------
     list of str
     """
     rows = np.unique(np.linspace(0, collection.n - 1, min(max_records, collection.n)).astype(int))
-    reader = RowReader(collection)
-    try:
-        x = reader.read(rows)  # (k, 4096, 12)
-    finally:
-        reader.close()
-    return signal_warnings(x)
+    return collection_warnings(collection, rows)
 
 
 def nonfinite_warning(probabilities, collection):
@@ -166,13 +161,18 @@ def locate_row(collection, row, option="--plot"):
 def read_rows(collection, rows, option="--plot"):
     """(file path, tracing, exam_id) of each row of ``collection``, opening each file once.
 
+    The tracings are at ``UNITS_PER_MV`` (as sheets draw them and
+    ``ecgcode.predictor.original_scale_model`` takes them), whatever the files' scales.
+
     ``exam_id`` is that file's ``exam_id`` of the row, or None when the file has none.
     """
     located = [locate_row(collection, row, option) for row in rows]
     by_file = {}
     for path, local_row in located:
         by_file.setdefault(path, []).append(local_row)
-    exams = {path: iter(ecg_plot.read_exams(path, local_rows, collection.dataset_name))
+    scales = dict(zip(collection.paths, collection.scales))
+    exams = {path: iter(ecg_plot.read_exams(path, local_rows, collection.dataset_name,
+                                            scales[path].units_per_mv))
              for path, local_rows in by_file.items()}
     return [(path, *next(exams[path])) for path, _ in located]
 

@@ -32,6 +32,7 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
+from ecgcode.data.scale import add_units_option, file_scale, recorded_scale
 from ecgcode.thresholds import binarize
 
 PAPER_SPEED_MM_PER_S = 25.0
@@ -74,7 +75,7 @@ def display_name(lead):
 
 
 def units_to_mm(values):
-    """Convert tracing values (1e-4 V) to millimetres of paper at 10 mm/mV."""
+    """Convert tracing values (at ``UNITS_PER_MV``) to millimetres of paper at 10 mm/mV."""
     return np.asarray(values, dtype=np.float64) * (GAIN_MM_PER_MV / UNITS_PER_MV)
 
 
@@ -175,7 +176,7 @@ def _draw_calibration(axes, baseline):
 
 
 def _draw_segment(axes, signal, segment):
-    """Draw one lead segment; ``signal`` is the lead over the 10 s window, in 1e-4 V."""
+    """Draw one lead segment; ``signal`` is the lead over the 10 s window, at ``UNITS_PER_MV``."""
     first = round(segment["t0"] * SAMPLING_RATE)
     last = min(round(segment["t1"] * SAMPLING_RATE), len(signal))
     values = units_to_mm(signal[first:last])
@@ -209,7 +210,7 @@ def draw_ecg_sheet(tracing, title=None, probabilities=None, thresholds=None, cla
     Parameters
     ----------
     tracing : array_like, shape (N_SAMPLES, N_LEADS)
-        One exam in 1e-4 V, leads in ``LEADS`` order.
+        One exam at ``UNITS_PER_MV``, leads in ``LEADS`` order.
     title : str, optional
         First title line (e.g. file and exam id).
     probabilities : sequence of float, optional
@@ -295,18 +296,27 @@ def save_ecg_sheet(tracing, path, **kwargs):
     return path
 
 
-def read_exam(path, index, dataset_name=DEFAULT_DATASET_NAME):
+def read_exam(path, index, dataset_name=DEFAULT_DATASET_NAME, units_per_mv=None):
     """Read exam ``index`` (0-based row) of a CODE-style HDF5 file: ``read_exams`` of one."""
-    return read_exams(path, [index], dataset_name)[0]
+    return read_exams(path, [index], dataset_name, units_per_mv)[0]
 
 
-def read_exams(path, indices, dataset_name=DEFAULT_DATASET_NAME):
+def read_exams(path, indices, dataset_name=DEFAULT_DATASET_NAME, units_per_mv=None):
     """Read exams ``indices`` (0-based rows) of a CODE-style HDF5 file, opening it once.
+
+    Parameters
+    ----------
+    path : str
+    indices : sequence of int
+    dataset_name : str
+    units_per_mv : float, optional
+        The file's scale when it records none (``--units-per-mv``; ``ecgcode.data.scale``).
 
     Returns
     -------
     list of (tracing, exam_id)
-        ``tracing`` : numpy.ndarray, shape (N_SAMPLES, N_LEADS), float32;
+        ``tracing`` : numpy.ndarray, shape (N_SAMPLES, N_LEADS), float32, at ``UNITS_PER_MV``
+        (rescaled from the file's recorded or given scale), as the sheet draws it;
         ``exam_id`` : int or None, the file's ``exam_id`` of that row when it has one.
 
     Raises
@@ -318,6 +328,8 @@ def read_exams(path, indices, dataset_name=DEFAULT_DATASET_NAME):
     exams = []
     with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
         signals = _exam_signals(handle, path, dataset_name)
+        scale, _ = file_scale(path, recorded_scale(signals.attrs, handle.attrs), units_per_mv)
+        gain = np.float32(UNITS_PER_MV / scale.units_per_mv)
         for index in indices:
             if not 0 <= index < signals.shape[0]:
                 raise ECGInputError(
@@ -325,7 +337,7 @@ def read_exams(path, indices, dataset_name=DEFAULT_DATASET_NAME):
                     f"{signals.shape[0]} exams (0 to {signals.shape[0] - 1})"
                 )
             exam_id = int(handle["exam_id"][index]) if "exam_id" in handle else None
-            exams.append((np.asarray(signals[index], dtype=np.float32), exam_id))
+            exams.append((np.asarray(signals[index], dtype=np.float32) * gain, exam_id))
     return exams
 
 
@@ -377,7 +389,8 @@ def build_parser():
         "(25 mm/s, 10 mm/mV, 3x4 layout plus a lead II rhythm strip).",
         allow_abbrev=False,
     )
-    parser.add_argument("tracings", help="HDF5 file with a (N, 4096, 12) dataset, in 1e-4 V")
+    parser.add_argument("tracings", help="HDF5 file with a (N, 4096, 12) dataset; its recorded "
+                        "amplitude scale is drawn at 10 mm/mV")
     parser.add_argument("index", type=int, help="0-based row of the exam in the file")
     parser.add_argument(
         "-o", "--output", default=None,
@@ -391,6 +404,7 @@ def build_parser():
         "--dataset-name", "--dataset_name", default=DEFAULT_DATASET_NAME,
         help=f"name of the signal dataset in the HDF5 file (default: {DEFAULT_DATASET_NAME})",
     )
+    add_units_option(parser)
     return parser
 
 
@@ -399,7 +413,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     output = args.output or f"exam{args.index}.png"
     plot_format(output)
-    tracing, exam_id = read_exam(args.tracings, args.index, args.dataset_name)
+    tracing, exam_id = read_exam(args.tracings, args.index, args.dataset_name,
+                                 args.units_per_mv)
     probabilities = None
     if args.predictions:
         probabilities = read_prediction_row(args.predictions, args.index)

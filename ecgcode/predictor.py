@@ -1,8 +1,10 @@
 """A model that predicts: a Keras model file or an ONNX export, behind one interface.
 
 :func:`load_predictor` loads MODEL once and returns a :class:`Predictor`, whose
-``predict(x)`` maps (n, 4096, 12) float32 tracings in 1e-4 V to (n, n_classes) float32
-probabilities. predict.py and the HTTP service (``ecgcode.service``) use it.
+``predict(x)`` maps (n, 4096, 12) float32 tracings at the model's amplitude scale
+(``Predictor.scale``) to (n, n_classes) float32 probabilities. predict.py and the HTTP
+service (``ecgcode.service``) use it; :func:`at_model_scale` brings a collection to that
+scale.
 
 An ``.onnx`` export (``model.py export``) runs in onnxruntime with its class names (and the
 run's thresholds, when the export stored them) from its metadata: neither TensorFlow nor
@@ -20,9 +22,10 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ecgcode.classnames import choose_model_classes, read_model_provenance
-from ecgcode.common import INPUT_SHAPE, ECGInputError, first_line
+from ecgcode.classnames import choose_model_classes, read_model_provenance, read_model_scale
+from ecgcode.common import INPUT_SHAPE, UNITS_PER_MV, ECGInputError, first_line
 from ecgcode.data import RowReader
+from ecgcode.data.scale import SCALE_ATTRIBUTE, bring_to_scale, model_scale
 from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.precision import bfloat16_model, with_policy
 from ecgcode.provenance import fingerprint
@@ -58,6 +61,9 @@ class Predictor:
     provenance : dict or None
         What the model was trained on, as stored in its file or export's metadata
         (``ecgcode.provenance``); None when it holds none (the original study's weights).
+    scale : ecgcode.data.scale.Scale or None
+        The amplitude scale the model expects (recorded, given or by the rules of
+        ``ecgcode.data.scale``).
     """
 
     predict: Callable
@@ -69,6 +75,7 @@ class Predictor:
     model: object = None
     warning: str = None
     provenance: dict = None
+    scale: object = None
 
 
 def is_onnx(path):
@@ -99,7 +106,7 @@ def resolve_predictor(argument, keras_needed=False):
 
 
 def load_predictor(path, classes=None, precision="float32", batch_size=DEFAULT_BATCH_SIZE,
-                   verbose=False):
+                   verbose=False, units_per_mv=None):
     """Load MODEL once for many predictions.
 
     Parameters
@@ -114,21 +121,45 @@ def load_predictor(path, classes=None, precision="float32", batch_size=DEFAULT_B
         Exams per forward pass.
     verbose : bool
         Show TensorFlow's start-up logging (Keras models).
+    units_per_mv : float, optional
+        The amplitude scale of a model that records none (``--model-units-per-mv``).
 
     Returns
     -------
     Predictor
     """
     if not is_onnx(path):
-        return _keras_predictor(path, classes, precision, batch_size, verbose)
-    refuse_keras_options(path, precision=precision)
-    predictor = _onnx_predictor(path, classes, batch_size)
-    changed = changed_source(predictor)
-    if changed is None:
-        return predictor
-    source, message = changed
-    keras = _keras_predictor(source, classes, precision, batch_size, verbose)
-    return dataclasses.replace(keras, warning="; ".join(filter(None, [message, keras.warning])))
+        predictor = _keras_predictor(path, classes, precision, batch_size, verbose)
+    else:
+        refuse_keras_options(path, precision=precision)
+        predictor = _onnx_predictor(path, classes, batch_size)
+        changed = changed_source(predictor)
+        if changed is not None:
+            source, message = changed
+            keras = _keras_predictor(source, classes, precision, batch_size, verbose)
+            predictor = dataclasses.replace(
+                keras, warning="; ".join(filter(None, [message, keras.warning])))
+    return _with_scale(predictor, units_per_mv)
+
+
+def _with_scale(predictor, given):
+    """``predictor`` with the scale its model expects (and a note if ``given`` was ignored)."""
+    if predictor.kind == "onnx":
+        stored = predictor.metadata.get(SCALE_ATTRIBUTE)
+        scale, note = model_scale(predictor.path, None if stored is None else float(stored),
+                                  "classes" in predictor.metadata, given)
+    else:
+        scale, note = read_model_scale(predictor.path, given)
+    warning = "; ".join(filter(None, [predictor.warning, note])) or None
+    return dataclasses.replace(predictor, scale=scale, warning=warning)
+
+
+def at_model_scale(predictor, collection):
+    """``collection`` read at the scale ``predictor``'s model expects, and one note per
+    rescaled file (``ecgcode.data.scale.bring_to_scale``), the collection's own notes first.
+    """
+    collection, notes = bring_to_scale(collection, predictor.scale)
+    return collection, [*collection.notes, *notes]
 
 
 def changed_source(predictor):
@@ -201,6 +232,22 @@ def _keras_predictor(path, classes, precision, batch_size, verbose):
 
     return Predictor(predict, names, "keras", os.fspath(path), model=model, warning=warning,
                      provenance=read_model_provenance(path))
+
+
+def original_scale_model(predictor):
+    """``predictor``'s Keras model taking tracings at ``UNITS_PER_MV`` (``--explain``).
+
+    A model that expects another scale gets a ``keras.layers.Rescaling`` in front, so that
+    the tracings drawn on a sheet at 10 mm/mV are the ones attributed.
+    """
+    gain = predictor.scale.units_per_mv / UNITS_PER_MV
+    if np.isclose(gain, 1.0):
+        return predictor.model
+    import keras  # deferred: the Keras path has imported it already
+
+    signal = keras.Input(shape=INPUT_SHAPE, name="signal")  # (batch, 4096, 12)
+    rescaled = keras.layers.Rescaling(gain, name="to_model_scale")(signal)
+    return keras.Model(signal, predictor.model(rescaled))
 
 
 def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):

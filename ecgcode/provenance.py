@@ -8,7 +8,9 @@ it into the exports' metadata. The record, a JSON object::
      "project": {"name": "ecg-code-keras", "version": "0.1.0"},
      "created": "2026-01-31T12:00:00+00:00",      # UTC, when the file was written
      "classes": ["1dAVb", ...],
+     "units_per_mv": 2.0,     # the amplitude scale the model learned at (and expects)
      "data": [{"path": ..., "bytes": ..., "exams": ..., "synthetic": true,
+               "units_per_mv": 2.0,           # the file's own scale, before rescaling
                "fingerprint": {"method": "sha256", "sha256": "..."}}, ...],
      "labels": null,          # or the label CSV: {"path", "bytes", "fingerprint"}
      "synthetic_only": true,  # every data file was written by ecgcode.synthetic.generate
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from ecgcode import __version__
 from ecgcode.classnames import read_model_provenance
 from ecgcode.data.hdf5 import is_synthetic_file
+from ecgcode.data.scale import SCALE_ATTRIBUTE, read_units_per_mv
 from ecgcode.runfolder import model_file
 from ecgcode.runtimes import read_provenance
 
@@ -108,16 +111,15 @@ def _advance(bar, n):
 
 
 # --- The record of a training run --------------------------------------------------------
-def training_provenance(data_paths, exams, classes, labels_path=None, init=None,
-                        progress=True):
-    """The provenance record of a model trained on ``data_paths``.
+def training_provenance(collection, classes, labels_path=None, init=None, progress=True):
+    """The provenance record of a model trained on ``collection``.
 
     Parameters
     ----------
-    data_paths : sequence of str
-        The HDF5 tracing files, as given to train.py.
-    exams : sequence of int
-        Exams (rows) in each file.
+    collection : ecgcode.data.hdf5.Collection
+        The HDF5 tracing files as given to train.py, with their exams (rows), amplitude
+        scales and the gains that bring them to the run's scale
+        (``ecgcode.data.scale.bring_to_scale``).
     classes : sequence of str
         The classes the model learns, in output order.
     labels_path : str, optional
@@ -133,7 +135,7 @@ def training_provenance(data_paths, exams, classes, labels_path=None, init=None,
         The record (module docstring) without ``created``, which is set when a model
         file is written.
     """
-    files = [os.fspath(path) for path in data_paths]
+    files = [os.fspath(path) for path in collection.paths]
     extra = [labels_path] if labels_path else []
     init_file = model_file(init) if init else None
     extra += [init_file] if init_file and os.path.isfile(init_file) else []
@@ -141,15 +143,17 @@ def training_provenance(data_paths, exams, classes, labels_path=None, init=None,
     with tqdm(total=total, unit="B", unit_scale=True, desc="fingerprints",
               disable=not progress or total <= PROGRESS_BYTES) as bar:
         data = [{"path": path, "bytes": os.path.getsize(path), "exams": int(n),
-                 "synthetic": is_synthetic_file(path), "fingerprint": fingerprint(path, bar)}
-                for path, n in zip(files, exams)]
+                 "synthetic": is_synthetic_file(path), "units_per_mv": scale.units_per_mv,
+                 "fingerprint": fingerprint(path, bar)}
+                for path, n, scale in zip(files, collection.sizes, collection.scales)]
         labels = None
         if labels_path:
             labels = {"path": labels_path, "bytes": os.path.getsize(labels_path),
                       "fingerprint": fingerprint(labels_path, bar)}
         initialised_from = initial_model(init_file, bar) if init_file else None
     return {"format": PROVENANCE_FORMAT, "project": {"name": PROJECT, "version": __version__},
-            "classes": [str(name) for name in classes], "data": data, "labels": labels,
+            "classes": [str(name) for name in classes],
+            SCALE_ATTRIBUTE: read_units_per_mv(collection), "data": data, "labels": labels,
             "synthetic_only": bool(data) and all(item["synthetic"] for item in data),
             "initialised_from": initialised_from}
 

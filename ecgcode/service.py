@@ -14,8 +14,9 @@ Endpoints (JSON responses):
   ``{"file", "error": "<one line>"}`` for a file that cannot be read. A bad file never
   stops the service nor the other files of its request: the status is 200 whenever the
   request itself could be read, and 400 (with ``{"error"}``) when it could not.
-* ``GET /health`` (or ``/``): the model's file, kind, classes, thresholds, metadata and
-  provenance (``ecgcode.provenance``).
+* ``GET /health`` (or ``/``): the model's file, kind, classes, thresholds, metadata,
+  provenance (``ecgcode.provenance``) and the amplitude scale it expects (``units_per_mv``;
+  every file is brought to it, and a rescaled file's result says so in ``warnings``).
 
 Limits: ``Content-Length`` is required (411), a body over ``max_request_mb`` is refused
 before it is read (413), at most ``max_files`` files per request (413), and a client that
@@ -46,7 +47,7 @@ from ecgcode.common import ECGInputError, first_line
 from ecgcode.data import open_collection
 from ecgcode.formats.inputs import contract_inputs
 from ecgcode.outputs import input_warnings
-from ecgcode.predictor import predict_rows
+from ecgcode.predictor import at_model_scale, predict_rows
 from ecgcode.provenance import synthetic_model_warning
 from ecgcode.thresholds import binarize
 
@@ -148,10 +149,11 @@ class Service:
     cores are busy with one forward pass anyway); conversions run in parallel.
     """
 
-    def __init__(self, predictor, thresholds=None, limits=Limits()):
+    def __init__(self, predictor, thresholds=None, limits=Limits(), units_per_mv=None):
         self.predictor = predictor
         self.thresholds = thresholds
         self.limits = limits
+        self.units_per_mv = units_per_mv  # of uploaded HDF5 files that record none
         self._lock = threading.Lock()
 
     def health(self):
@@ -160,6 +162,7 @@ class Service:
                 "kind": self.predictor.kind, "classes": list(self.predictor.classes),
                 "thresholds": self.thresholds, "metadata": self.predictor.metadata,
                 "provenance": self.predictor.provenance,
+                "units_per_mv": self.predictor.scale.units_per_mv,
                 "limits": dataclasses.asdict(self.limits)}
 
     def predict_files(self, files):
@@ -184,12 +187,14 @@ class Service:
     def _predict_file(self, shown, path):
         try:
             with contract_inputs([path]) as (paths, _):
-                collection = open_collection(paths)
+                collection = open_collection(paths, units_per_mv=self.units_per_mv)
                 warnings = list(input_warnings(collection))  # units, flat or swapped leads
                 synthetic = synthetic_model_warning(self.predictor.provenance,
                                                     os.path.basename(self.predictor.path),
                                                     collection.paths)
                 warnings += [synthetic] if synthetic else []
+                collection, notes = at_model_scale(self.predictor, collection)
+                warnings += notes  # a rescaled file says so
                 with self._lock:
                     probabilities = predict_rows(self.predictor, collection)  # (n, classes)
         except ECGInputError as error:

@@ -22,7 +22,7 @@ import os
 import sys
 
 from ecgcode import export
-from ecgcode.classnames import default_classes
+from ecgcode.classnames import default_classes, read_model_scale
 from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
 from ecgcode.provenance import describe_provenance, export_source, model_provenance
 from ecgcode.quiet import import_tensorflow
@@ -58,6 +58,7 @@ def main(argv=None):
     print(f"Parameters: {model.count_params():,}")
     print(f"Input: {tuple(model.inputs[0].shape)}  outputs: {', '.join(classes)}")
     if args.model:  # what the model was trained on, as stored in its file
+        print(f"Amplitude scale: {read_model_scale(args.model)[0].describe()}")
         print("\n".join(describe_provenance(model_provenance(args.model))))
 
 
@@ -74,6 +75,7 @@ def export_main(argv=None):
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
     args.thresholds = (read_thresholds(thresholds_path, args.classes) if thresholds_path
                        else None)  # a run's thresholds.json travels in the metadata
+    args.units_per_mv = read_model_scale(model_path)[0].units_per_mv  # so does the scale
     return export.export_and_report(model, args, model_provenance(model_path),
                                     export_source(model_path))
 

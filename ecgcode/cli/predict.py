@@ -29,8 +29,16 @@ import numpy as np
 
 from ecgcode import service
 from ecgcode.classnames import parse_classes
-from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, PAPER_THRESHOLDS, ECGInputError, run_cli
+from ecgcode.common import (
+    CLASSES,
+    DEFAULT_DATASET_NAME,
+    PAPER_THRESHOLDS,
+    UNITS_PER_MV,
+    ECGInputError,
+    run_cli,
+)
 from ecgcode.data import open_collection
+from ecgcode.data.scale import add_units_option
 from ecgcode.explain import explain_and_save
 from ecgcode.formats.convert import add_window_options, window_stride_option
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
@@ -45,7 +53,9 @@ from ecgcode.outputs import (
     write_predictions,
 )
 from ecgcode.predictor import (
+    at_model_scale,
     load_predictor,
+    original_scale_model,
     predict_collection_with,
     print_warning,
     refuse_keras_options,
@@ -69,8 +79,10 @@ def build_parser():
         usage="%(prog)s [options] TRACINGS.hdf5 [MORE.hdf5 ...] MODEL\n"
         "       %(prog)s --serve MODEL [--host 127.0.0.1] [--port 8000]",
         description="Run a model on 12-lead ECG tracings (CODE-style HDF5 files: a "
-        "(N, 4096, 12) dataset in 1e-4 V) and write its class probabilities (the paper's "
-        f"six: {', '.join(CLASSES)}; or the classes stored in the model).",
+        f"(N, 4096, 12) dataset, 1 mV = {UNITS_PER_MV:g} units unless the file records "
+        "another scale) and write its class probabilities (the paper's "
+        f"six: {', '.join(CLASSES)}; or the classes stored in the model). Every input is "
+        "brought to the amplitude scale the model expects, with one line per rescaled file.",
         epilog="example: python predict.py exams_part0.hdf5 exams_part1.hdf5 runs/run1 "
         "--output-file scores.csv --paper-thresholds --plot 0",
         allow_abbrev=False,
@@ -160,6 +172,7 @@ def build_parser():
                        "of windows positive); an HDF5 input row counts as one 10.24 s window, "
                        "unless the file was written by `datasets.py convert --windows`")
     add_conversion_options(parser)
+    add_units_option(parser, model=True)
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
     add_service_options(parser)
@@ -254,20 +267,22 @@ def _serve(args):
     if args.thresholds:
         read_thresholds(args.thresholds, ())  # readable before the model loads
     predictor = load_predictor(model_path, parse_classes(args.classes) if args.classes else
-                               None, args.precision, args.batch_size, args.verbose)
+                               None, args.precision, args.batch_size, args.verbose,
+                               args.model_units_per_mv)
     print_warning(predictor)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
                                    predictor.classes, stored=predictor.thresholds)
     synthetic = synthetic_only_warning(predictor.provenance, model_path)
     if synthetic:  # each result for ECGs that are not synthetic repeats it
         print(f"warning: {synthetic}", file=sys.stderr)
-    return service.serve(service.Service(predictor, thresholds, limits), args.host, args.port)
+    return service.serve(service.Service(predictor, thresholds, limits, args.units_per_mv),
+                         args.host, args.port)
 
 
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
                        given_classes, extension):
     """Predict the (converted) tracings and write the outputs; returns the exit status."""
-    collection = open_collection(tracing_paths, dataset_name=args.dataset_name)
+    collection = open_collection(tracing_paths, args.dataset_name, args.units_per_mv)
     names = row_names(collection.paths, collection.sizes, converted)
     windows = None if args.stride is None else window_rows(collection.paths, collection.sizes)
     if windows is not None:
@@ -276,7 +291,7 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
         for row in rows:
             locate_row(collection, row, option)
     predictor = load_predictor(model_path, given_classes, args.precision, args.batch_size,
-                               args.verbose)  # Keras (imports TensorFlow) or onnxruntime
+                               args.verbose, args.model_units_per_mv)  # Keras or onnxruntime
     classes = predictor.classes
     print_warning(predictor)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
@@ -294,8 +309,11 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
         print(f"warning: {synthetic}", file=sys.stderr)
     for message in input_warnings(collection):  # after every fatal check
         print(f"warning: {message}", file=sys.stderr)
+    at_scale, notes = at_model_scale(predictor, collection)
+    for note in notes:  # one line per rescaled file
+        print(f"note: {note}", file=sys.stderr)
     probabilities = predict_collection_with(
-        predictor, collection, args.batch_size, verbose=0 if args.quiet else 1
+        predictor, at_scale, args.batch_size, verbose=0 if args.quiet else 1
     )
     nonfinite = nonfinite_warning(probabilities, collection)
     if nonfinite:
@@ -321,7 +339,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     summaries = []
     if args.explain:
         explained, summaries = explain_and_save(
-            predictor.model, exams_to_explain(collection, args.explain), probabilities, args.output_file,
+            original_scale_model(predictor), exams_to_explain(collection, args.explain),
+            probabilities, args.output_file,
             args.explain_class, thresholds, args.plot_format, args.explain_steps, classes)
         written += explained
     if not args.quiet:

@@ -20,6 +20,7 @@ import argparse
 
 from ecgcode.classnames import parse_classes
 from ecgcode.common import CLASSES, run_cli
+from ecgcode.data.scale import add_units_option
 from ecgcode.data.screening import screen_rows
 from ecgcode.precision import global_policy
 from ecgcode.provenance import training_provenance
@@ -64,8 +65,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     data = load_data(options)  # rows, labels and the train/validation/test split
     data.train_rows, data.val_rows = screen_rows(data.collection, data.train_rows,
                                                  data.val_rows, skip=options["skip_nonfinite"])
-    data.provenance = training_provenance(data.collection.paths, data.collection.sizes,
-                                          data.classes, options["labels"], options["init"])
+    data.provenance = training_provenance(data.collection, data.classes, options["labels"],
+                                          options["init"])  # with the run's amplitude scale
     import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
     # Imports Keras, so only now that every input was checked:
     from ecgcode.training.run import Run, build_model, paper_model, train_epochs
@@ -166,6 +167,7 @@ def build_parser():
                         "is new. Not with --resume")
     labels.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction,
                         help="with --init: train only the output layer")
+    add_units_option(parser)
     parser.add_argument("--skip-nonfinite", action=argparse.BooleanOptionalAction,
                         help="train without the tracings that hold NaN/inf values (default: "
                         "such tracings stop the run with an error naming them)")

@@ -24,10 +24,10 @@ from ecgcode.data.hdf5 import (
     open_collection,
 )
 from ecgcode.data.inspection import (
+    collection_warnings,
     inspect_collection,
     lead_order_warnings,
     lead_statistics,
-    scale_warnings,
     signal_warnings,
 )
 from ecgcode.data.labels import (
@@ -61,6 +61,7 @@ __all__ = [
     "WrongDtypeError",
     "WrongShapeError",
     "check_finite",
+    "collection_warnings",
     "find_nonfinite",
     "inspect_collection",
     "lead_order_warnings",
@@ -68,7 +69,6 @@ __all__ = [
     "load_labels",
     "make_dataset",
     "open_collection",
-    "scale_warnings",
     "signal_warnings",
     "split_indices",
 ]

@@ -1,14 +1,17 @@
 """Open, validate and read CODE-style HDF5 ECG collections, without TensorFlow.
 
 The data contract (see ``ecgcode.common``): an HDF5 file holds a dataset ``tracings`` of shape
-(N, 4096, 12), float32, in units of 1e-4 V, leads in ``LEADS`` order; optionally an
+(N, 4096, 12), float32, at ``UNITS_PER_MV`` (its scale recorded or assumed:
+``ecgcode.data.scale``), leads in ``LEADS`` order; optionally an
 ``exam_id`` (N,) integer dataset and a ``labels`` (N, 6) dataset whose attribute
 ``classes`` names its columns.  Several files (e.g. the 18 shards of CODE-15%) are read
 as one *collection*, rows numbered in file order.
 
 Public API
 ----------
-open_collection(paths, dataset_name)      -> Collection  (validates every file up front)
+open_collection(paths, dataset_name,
+                units_per_mv)             -> Collection  (validates every file up front and
+                                             reads its amplitude scale)
 open_hdf5(path, unreadable)               -> h5py.File, or a one-line ECGInputError (every
                                              user-given HDF5 file is opened with it)
 is_synthetic_file(path)                   -> bool: written by ``ecgcode.synthetic.generate``
@@ -34,10 +37,10 @@ from ecgcode.common import (
     N_LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
-    UNIT_VOLTS,
     ECGInputError,
     first_line,
 )
+from ecgcode.data.scale import declare_scale, file_scale, recorded_scale
 
 SYNTHETIC_GENERATOR = "ecg_synthetic"
 """Root attribute ``generator`` of the files ``ecgcode.synthetic.generate`` writes."""
@@ -96,6 +99,13 @@ class Collection:
         (n,) int64 exam ids concatenated over the files; None if any file lacks ``exam_id``.
     dtypes : list of numpy.dtype
         Stored dtype of the signal dataset of each file.
+    scales : list of ecgcode.data.scale.Scale
+        Amplitude scale of each file: recorded, given (``--units-per-mv``) or assumed.
+    gains : tuple of float
+        Factor applied to each file's rows when read (``ecgcode.data.scale.bring_to_scale``);
+        empty: none.
+    notes : tuple of str
+        Notes for the user (an ``--units-per-mv`` ignored for a file that records a scale).
     """
 
     paths: list
@@ -104,6 +114,9 @@ class Collection:
     n: int
     exam_ids: object = None
     dtypes: list = dataclasses.field(default_factory=list)
+    scales: list = dataclasses.field(default_factory=list)
+    gains: tuple = ()
+    notes: tuple = ()
 
     @property
     def starts(self):
@@ -158,11 +171,13 @@ def create_tracings(handle, n, dataset_name=DEFAULT_DATASET_NAME):
     Returns
     -------
     h5py.Dataset
-        Contiguous (n, 4096, 12) float32, to be filled in 1e-4 V.
+        Contiguous (n, 4096, 12) float32, to be filled at ``UNITS_PER_MV`` (recorded in the
+        dataset's and the file's attributes ``units_per_mv`` and ``units``).
     """
     tracings = handle.create_dataset(dataset_name, shape=(n, *INPUT_SHAPE), dtype="float32")
-    tracings.attrs.update(units="1e-4 V", unit_volts=UNIT_VOLTS, sampling_rate=SAMPLING_RATE,
-                          leads=list(LEADS))
+    tracings.attrs.update(sampling_rate=SAMPLING_RATE, leads=list(LEADS))
+    declare_scale(tracings.attrs)
+    declare_scale(handle.attrs)
     return tracings
 
 
@@ -292,7 +307,7 @@ def validate_signal(path, handle, dataset_name):
     if dataset.dtype.kind != "f":
         raise WrongDtypeError(
             f"{path}: dataset '{dataset_name}' has dtype {dataset.dtype}, expected float32 "
-            "in 1e-4 V; integers are usually raw ADC counts: convert with "
+            "tracings; integers are usually raw ADC counts: convert with "
             "`python datasets.py convert` (which applies the gain)"
         )
     return dataset
@@ -310,7 +325,7 @@ def _read_exam_ids(path, handle, n_rows):
     return exam_ids[()].astype(np.int64)
 
 
-def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME):
+def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME, units_per_mv=None):
     """Open and validate CODE-style HDF5 files as one collection.
 
     Parameters
@@ -319,6 +334,9 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME):
         HDF5 file(s); their rows are numbered in this order.
     dataset_name : str
         Name of the signal dataset (``tracings``).
+    units_per_mv : float, optional
+        The amplitude scale of files that record none (``--units-per-mv``); default the
+        original study's (``ecgcode.data.scale``).
 
     Returns
     -------
@@ -338,16 +356,21 @@ def open_collection(paths, dataset_name=DEFAULT_DATASET_NAME):
     if isinstance(paths, Collection):
         return paths
     paths = _as_path_list(paths)
-    sizes, dtypes, id_parts = [], [], []
+    sizes, dtypes, id_parts, scales, notes = [], [], [], [], []
     for path in paths:
         with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
             dataset = validate_signal(path, handle, dataset_name)
             sizes.append(int(dataset.shape[0]))
             dtypes.append(dataset.dtype)
             id_parts.append(_read_exam_ids(path, handle, dataset.shape[0]))
+            scale, note = file_scale(path, recorded_scale(dataset.attrs, handle.attrs),
+                                     units_per_mv)
+            scales.append(scale)
+            notes.extend([note] if note else [])
     if sum(sizes) == 0:
         raise EmptyCollectionError(
             f"{', '.join(paths)}: no tracings (dataset '{dataset_name}' has 0 rows)"
         )
     exam_ids = None if any(p is None for p in id_parts) else np.concatenate(id_parts)
-    return Collection(paths, dataset_name, sizes, int(sum(sizes)), exam_ids, dtypes)
+    return Collection(paths, dataset_name, sizes, int(sum(sizes)), exam_ids, dtypes, scales,
+                      notes=tuple(notes))

@@ -4,15 +4,19 @@ No TensorFlow: used by ``python datasets.py inspect`` and by ``predict.py``'s in
 
 Public API
 ----------
-lead_statistics(x)                 -> per-lead amplitudes in mV
-scale_warnings(stats)              -> warnings when values do not look like 1e-4 V
+lead_statistics(x)                 -> per-lead amplitudes in mV of tracings in mV
 lead_order_warnings(x)             -> warnings when leads are flat, normalised or swapped
-signal_warnings(x)                 -> all of them (the scale check unless leads are normalised)
+signal_warnings(x, scale, name)    -> all of them: the amplitude scale's check
+                                      (``ecgcode.data.scale.scale_warning``, unless the leads
+                                      are normalised) and the leads'
+collection_warnings(collection)    -> signal_warnings of a few records, each file's scale
+                                      checked against its own declared scale
 inspect_collection(paths, ...)     -> prints a summary, returns the warnings
 main(argv)                         -> the ``inspect`` command line
 """
 
 import argparse
+import dataclasses
 import sys
 
 import numpy as np
@@ -35,6 +39,7 @@ from ecgcode.data.leadchecks import (
     normalised_fraction,
 )
 from ecgcode.data.rows import RowReader, check_finite
+from ecgcode.data.scale import Scale, add_units_option, bring_to_scale, scale_warning
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""
@@ -58,7 +63,7 @@ def _sample_rows(n, max_records, seed=0):
 
 
 def lead_statistics(x):
-    """Per-lead amplitude statistics, in mV, of tracings ``x`` (k, 4096, 12) in 1e-4 V.
+    """Per-lead amplitude statistics of tracings ``x`` (k, 4096, 12) in mV.
 
     All-zero records (padding) are ignored.
 
@@ -70,7 +75,7 @@ def lead_statistics(x):
         ``std``: (12,) median over records of the standard deviation; all in mV;
         ``records``: records used.
     """
-    x = x[np.any(x != 0, axis=(1, 2))] / UNITS_PER_MV  # (k', 4096, 12) in mV
+    x = x[np.any(x != 0, axis=(1, 2))]  # (k', 4096, 12) in mV
     if len(x) == 0:
         nan = np.full(N_LEADS, np.nan)
         return {"ptp": nan, "abs_max": nan, "std": nan, "records": 0}
@@ -80,30 +85,6 @@ def lead_statistics(x):
         "std": np.median(x.std(axis=1), axis=0),
         "records": len(x),
     }
-
-
-def scale_warnings(stats):
-    """Warnings when the typical amplitude does not look like 1e-4 V (1 mV = 10 units)."""
-    if stats["records"] == 0:
-        return ["all sampled tracings are zero"]
-    typical = float(np.median(stats["ptp"]))  # mV; about 1-3 mV for a real ECG
-    if typical < 0.3:
-        return [
-            (
-                f"typical peak-to-peak amplitude is {typical:.3g} mV, about 10x too small: "
-                "the values look like mV; fix: multiply by 10 (tracings are in 1e-4 V, 1 mV = 10 "
-                "units)"
-            )
-        ]
-    if typical > 30:
-        return [
-            (
-                f"typical peak-to-peak amplitude is {typical:.3g} mV, far too large: the "
-                "values look like raw ADC counts or uV; fix: divide by the gain (convert with "
-                "`python datasets.py convert`) so that 1 mV = 10 units"
-            )
-        ]
-    return []
 
 
 def lead_order_warnings(x):
@@ -148,17 +129,61 @@ def lead_order_warnings(x):
     return warnings
 
 
-def signal_warnings(x):
+def signal_warnings(x, scale=None, name="the tracings"):
     """Every warning about tracings ``x`` (k, 4096, 12): scale, flat, normalised, lead order.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Tracings as stored, at scale ``scale``.
+    scale : ecgcode.data.scale.Scale, optional
+        Their declared (or assumed) amplitude scale; default the original study's.
+    name : str
+        The file(s), named in the scale warning.
 
     The amplitude-scale check is skipped when the leads were normalised independently
     (their amplitudes then say nothing about the units).
     """
+    scale = scale or Scale(UNITS_PER_MV, "assumed")
     finite = x[np.isfinite(x).all(axis=(1, 2))]
     with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
+        if not np.any(finite):
+            return ["all sampled tracings are zero"]
         normalised = normalised_fraction(finite) > MAJORITY
-        scale = [] if normalised else scale_warnings(lead_statistics(finite))
-        return scale + lead_order_warnings(finite)
+        warning = None if normalised else scale_warning(finite, scale, name)
+        return [warning] * bool(warning) + lead_order_warnings(finite)
+
+
+def collection_warnings(collection, rows):
+    """:func:`signal_warnings` of ``rows`` of ``collection``, each file's scale checked alone.
+
+    The rows are read as stored (whatever gains the collection carries); each file's
+    sampled rows are checked against that file's declared scale, and the lead checks run
+    on all of them.
+
+    Returns
+    -------
+    list of str
+    """
+    raw = dataclasses.replace(collection, gains=())
+    reader = RowReader(raw)
+    try:
+        x = reader.read(np.asarray(rows, dtype=np.int64))  # (k, 4096, 12)
+    finally:
+        reader.close()
+    finite = np.isfinite(x).all(axis=(1, 2))
+    files = collection.locate(rows)[0]
+    warnings = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.any(x[finite]):
+            return ["all sampled tracings are zero"]
+        if normalised_fraction(x[finite]) <= MAJORITY:
+            for number in np.unique(files):
+                picked = x[(files == number) & finite]
+                warning = scale_warning(picked, collection.scales[number],
+                                        collection.paths[number]) if len(picked) else None
+                warnings += [warning] * bool(warning)
+        return warnings + lead_order_warnings(x[finite])
 
 
 def inspect_collection(
@@ -168,6 +193,7 @@ def inspect_collection(
     max_records=1000,
     scan=True,
     file=None,
+    units_per_mv=None,
 ):
     """Print a summary of a collection; return the list of warnings.
 
@@ -182,12 +208,17 @@ def inspect_collection(
         Scan every record for NaN/inf (raises NonFiniteError after printing).
     file : file-like, optional
         Where to print (stdout).
+    units_per_mv : float, optional
+        The amplitude scale of files that record none (``--units-per-mv``).
     """
     out = file or sys.stdout
-    collection = open_collection(paths, dataset_name)
-    for path, size, dtype in zip(collection.paths, collection.sizes, collection.dtypes):
+    collection = open_collection(paths, dataset_name, units_per_mv)
+    for path, size, dtype, scale in zip(collection.paths, collection.sizes, collection.dtypes,
+                                        collection.scales):
         shape = f"({size}, {N_SAMPLES}, {N_LEADS})"
-        print(f"{path}: {size} tracings, shape {shape}, {dtype}", file=out)
+        print(f"{path}: {size} tracings, shape {shape}, {dtype}, {scale.describe()}", file=out)
+    for note in collection.notes:
+        print(f"note: {note}", file=out)
     print(
         f"total: N = {collection.n}, exam_id: {'yes' if collection.exam_ids is not None else 'no'}",
         file=out,
@@ -204,7 +235,8 @@ def inspect_collection(
         for name, prevalence in zip(CLASSES, labelled.mean(axis=0)):
             print(f"  {name:6s} prevalence {prevalence:7.2%}", file=out)
     sample = _sample_rows(collection.n, max_records)
-    x = RowReader(collection).read(sample)  # (k, 4096, 12)
+    in_mv, _ = bring_to_scale(collection, Scale(1.0, "mV"))
+    x = RowReader(in_mv).read(sample)  # (k, 4096, 12) in mV, each file by its scale
     finite = np.isfinite(x).all(axis=(1, 2))
     with np.errstate(over="ignore", invalid="ignore"):
         stats = lead_statistics(x[finite])
@@ -218,7 +250,7 @@ def inspect_collection(
             f"  {name:4s} {stats['ptp'][i]:8.3f} {stats['abs_max'][i]:8.3f} {stats['std'][i]:8.3f}",
             file=out,
         )
-    warnings = signal_warnings(x[finite])
+    warnings = collection_warnings(collection, sample)
     for warning in warnings:
         print(f"WARNING: {warning}", file=out)
     if scan:
@@ -234,8 +266,9 @@ def main(argv=None, prog=None):
     """
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Summarise CODE-style HDF5 file(s): size, labels, amplitudes in mV; warn "
-        "when the scale (1e-4 V expected) or the lead order looks wrong.",
+        description="Summarise CODE-style HDF5 file(s): size, labels, amplitude scale, "
+        "amplitudes in mV; warn when the QRS amplitudes do not fit the declared scale (the "
+        f"original study's: 1 mV = {UNITS_PER_MV:g} units) or the lead order looks wrong.",
     )
     parser.add_argument("files", nargs="+", help="HDF5 file(s), read as one collection")
     parser.add_argument("--labels", help="label CSV (else a 'labels' dataset in the HDF5)")
@@ -253,9 +286,11 @@ def main(argv=None, prog=None):
     parser.add_argument(
         "--no-scan", action="store_true", help="skip scanning every record for NaN/inf"
     )
+    add_units_option(parser)
     args = parser.parse_args(argv)
     inspect_collection(
-        args.files, args.labels, args.dataset_name, args.max_records, scan=not args.no_scan
+        args.files, args.labels, args.dataset_name, args.max_records, scan=not args.no_scan,
+        units_per_mv=args.units_per_mv,
     )
     return 0
 

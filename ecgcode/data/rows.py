@@ -10,7 +10,8 @@ pipeline in ``datasets``.
 
 Public API
 ----------
-RowReader(collection).read(rows)          -> (k, 4096, 12) float32 tracings
+RowReader(collection).read(rows)          -> (k, 4096, 12) float32 tracings, each file's
+                                             rows multiplied by its gain (its rescaling)
 find_nonfinite(collection)                -> (row indices, count) of NaN/inf values
 check_finite(collection)                  -> raises NonFiniteError on NaN/inf
 """
@@ -191,7 +192,21 @@ class RowReader:
                 )
         if check_finite:
             self._verified[rows] = True
+        self._apply_gains(rows, out)
         return out
+
+    def _apply_gains(self, rows, out):
+        """Multiply the rows of rescaled files by their gain (``Collection.gains``), in place."""
+        gains = np.asarray(self.collection.gains or [1.0], dtype=np.float32)
+        if np.all(gains == 1):
+            return
+        row_gains = gains[self.collection.locate(rows)[0]]  # (k,)
+        for gain in np.unique(row_gains[row_gains != 1]):
+            picked = np.flatnonzero(row_gains == gain)
+            if len(picked) == len(rows):
+                out *= gain
+            else:
+                out[picked] *= gain
 
     def _read_run(self, file_number, first_row, destinations, out, check_finite):
         """Read rows first_row ... into out[destinations]; False if NaN/inf may be present."""

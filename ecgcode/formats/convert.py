@@ -6,7 +6,8 @@ records with their ``REFERENCE.csv``, clinical exports (GE MUSE XML, HL7 aECG, D
 waveform, SCP-ECG, Philips XML) and long-term recordings (EDF/EDF+, ISHNE Holter, MFER), all
 recognised by content, and writes one CODE-style HDF5 file:
 
-* ``tracings``  (N, 4096, 12) float32 in 1e-4 V, leads in ``ecgcode.common.LEADS`` order, 400 Hz;
+* ``tracings``  (N, 4096, 12) float32 at ``UNITS_PER_MV`` (the original study's scale, 1 mV =
+  2 units), leads in ``ecgcode.common.LEADS`` order, 400 Hz;
 * ``exam_id``   (N,) int64: PTB-XL's ``ecg_id``, else 0..N-1 in input order;
 * ``labels``    (N, n_classes) float32 with attributes ``classes`` and ``source`` (PTB-XL:
   the paper's six, or PTB-XL's own statements with ``--ptbxl-labels``; and conversions whose
@@ -23,13 +24,14 @@ recognised by content, and writes one CODE-style HDF5 file:
   Per-record metadata are datasets rather than attributes because HDF5 attributes are
   limited to 64 KiB, too small for the 21,799 records of PTB-XL.
 
-The file and the ``tracings`` dataset carry attributes ``units`` ("1e-4 V"), ``unit_volts``
-(1e-4), ``sampling_rate`` (400) and ``leads``; the file also ``created_by``. Strings in
+The file and the ``tracings`` dataset carry attributes ``units_per_mv`` (2.0) and ``units``
+("mV x 2 (1 mV = 2 units)"); the dataset also ``sampling_rate`` (400) and ``leads``, the
+file ``created_by``. Strings in
 ``records/`` read back as bytes in h5py (use ``dataset.asstr()[()]``).
 
 Each record is processed by :func:`to_contract`: leads matched by name
 (case-insensitive, ``I``/``DI``, ``aVR``/``AVR``, ...), reordered, missing limb leads
-derived from the others, units converted to 1e-4 V, resampled to 400 Hz with a
+derived from the others, units converted to the contract's scale, resampled to 400 Hz with a
 polyphase filter and centred (zero-padded on both sides or centre-cropped) to 4096
 samples. With ``--windows``, :func:`to_windows` cuts a longer record at
 :func:`window_starts` instead: every stride, plus a final window ending at the last sample.
@@ -56,6 +58,7 @@ from ecgcode.common import (
     LEADS,
     N_SAMPLES,
     SAMPLING_RATE,
+    UNITS_PER_MV,
     ECGInputError,
     atomic_output,
     plain,
@@ -96,19 +99,22 @@ _LIMB_FROM_I_II = {  # coefficients (a, b): lead = a * DI + b * DII
     "aVF": (-0.5, 1.0),
 }
 
-_UNITS_TO_CONTRACT = {  # multiply a value in these units by the factor to get 1e-4 V
-    "v": 1e4, "volt": 1e4, "volts": 1e4,
-    "mv": 10.0, "millivolt": 10.0, "millivolts": 10.0,
-    "uv": 0.01, "\u00b5v": 0.01, "\u03bcv": 0.01, "microvolt": 0.01, "microvolts": 0.01,
-    "nv": 1e-5, "nanovolt": 1e-5, "nanovolts": 1e-5,
-    "1e-4v": 1.0, "0.1mv": 1.0, "100uv": 1.0,
+_MV_PER_UNIT = {  # millivolts in one unit of each name
+    "v": 1e3, "volt": 1e3, "volts": 1e3,
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
+    "nv": 1e-6, "nanovolt": 1e-6, "nanovolts": 1e-6,
+    "1e-4v": 0.1, "0.1mv": 0.1, "100uv": 0.1,
 }  # fmt: skip
 
 UNIT_CHOICES = "V, mV, uV (or \u00b5V), nV, 1e-4V"
 
 
 def units_factor(units, source="input"):
-    """Return the factor that converts values in ``units`` to 1e-4 V.
+    """Return the factor that converts values in ``units`` to the contract's scale.
+
+    The contract's scale is ``UNITS_PER_MV`` (the original study's, 1 mV = 2 units), so
+    a value in mV is multiplied by 2, in uV by 0.002.
 
     Raises
     ------
@@ -116,11 +122,11 @@ def units_factor(units, source="input"):
         When the units are not one of V, mV, uV/µV or 1e-4 V.
     """
     key = str(units).strip().lower().replace(" ", "")
-    if key not in _UNITS_TO_CONTRACT:
+    if key not in _MV_PER_UNIT:
         raise ECGInputError(
             f"{source}: unknown units {units!r}; fix: give the units as one of {UNIT_CHOICES}"
         )
-    return _UNITS_TO_CONTRACT[key]
+    return _MV_PER_UNIT[key] * UNITS_PER_MV
 
 
 # --- The conversion of one record ------------------------------------------------------
@@ -139,7 +145,7 @@ def match_leads(signal, lead_names, units, source="input"):
 
     Returns
     -------
-    leads : np.ndarray, shape (n_samples, 12), float64, in 1e-4 V, ``LEADS`` order
+    leads : np.ndarray, shape (n_samples, 12), float64, at ``UNITS_PER_MV``, ``LEADS`` order
     derived : list of str
         Limb leads that were computed from the others.
     """
@@ -242,7 +248,7 @@ def to_contract(signal, fs, lead_names, units, source="input"):
     Returns
     -------
     np.ndarray, shape (4096, 12), float32
-        In 1e-4 V, ``ecgcode.common.LEADS`` order, 400 Hz, centred.
+        At ``UNITS_PER_MV``, ``ecgcode.common.LEADS`` order, 400 Hz, centred.
 
     Raises
     ------
@@ -260,7 +266,7 @@ def _convert_record(signal, fs, lead_names, units, source):
 
 
 def _contract_leads(signal, fs, lead_names, units, source):
-    """Return (leads (n_samples * 400 / fs, 12) float64 in 1e-4 V at 400 Hz, derived leads)."""
+    """Return (leads (n_samples * 400 / fs, 12) float64 at UNITS_PER_MV, 400 Hz, derived leads)."""
     _check_rate(fs, source)
     signal = np.asarray(signal, dtype=np.float64)  # (n_samples, n_channels)
     if signal.ndim != 2 or signal.shape[0] == 0:
@@ -276,7 +282,8 @@ def _as_float32(tracing, source):
     """``tracing`` as float32, refusing values that float32 cannot hold."""
     if np.abs(tracing).max() > np.finfo(np.float32).max:  # would become inf in float32
         raise ECGInputError(f"{source}: values too large for float32 after conversion to "
-                            "1e-4 V; fix: check the file (damaged?) and its --units")
+                            f"{UNITS_PER_MV:g} units per mV; fix: check the file (damaged?) "
+                            "and its --units")
     return tracing.astype(np.float32)
 
 
@@ -621,7 +628,8 @@ def build_parser(prog=None):
         description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
         "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML, EDF/EDF+, "
         "ISHNE Holter, MFER) into a CODE-style HDF5 "
-        f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 in 1e-4 V at {SAMPLING_RATE} Hz, "
+        f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 at the original study's scale "
+        f"(1 mV = {UNITS_PER_MV:g} units, recorded in the file) at {SAMPLING_RATE} Hz, "
         f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
         "signals resampled (polyphase) and zero-padded or centre-cropped.",
     )

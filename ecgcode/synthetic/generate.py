@@ -21,7 +21,7 @@ AF        irregularly irregular RR (sd of log RR 0.22-0.38, sinus <= 0.03), no P
 ========  =====================================================================
 
 Classes co-occur (e.g. 1dAVb with RBBB) except where physiology excludes it: AF excludes
-SB, ST and 1dAVb; SB excludes ST; RBBB excludes LBBB.  Tracings are float32 in 1e-4 V at
+SB, ST and 1dAVb; SB excludes ST; RBBB excludes LBBB.  Tracings are float32 at the original study's scale (1 mV = 2 units) at
 400 Hz, 4096 samples; 10 s recordings (4000 samples) and 7 s ones (2800 samples) are
 zero-padded on both sides like CODE.
 
@@ -42,6 +42,7 @@ from ecgcode.common import (
     CLASSES,
     N_SAMPLES,
     SAMPLING_RATE,
+    UNITS_PER_MV,
     ECGInputError,
     atomic_output,
     plain,
@@ -265,7 +266,7 @@ def generate(n, seed=0, prevalence=None, noise=True, short_fraction=DEFAULT_SHOR
     Returns
     -------
     tracings : (n, 4096, 12) float32
-        In 1e-4 V, leads in LEADS order.
+        At ``UNITS_PER_MV`` (1 mV = 2 units), leads in LEADS order.
     labels : (n, 6) float32
         0/1 in CLASSES order.
     info : dict
@@ -294,7 +295,7 @@ def write_synthetic(path, n, seed=0, prevalence=None, noise=True,
                     short_fraction=DEFAULT_SHORT_FRACTION, first_exam_id=1, progress=True):
     """Write n synthetic exams to a CODE-style HDF5 file, chunk by chunk (bounded memory).
 
-    The file holds ``tracings`` (n, 4096, 12) float32 in 1e-4 V, ``labels`` (n, 6)
+    The file holds ``tracings`` (n, 4096, 12) float32 at ``UNITS_PER_MV``, ``labels`` (n, 6)
     float32 with attribute ``classes``, ``exam_id`` (n,) int64 and file attributes
     describing the generator and its parameters.  Written atomically.
 
@@ -339,7 +340,6 @@ def _file_attributes(n, seed, prevalence, noise, short_fraction):
         "noise": bool(noise),
         "short_fraction": short_fraction,
         "sampling_rate": SAMPLING_RATE,
-        "units": "1e-4 V",
         "class_definitions": json.dumps({
             "1dAVb": "PR 220-320 ms (normal 120-190 ms)",
             "RBBB": "QRS 130-165 ms, rsR' in V1, wide S in I/V6",
@@ -357,7 +357,8 @@ def build_parser(prog=None):
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Write synthetic labelled 12-lead ECGs (CODE format: tracings (N, 4096, 12) "
-        "float32 in 1e-4 V at 400 Hz, labels (N, 6), exam_id) to an HDF5 file. Each beat is a "
+        f"float32 at {UNITS_PER_MV:g} units per mV, the original study's scale, 400 Hz, labels "
+        "(N, 6), exam_id) to an HDF5 file. Each beat is a "
         "sum of Gaussian P/Q/R/S/T waves of a 3-D cardiac dipole projected on the 12 leads; "
         "the classes 1dAVb, RBBB, LBBB, SB, AF and ST follow their clinical definitions.",
     )

@@ -29,7 +29,7 @@ DOWER = np.array(
 )  # (3, 8)
 
 TO_EIGHT_LEADS = np.ascontiguousarray(DOWER.T * np.float32(UNITS_PER_MV))
-"""(8, 3): dipole in mV -> leads I, II, V1..V6 in tracing units (1e-4 V)."""
+"""(8, 3): dipole in mV -> leads I, II, V1..V6 in tracing units (``UNITS_PER_MV``)."""
 
 # Electrode potentials (RA, LA, LL, V1..V6) -> leads I, II, V1..V6 (Wilson central terminal).
 ELECTRODES_TO_LEADS = np.zeros((9, 8), dtype=np.float32)
@@ -326,22 +326,25 @@ NOISE_BASIS = _noise_basis()
 
 
 def electrode_noise(rng, n):
-    """(n, 9, N_SAMPLES) noise in tracing units at electrodes RA, LA, LL, V1..V6.
+    """(n, 9, N_SAMPLES) noise in tracing units (``UNITS_PER_MV``) at electrodes RA, LA, LL,
+    V1..V6.
 
-    Baseline wander (0.1-0.5 Hz, 1/f amplitudes), muscle noise (white, uniformly
-    distributed per electrode, near-Gaussian once combined into leads) and, in half of
-    the exams, 60 Hz (or 50 Hz) powerline interference, each with a per-exam level.
+    Baseline wander (0.1-0.5 Hz, 1/f amplitudes, 0.02-0.12 mV), muscle noise (white,
+    uniformly distributed per electrode, near-Gaussian once combined into leads; 3-25 uV)
+    and, in half of the exams, 60 Hz (or 50 Hz) powerline interference (5-40 uV), each with
+    a per-exam level.
     """
-    wander_level = np.exp(rng.uniform(np.log(0.2), np.log(1.2), (n, 1, 1)))
+    wander_level = np.exp(rng.uniform(np.log(0.02), np.log(0.12), (n, 1, 1))) * UNITS_PER_MV
     falloff = np.array([1, 2, 3, 4, 5, 1, 1] * 2, dtype=float)  # (14,) 1/f amplitudes
     coefficients = rng.standard_normal((n, 9, 14)) * wander_level / falloff
-    mains_level = (rng.random((n, 1)) < 0.5) * rng.uniform(0.05, 0.4, (n, 1))
+    mains_level = (rng.random((n, 1)) < 0.5) * rng.uniform(0.005, 0.04, (n, 1)) * UNITS_PER_MV
     sixty = rng.random((n, 1)) < 0.7
     for column, selected in ((5, sixty), (6, ~sixty)):  # sin and cos rows of the mains
         for row in (column, column + 7):
             coefficients[:, :, row] = rng.uniform(-0.7, 0.7, (n, 9)) * mains_level * selected
     noise = coefficients.astype(np.float32) @ NOISE_BASIS  # (n, 9, T)
-    muscle_level = np.exp(rng.uniform(np.log(0.03), np.log(0.25), (n, 1, 1))) * np.sqrt(12.0)
+    muscle_level = (np.exp(rng.uniform(np.log(0.003), np.log(0.025), (n, 1, 1)))
+                    * UNITS_PER_MV * np.sqrt(12.0))
     muscle = rng.random((n, 9, N_SAMPLES), dtype=np.float32) - np.float32(0.5)
     muscle *= muscle_level.astype(np.float32)  # standard deviation muscle_level / sqrt(12)
     noise += muscle

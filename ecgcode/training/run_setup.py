@@ -24,11 +24,19 @@ import numpy as np
 
 from ecgcode import backend as kb
 from ecgcode import data
-from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, ECGInputError, atomic_output
+from ecgcode.classnames import read_model_scale
+from ecgcode.common import (
+    CLASSES,
+    DEFAULT_DATASET_NAME,
+    UNITS_PER_MV,
+    ECGInputError,
+    atomic_output,
+)
 from ecgcode.data.labels import parse_where, row_values, rows_where
+from ecgcode.data.scale import Scale, bring_to_scale, read_units_per_mv
 from ecgcode.precision import default_cpu_precision
 from ecgcode.quiet import lazy_module
-from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, run_file, write_json
+from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, model_file, run_file, write_json
 
 ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
 
@@ -51,6 +59,7 @@ DEFAULTS = {
     "init": None,
     "freeze_backbone": False,
     "skip_nonfinite": False,
+    "units_per_mv": None,  # the scale of input files that record none (ecgcode.data.scale)
 }
 """Options of a new run; on --resume the saved options replace them."""
 
@@ -191,7 +200,11 @@ def load_data(options):
     -------
     TrainingData
     """
-    collection = data.open_collection(options["data"], options["dataset_name"])
+    collection = data.open_collection(options["data"], options["dataset_name"],
+                                      options["units_per_mv"])
+    collection, notes = bring_to_scale(collection, run_scale(options), "the run")
+    for note in [*collection.notes, *notes]:  # one line per rescaled file
+        print(f"note: {note}", file=sys.stderr)
     table = data.load_labels(collection, options["labels"], options["dataset_name"],
                              classes=options["classes"])
     held_out = np.zeros(collection.n, dtype=bool)
@@ -216,6 +229,16 @@ def load_data(options):
                             "adjust --val-split/--val-where/--test-where or add data")
     return TrainingData(collection, table.labels, tuple(table.classes), train_rows.astype(np.int64),
                         val_rows.astype(np.int64), np.flatnonzero(held_out).astype(np.int64))
+
+
+def run_scale(options):
+    """The amplitude scale a run learns at: its ``--init`` model's, else the original study's.
+
+    Every input file is brought to it, and every model the run writes records it.
+    """
+    if options["init"]:
+        return read_model_scale(model_file(options["init"]))[0]
+    return Scale(UNITS_PER_MV, "original")
 
 
 # --- Devices and distribution ------------------------------------------------------------
@@ -417,6 +440,8 @@ def run_config(options, collection, n_train, n_val, setup, n_test=0):
     return {
         "options": options,
         "inputs": {"paths": collection.paths, "sizes": collection.sizes, "rows": collection.n,
+                   "units_per_mv": [scale.units_per_mv for scale in collection.scales],
+                   "read_at_units_per_mv": read_units_per_mv(collection),
                    "labels": options["labels"] or "labels dataset in the HDF5 files",
                    "train_rows": int(n_train), "validation_rows": int(n_val),
                    "held_out_rows": int(n_test)},
