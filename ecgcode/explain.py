@@ -87,7 +87,8 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
         Maps (batch, 4096, 12) to (batch, n_classes); TensorFlow backend. A
         mixed-precision model is explained through a float32 copy.
     tracings : array_like, shape (n, 4096, 12)
-        Exams in 1e-4 V.
+        Exams at the amplitude scale ``model`` expects (predict.py gives
+        ``ecgcode.predictor.original_scale_model`` tracings at ``UNITS_PER_MV``).
     class_indices : sequence of int, length n
         Output explained for each exam.
     steps : int

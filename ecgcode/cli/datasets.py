@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from ecgcode.common import run_cli
+from ecgcode.common import UNITS_PER_MV, run_cli
 
 # --- Command line --------------------------------------------------------------------
 COMMANDS = {
@@ -31,7 +31,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="datasets.py",
         description="ECG data tools for CODE-style HDF5 files (tracings (N, 4096, 12), "
-        "float32, 1e-4 V, 400 Hz).",
+        f"float32, 1 mV = {UNITS_PER_MV:g} units, 400 Hz).",
         epilog="commands:\n"
         + "\n".join(f"  {k:10s} {v}" for k, v in COMMANDS.items())
         + "\nRun `python datasets.py COMMAND --help` for a command's options.",

@@ -2,7 +2,7 @@
 
 A failed Einthoven check (II = I + III) alone does not say what went wrong. Before
 blaming the lead order, these checks look for the other causes, on tracings ``x``
-(k, 4096, 12) in 1e-4 V with all-zero (padding) records removed:
+(k, 4096, 12), at any amplitude scale, with all-zero (padding) records removed:
 
 * **a lead missing or flat**: a lead whose peak-to-peak amplitude is below
   ``FLAT_FRACTION`` of the record's median lead in most records (zero-filled or
@@ -125,8 +125,8 @@ def lead_problem_warnings(x):
     if fraction > MAJORITY:
         warnings.append(
             f"all 12 leads have the same amplitude in {fraction:.0%} of sampled records: the "
-            "leads were normalised independently, so the amplitudes are not physical (in "
-            "1e-4 V) and Einthoven's law cannot hold; fix: use the unnormalised signals of "
+            "leads were normalised independently, so the amplitudes are not physical (not "
+            "mV times a scale) and Einthoven's law cannot hold; fix: use the unnormalised signals of "
             "the source, converted with `python datasets.py convert`"
         )
     return warnings, fraction > MAJORITY or any(name in LIMB for name in flat)
