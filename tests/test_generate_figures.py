@@ -254,6 +254,7 @@ def test_missing_annotations_exit_2_with_doi(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "gold_standard.csv" in err and CODE_TEST_DOI in err
+    assert "leave them out to read the copy shipped with the package" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -45,6 +45,9 @@ ANNOTATOR_FILES = {
 PAPER_ANNOTATIONS = os.path.join(CODE_TEST_DIR, "annotations")
 PAPER_PREDICTIONS = os.path.join(CODE_TEST_DIR, "dnn_predicts")
 """Paper mode's default folders: the CODE-test copy shipped in ``ecgcode/code_test/``."""
+PAPER_HINT = (f"--annotations and --predictions take folders laid out as the CODE-test release "
+              f"(doi:{CODE_TEST_DOI}); leave them out to read the copy shipped with the package")
+"""What a missing paper-mode file's error suggests."""
 
 CARDIOLOGIST_FILES = {"Cardiologist 1": "cardiologist1.csv", "Cardiologist 2": "cardiologist2.csv"}
 N_SEEDS = 10
@@ -142,7 +145,7 @@ def load_paper_inputs(annotations, predictions, thresholds_text):
     split_paths = {name: os.path.join(predictions, "other_splits", f"model_{suffix}.npy")
                    for name, suffix in SPLITS.items()}
     for path in [*paths, *seed_paths, *split_paths.values()]:
-        em.require_file(path)
+        em.require_file(path, PAPER_HINT)
     y_true, _ = em.read_labels(paths[0])
     seeds = [em.read_scores(p)[0] for p in seed_paths]
     selected = em.select_median_model(y_true, seeds)
