@@ -275,6 +275,44 @@ def published_table2():
     return pd.DataFrame(values, index=list(CLASSES), columns=columns)
 
 
+# The original study's repository (antonior92/automatic-ecg-diagnosis, commit 1e6e5d6),
+# outputs/tables/confusion matrices.csv, transcribed cell by cell.
+PUBLISHED_CONFUSION = {
+    "DNN": [(795, 4, 2, 26), (789, 4, 0, 34), (797, 0, 0, 30),
+            (808, 3, 1, 15), (814, 0, 3, 10), (788, 2, 1, 36)],
+    "cardio.": [(797, 2, 9, 19), (788, 5, 1, 33), (797, 0, 3, 27),
+                (808, 3, 1, 15), (811, 3, 3, 10), (789, 1, 7, 30)],
+    "emerg.": [(786, 13, 5, 23), (792, 1, 8, 26), (796, 1, 4, 26),
+               (808, 3, 2, 14), (812, 2, 5, 8), (788, 2, 2, 35)],
+    "stud.": [(782, 17, 2, 26), (790, 3, 2, 32), (795, 2, 3, 27),
+              (807, 4, 4, 12), (805, 9, 1, 12), (787, 3, 6, 31)],
+}
+"""The published confusion matrices of the four predictors of Table 2 against the gold
+standard: per predictor (``TABLE2_PREDICTORS``), one row per diagnosis in ``CLASSES`` order,
+the counts (tn, fp, fn, tp), i.e. (true, predicted) = (not present, not present),
+(not present, present), (present, not present), (present, present). Source: the original
+study's repository, outputs/tables/confusion matrices.csv (commit 1e6e5d6)."""
+
+
+def published_confusion():
+    """The published confusion matrices laid out as ``confusion_frame`` lays out computed ones.
+
+    Returns
+    -------
+    DataFrame
+        Columns predictor, diagnosis, true label, predicted label, count; 96 rows, predictors
+        in ``TABLE2_PREDICTORS`` order, diagnoses in ``CLASSES`` order.
+    """
+    cells = (("not present", "not present"), ("not present", "present"),
+             ("present", "not present"), ("present", "present"))
+    rows = [(name, diagnosis, true, predicted, count)
+            for name in TABLE2_PREDICTORS
+            for diagnosis, row in zip(CLASSES, PUBLISHED_CONFUSION[name])
+            for (true, predicted), count in zip(cells, row)]
+    return pd.DataFrame(rows, columns=["predictor", "diagnosis", "true label",
+                                       "predicted label", "count"])
+
+
 def bootstrap_frame(y_true, predictions, indices, classes=CLASSES):
     """Tidy bootstrap intervals and the resampled scores of every predictor.
 

@@ -3,9 +3,16 @@
 The reference values are the published ones: Table 2 of Ribeiro et al., Nat Commun 11:1760
 (2020) (``ecgcode.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
 supplementary tables, as released with the study (companion repository
-antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv). The CODE-test files are the copy
-shipped with the package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a
-fresh clone; one checks that copy byte for byte against ``../shared/code-test`` when present.
+antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv; its confusion matrices are
+``ecgcode.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped with the
+package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a fresh clone; one
+checks that copy byte for byte against ``../shared/code-test`` when present.
+
+306 published values are checked, each to the digits published (the bootstrap fingerprint
+to 1e-12): Table 2 (6 diagnoses x 4 metrics x 4 predictors = 96), McNemar p-values (6 pairs
+x 6 = 36), kappa between predictors (6 x 6 = 36), kappa of the DNN and the two cardiologists
+(3 x 6 = 18), the confusion matrices of the four predictors (4 x 6 x 4 cells = 96) and the
+DNN's bootstrap fingerprint (6 x 4 = 24).
 """
 
 import filecmp
@@ -43,10 +50,6 @@ PUBLISHED_KAPPA = [  # Supplementary Table 2(a)
 PUBLISHED_KAPPA_ANNOTATORS = [  # Supplementary Table 2(b): DNN/cardiologist 1/cardiologist 2
     [0.758, 0.928, 0.964, 0.770, 0.696, 0.847], [0.852, 0.942, 1.000, 0.770, 0.746, 0.884],
     [0.741, 0.955, 0.964, 0.844, 0.831, 0.902]]
-# DNN confusion counts per class (tn, fp, fn, tp), Supplementary Table 1
-PUBLISHED_DNN_CONFUSION = {"1dAVb": (795, 4, 2, 26), "RBBB": (789, 4, 0, 34),
-                           "LBBB": (797, 0, 0, 30), "SB": (808, 3, 1, 15),
-                           "AF": (814, 0, 3, 10), "ST": (788, 2, 1, 36)}
 # Smallest of the 1000 bootstrap values of the DNN (the study's released bootstrap data,
 # first row of the sorted resamples): a fingerprint of the exact RandomState(123) draw.
 PUBLISHED_DNN_BOOTSTRAP_MIN = [
@@ -131,12 +134,39 @@ def test_supplementary_tables_equal_published(paper_run):
     assert list(annotators.index) == ["DNN vs Cardiologist 1", "DNN vs Cardiologist 2",
                                       "Cardiologist 1 vs Cardiologist 2"]
     assert np.array_equal(annotators.to_numpy(), np.array(PUBLISHED_KAPPA_ANNOTATORS))
-    confusion = pd.read_csv(tables / "confusion_matrices.csv")
-    dnn = confusion[confusion.predictor == "DNN"]
-    for diagnosis, expected in PUBLISHED_DNN_CONFUSION.items():
-        assert tuple(dnn[dnn.diagnosis == diagnosis]["count"]) == expected
-    assert len(confusion) == 4 * len(CLASSES) * 4
+
+
+def test_confusion_matrices_equal_published(paper_run):
+    """All four predictors' 2x2 counts, cell by cell, as in the original repository."""
+    confusion = pd.read_csv(paper_run / "tables" / "confusion_matrices.csv")
+    published = em.published_confusion()
+    assert published.shape == (len(em.TABLE2_PREDICTORS) * len(CLASSES) * 4, 5)
+    pd.testing.assert_frame_equal(confusion, published, check_exact=True)
     assert (confusion.groupby(["predictor", "diagnosis"])["count"].sum() == 827).all()
+
+
+def test_published_confusion_matrices_give_published_table2():
+    """The two transcriptions agree: Table 2, to 3 decimals, from the published counts."""
+    rows = {name: np.array(em.PUBLISHED_CONFUSION[name]) for name in em.TABLE2_PREDICTORS}
+    blocks = {name: em.metrics_from_counts(r[:, 3], r[:, 1], r[:, 2], r[:, 0])
+              for name, r in rows.items()}
+    values = np.stack([blocks[name][:, m] for m in range(len(em.METRICS))
+                       for name in em.TABLE2_PREDICTORS], axis=1)
+    assert np.array_equal(np.round(values, 3), em.published_table2().to_numpy())
+
+
+def test_the_confusion_comparison_sees_every_predictor():
+    """It can fail: one exam's decision changed, for any of the four predictors, is caught."""
+    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
+    published = em.published_confusion()
+    pd.testing.assert_frame_equal(em.confusion_frame(data["y_true"], data["predictors"]),
+                                  published, check_exact=True)
+    for name in em.TABLE2_PREDICTORS:
+        altered = {k: v.copy() for k, v in data["predictors"].items()}
+        altered[name][0, 0] = 1 - altered[name][0, 0]
+        with pytest.raises(AssertionError):
+            pd.testing.assert_frame_equal(em.confusion_frame(data["y_true"], altered),
+                                          published, check_exact=True)
 
 
 def test_selected_seed_reproduces_released_dnn_predictions():
