@@ -1,4 +1,4 @@
-"""The main job: the whole pipeline on synthetic ECGs, from data to figures, in one command.
+"""The main job: the paper's Table 2, then the whole pipeline on synthetic ECGs, in one command.
 
     python demo.py                      # about 12 minutes on a 2-core CPU
 

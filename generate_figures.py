@@ -1,6 +1,6 @@
 """Reproduce the paper's tables and figures on CODE-test, or evaluate your own predictions.
 
-    python generate_figures.py                             # the paper's Tables 2-3, Figs 2-3
+    python generate_figures.py                  # the paper's tables and figures (shipped data)
     python generate_figures.py --gold gold.csv --predictions predictions.csv --thresholds f1
 
 The program is ``ecgcode/cli/generate_figures.py`` (also ``ecg-generate-figures`` and

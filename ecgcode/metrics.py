@@ -239,6 +239,80 @@ def table2_frame(y_true, predictions, classes=CLASSES):
     return pd.DataFrame(values, index=list(classes), columns=columns)
 
 
+TABLE2_PREDICTORS = ("DNN", "cardio.", "emerg.", "stud.")
+"""Table 2's predictors in the paper's column order: the network, then the cardiology
+residents, the emergency residents and the medical students."""
+
+PUBLISHED_TABLE2 = {
+    "Precision": [
+        [0.867, 0.905, 0.639, 0.605], [0.895, 0.868, 0.963, 0.914], [1.000, 1.000, 0.963, 0.931],
+        [0.833, 0.833, 0.824, 0.750], [1.000, 0.769, 0.800, 0.571], [0.947, 0.968, 0.946, 0.912]],
+    "Recall": [
+        [0.929, 0.679, 0.821, 0.929], [1.000, 0.971, 0.765, 0.941], [1.000, 0.900, 0.867, 0.900],
+        [0.938, 0.938, 0.875, 0.750], [0.769, 0.769, 0.615, 0.923], [0.973, 0.811, 0.946, 0.838]],
+    "Specificity": [
+        [0.995, 0.997, 0.984, 0.979], [0.995, 0.994, 0.999, 0.996], [1.000, 1.000, 0.999, 0.997],
+        [0.996, 0.996, 0.996, 0.995], [1.000, 0.996, 0.998, 0.989], [0.997, 0.999, 0.997, 0.996]],
+    "F1 score": [
+        [0.897, 0.776, 0.719, 0.732], [0.944, 0.917, 0.852, 0.928], [1.000, 0.947, 0.912, 0.915],
+        [0.882, 0.882, 0.848, 0.750], [0.870, 0.769, 0.696, 0.706], [0.960, 0.882, 0.946, 0.873]],
+}
+"""Table 2 of the paper as published (3 decimals): per metric, one row per diagnosis in
+``CLASSES`` order, one column per predictor in ``TABLE2_PREDICTORS`` order."""
+
+
+def published_table2():
+    """The published Table 2 laid out as ``table2_frame`` lays out a computed one.
+
+    Returns
+    -------
+    DataFrame
+        Rows the diagnoses (``CLASSES``), columns (metric, predictor) over ``METRICS`` and
+        ``TABLE2_PREDICTORS``; values as printed in the paper, 3 decimals.
+    """
+    columns = pd.MultiIndex.from_product([METRICS, TABLE2_PREDICTORS])
+    values = np.concatenate([np.asarray(PUBLISHED_TABLE2[m]) for m in METRICS], axis=1)
+    return pd.DataFrame(values, index=list(CLASSES), columns=columns)
+
+
+# The original study's repository (antonior92/automatic-ecg-diagnosis, commit 1e6e5d6),
+# outputs/tables/confusion matrices.csv, transcribed cell by cell.
+PUBLISHED_CONFUSION = {
+    "DNN": [(795, 4, 2, 26), (789, 4, 0, 34), (797, 0, 0, 30),
+            (808, 3, 1, 15), (814, 0, 3, 10), (788, 2, 1, 36)],
+    "cardio.": [(797, 2, 9, 19), (788, 5, 1, 33), (797, 0, 3, 27),
+                (808, 3, 1, 15), (811, 3, 3, 10), (789, 1, 7, 30)],
+    "emerg.": [(786, 13, 5, 23), (792, 1, 8, 26), (796, 1, 4, 26),
+               (808, 3, 2, 14), (812, 2, 5, 8), (788, 2, 2, 35)],
+    "stud.": [(782, 17, 2, 26), (790, 3, 2, 32), (795, 2, 3, 27),
+              (807, 4, 4, 12), (805, 9, 1, 12), (787, 3, 6, 31)],
+}
+"""The published confusion matrices of the four predictors of Table 2 against the gold
+standard: per predictor (``TABLE2_PREDICTORS``), one row per diagnosis in ``CLASSES`` order,
+the counts (tn, fp, fn, tp), i.e. (true, predicted) = (not present, not present),
+(not present, present), (present, not present), (present, present). Source: the original
+study's repository, outputs/tables/confusion matrices.csv (commit 1e6e5d6)."""
+
+
+def published_confusion():
+    """The published confusion matrices laid out as ``confusion_frame`` lays out computed ones.
+
+    Returns
+    -------
+    DataFrame
+        Columns predictor, diagnosis, true label, predicted label, count; 96 rows, predictors
+        in ``TABLE2_PREDICTORS`` order, diagnoses in ``CLASSES`` order.
+    """
+    cells = (("not present", "not present"), ("not present", "present"),
+             ("present", "not present"), ("present", "present"))
+    rows = [(name, diagnosis, true, predicted, count)
+            for name in TABLE2_PREDICTORS
+            for diagnosis, row in zip(CLASSES, PUBLISHED_CONFUSION[name])
+            for (true, predicted), count in zip(cells, row)]
+    return pd.DataFrame(rows, columns=["predictor", "diagnosis", "true label",
+                                       "predicted label", "count"])
+
+
 def bootstrap_frame(y_true, predictions, indices, classes=CLASSES):
     """Tidy bootstrap intervals and the resampled scores of every predictor.
 

@@ -1,10 +1,21 @@
-"""generate_figures.py / ecg_metrics.py: the paper's numbers from CODE-test, and the metrics.
+"""generate_figures.py / ecgcode.metrics: the paper's numbers from CODE-test, and the metrics.
 
 The reference values are the published ones: Table 2 of Ribeiro et al., Nat Commun 11:1760
-(2020), and its supplementary tables, as released with the study (companion repository
-antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv).
+(2020) (``ecgcode.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
+supplementary tables, as released with the study (companion repository
+antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv; its confusion matrices are
+``ecgcode.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped with the
+package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a fresh clone; one
+checks that copy byte for byte against ``../shared/code-test`` when present.
+
+306 published values are checked, each to the digits published (the bootstrap fingerprint
+to 1e-12): Table 2 (6 diagnoses x 4 metrics x 4 predictors = 96), McNemar p-values (6 pairs
+x 6 = 36), kappa between predictors (6 x 6 = 36), kappa of the DNN and the two cardiologists
+(3 x 6 = 18), the confusion matrices of the four predictors (4 x 6 x 4 cells = 96) and the
+DNN's bootstrap fingerprint (6 x 4 = 24).
 """
 
+import filecmp
 import json
 from pathlib import Path
 
@@ -16,30 +27,16 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from ecgcode import metrics as em
 from ecgcode.cli import generate_figures as gf
-from ecgcode.common import CLASSES, CODE_TEST_DOI, ECGInputError, run_cli
+from ecgcode.common import CLASSES, CODE_TEST_DIR, CODE_TEST_DOI, ECGInputError, run_cli
 from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CODE_TEST = ROOT.parent / "shared" / "code-test"
+CODE_TEST = Path(CODE_TEST_DIR)
+SHARED_CODE_TEST = ROOT.parent / "shared" / "code-test"
+"""The reference copy of the CODE-test files, when the shared data folder is there."""
 
 # --- Published reference values ------------------------------------------------------
-# Table 2 (rows 1dAVb, RBBB, LBBB, SB, AF, ST); per metric the columns DNN, cardio., emerg., stud.
-PUBLISHED_TABLE2 = {
-    "Precision": [
-        [0.867, 0.905, 0.639, 0.605], [0.895, 0.868, 0.963, 0.914], [1.000, 1.000, 0.963, 0.931],
-        [0.833, 0.833, 0.824, 0.750], [1.000, 0.769, 0.800, 0.571], [0.947, 0.968, 0.946, 0.912]],
-    "Recall": [
-        [0.929, 0.679, 0.821, 0.929], [1.000, 0.971, 0.765, 0.941], [1.000, 0.900, 0.867, 0.900],
-        [0.938, 0.938, 0.875, 0.750], [0.769, 0.769, 0.615, 0.923], [0.973, 0.811, 0.946, 0.838]],
-    "Specificity": [
-        [0.995, 0.997, 0.984, 0.979], [0.995, 0.994, 0.999, 0.996], [1.000, 1.000, 0.999, 0.997],
-        [0.996, 0.996, 0.996, 0.995], [1.000, 0.996, 0.998, 0.989], [0.997, 0.999, 0.997, 0.996]],
-    "F1 score": [
-        [0.897, 0.776, 0.719, 0.732], [0.944, 0.917, 0.852, 0.928], [1.000, 0.947, 0.912, 0.915],
-        [0.882, 0.882, 0.848, 0.750], [0.870, 0.769, 0.696, 0.706], [0.960, 0.882, 0.946, 0.873]],
-}
-PREDICTORS = ["DNN", "cardio.", "emerg.", "stud."]
 PAIRS = ["DNN vs cardio.", "DNN vs emerg.", "DNN vs stud.", "cardio. vs emerg.",
          "cardio. vs stud.", "emerg. vs stud."]
 PUBLISHED_MCNEMAR = [  # Supplementary Table (McNemar p-values), rows PAIRS, columns CLASSES
@@ -53,10 +50,6 @@ PUBLISHED_KAPPA = [  # Supplementary Table 2(a)
 PUBLISHED_KAPPA_ANNOTATORS = [  # Supplementary Table 2(b): DNN/cardiologist 1/cardiologist 2
     [0.758, 0.928, 0.964, 0.770, 0.696, 0.847], [0.852, 0.942, 1.000, 0.770, 0.746, 0.884],
     [0.741, 0.955, 0.964, 0.844, 0.831, 0.902]]
-# DNN confusion counts per class (tn, fp, fn, tp), Supplementary Table 1
-PUBLISHED_DNN_CONFUSION = {"1dAVb": (795, 4, 2, 26), "RBBB": (789, 4, 0, 34),
-                           "LBBB": (797, 0, 0, 30), "SB": (808, 3, 1, 15),
-                           "AF": (814, 0, 3, 10), "ST": (788, 2, 1, 36)}
 # Smallest of the 1000 bootstrap values of the DNN (the study's released bootstrap data,
 # first row of the sorted resamples): a fingerprint of the exact RandomState(123) draw.
 PUBLISHED_DNN_BOOTSTRAP_MIN = [
@@ -67,21 +60,13 @@ PUBLISHED_DNN_BOOTSTRAP_MIN = [
     [1.0, 0.2, 1.0, 0.33333333333333337],
     [0.7560975609756098, 0.8604651162790697, 0.987389659520807, 0.8266666666666665]]
 
-needs_code_test = pytest.mark.skipif(
-    not (CODE_TEST / "annotations" / "gold_standard.csv").is_file(),
-    reason=f"CODE-test annotations not found in {CODE_TEST} (download doi:{CODE_TEST_DOI})")
 
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):
-    """Run the whole script once on CODE-test (png only) and return its output folder."""
-    if not (CODE_TEST / "annotations" / "gold_standard.csv").is_file():
-        pytest.skip(f"CODE-test not found in {CODE_TEST}")
+    """Run the whole script once with its defaults (the shipped CODE-test files, png only)."""
     out = tmp_path_factory.mktemp("paper")
-    status = gf.main(["--annotations", str(CODE_TEST / "annotations"),
-                      "--predictions", str(CODE_TEST / "dnn_predicts"),
-                      "--out", str(out), "--format", "png"])
-    assert status == 0
+    assert gf.main(["--out", str(out), "--format", "png"]) == 0
     return out
 
 
@@ -89,21 +74,55 @@ def read_pairwise(path):
     return pd.read_csv(path, index_col=0)
 
 
+# --- The shipped CODE-test files ------------------------------------------------------
+SHIPPED = sorted(p.relative_to(CODE_TEST).as_posix() for p in CODE_TEST.rglob("*")
+                 if p.is_file() and p.name != "README.md")
+
+
+def test_the_shipped_files_are_complete_and_attributed():
+    expected = {f"annotations/{name}" for name in (
+        "gold_standard.csv", *gf.ANNOTATOR_FILES.values(), *gf.CARDIOLOGIST_FILES.values(),
+        "dnn.csv")}
+    expected |= {"attributes.csv", "dnn_predicts/model.npy"}
+    expected |= {f"dnn_predicts/other_seeds/model_{i}.npy" for i in range(1, gf.N_SEEDS + 1)}
+    expected |= {f"dnn_predicts/other_splits/model_{s}.npy" for s in gf.SPLITS.values()}
+    assert set(SHIPPED) == expected
+    assert Path(gf.PAPER_ANNOTATIONS) == CODE_TEST / "annotations"
+    assert Path(gf.PAPER_PREDICTIONS) == CODE_TEST / "dnn_predicts"
+    readme = (CODE_TEST / "README.md").read_text(encoding="utf-8")
+    described = [p for p in SHIPPED if not p.startswith("dnn_predicts/other_")]
+    for needed in (CODE_TEST_DOI, "CC BY 4.0", "10.1038/s41467-020-15432-4", "other_seeds",
+                   "other_splits", *described):
+        assert needed in readme, f"the README beside the data does not mention {needed}"
+
+
+@pytest.mark.skipif(not SHARED_CODE_TEST.is_dir(),
+                    reason=f"{SHARED_CODE_TEST} is absent: no reference copy to compare the "
+                           "shipped files with")
+def test_the_shipped_files_are_byte_identical_to_the_shared_copy():
+    shared = sorted(p.relative_to(SHARED_CODE_TEST).as_posix()
+                    for p in SHARED_CODE_TEST.rglob("*") if p.is_file())
+    assert SHIPPED == shared
+    differ = [name for name in SHIPPED
+              if not filecmp.cmp(CODE_TEST / name, SHARED_CODE_TEST / name, shallow=False)]
+    assert differ == []
+
+
 # --- The paper's numbers ---------------------------------------------------------------
-@needs_code_test
 def test_table2_equals_published_table(paper_run):
     table = pd.read_csv(paper_run / "tables" / "scores.csv", header=[0, 1], index_col=0)
     assert list(table.index) == list(CLASSES)
     assert list(table.columns.get_level_values(0).unique()) == list(em.METRICS)
-    for metric, rows in PUBLISHED_TABLE2.items():
-        produced = table[metric][PREDICTORS].to_numpy()
-        assert np.array_equal(np.round(produced, 3), np.array(rows)), metric
+    assert list(table.columns.get_level_values(1).unique()) == list(em.TABLE2_PREDICTORS)
+    published = em.published_table2()
+    assert published.shape == (6, 16)
+    assert np.array_equal(np.round(table[published.columns].to_numpy(), 3),
+                          published.to_numpy())
     text = (paper_run / "tables" / "scores.csv").read_text().splitlines()
     assert text[2] == ("1dAVb,0.867,0.905,0.639,0.605,0.929,0.679,0.821,0.929,"
                        "0.995,0.997,0.984,0.979,0.897,0.776,0.719,0.732")
 
 
-@needs_code_test
 def test_supplementary_tables_equal_published(paper_run):
     tables = paper_run / "tables"
     mcnemar = read_pairwise(tables / "mcnemar.csv")
@@ -115,19 +134,44 @@ def test_supplementary_tables_equal_published(paper_run):
     assert list(annotators.index) == ["DNN vs Cardiologist 1", "DNN vs Cardiologist 2",
                                       "Cardiologist 1 vs Cardiologist 2"]
     assert np.array_equal(annotators.to_numpy(), np.array(PUBLISHED_KAPPA_ANNOTATORS))
-    confusion = pd.read_csv(tables / "confusion_matrices.csv")
-    dnn = confusion[confusion.predictor == "DNN"]
-    for diagnosis, expected in PUBLISHED_DNN_CONFUSION.items():
-        assert tuple(dnn[dnn.diagnosis == diagnosis]["count"]) == expected
-    assert len(confusion) == 4 * len(CLASSES) * 4
+
+
+def test_confusion_matrices_equal_published(paper_run):
+    """All four predictors' 2x2 counts, cell by cell, as in the original repository."""
+    confusion = pd.read_csv(paper_run / "tables" / "confusion_matrices.csv")
+    published = em.published_confusion()
+    assert published.shape == (len(em.TABLE2_PREDICTORS) * len(CLASSES) * 4, 5)
+    pd.testing.assert_frame_equal(confusion, published, check_exact=True)
     assert (confusion.groupby(["predictor", "diagnosis"])["count"].sum() == 827).all()
 
 
-@needs_code_test
+def test_published_confusion_matrices_give_published_table2():
+    """The two transcriptions agree: Table 2, to 3 decimals, from the published counts."""
+    rows = {name: np.array(em.PUBLISHED_CONFUSION[name]) for name in em.TABLE2_PREDICTORS}
+    blocks = {name: em.metrics_from_counts(r[:, 3], r[:, 1], r[:, 2], r[:, 0])
+              for name, r in rows.items()}
+    values = np.stack([blocks[name][:, m] for m in range(len(em.METRICS))
+                       for name in em.TABLE2_PREDICTORS], axis=1)
+    assert np.array_equal(np.round(values, 3), em.published_table2().to_numpy())
+
+
+def test_the_confusion_comparison_sees_every_predictor():
+    """It can fail: one exam's decision changed, for any of the four predictors, is caught."""
+    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
+    published = em.published_confusion()
+    pd.testing.assert_frame_equal(em.confusion_frame(data["y_true"], data["predictors"]),
+                                  published, check_exact=True)
+    for name in em.TABLE2_PREDICTORS:
+        altered = {k: v.copy() for k, v in data["predictors"].items()}
+        altered[name][0, 0] = 1 - altered[name][0, 0]
+        with pytest.raises(AssertionError):
+            pd.testing.assert_frame_equal(em.confusion_frame(data["y_true"], altered),
+                                          published, check_exact=True)
+
+
 def test_selected_seed_reproduces_released_dnn_predictions():
     gold, _ = em.read_labels(str(CODE_TEST / "annotations" / "gold_standard.csv"))
-    data = gf.load_paper_inputs(str(CODE_TEST / "annotations"),
-                                str(CODE_TEST / "dnn_predicts"), "paper")
+    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
     released = pd.read_csv(CODE_TEST / "annotations" / "dnn.csv", index_col=0)[list(CLASSES)]
     assert data["selected"] == 0  # model_1 is 6th of 10 by micro-averaged average precision
     assert np.array_equal(data["predictors"]["DNN"], released.to_numpy())
@@ -136,10 +180,8 @@ def test_selected_seed_reproduces_released_dnn_predictions():
     assert np.array_equal(optimal, released.to_numpy())
 
 
-@needs_code_test
 def test_bootstrap_reproduces_the_original_resamples(paper_run):
-    data = gf.load_paper_inputs(str(CODE_TEST / "annotations"),
-                                str(CODE_TEST / "dnn_predicts"), "paper")
+    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
     indices = em.bootstrap_indices(827, 1000, 123)
     resampled = em.bootstrap_scores(data["y_true"], data["predictors"]["DNN"], indices)
     np.testing.assert_allclose(resampled.min(axis=0), PUBLISHED_DNN_BOOTSTRAP_MIN,
@@ -154,7 +196,6 @@ def test_bootstrap_reproduces_the_original_resamples(paper_run):
     assert (intervals.low <= intervals.high).all()
 
 
-@needs_code_test
 def test_figures_and_report_are_written(paper_run):
     for stem in ("figure2_precision_recall", "supplementary_figure1_bootstrap",
                  "supplementary_figure2_splits"):
@@ -243,6 +284,7 @@ def test_missing_annotations_exit_2_with_doi(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "gold_standard.csv" in err and CODE_TEST_DOI in err
+    assert "leave them out to read the copy shipped with the package" in err
     assert not (tmp_path / "out").exists()
 
 

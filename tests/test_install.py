@@ -318,3 +318,21 @@ def test_train_and_predict_beside_the_stand_ins(venv):
     assert len(table) == 24
     assert list(table.columns) == ["exam_id", *CLASSES, *(f"{c}_pred" for c in CLASSES)]
     assert table[CLASSES].apply(lambda c: c.between(0, 1)).all().all()
+
+
+def test_generate_figures_reproduces_the_paper_from_the_installed_data(venv):
+    """``ecg-generate-figures`` with no argument, in a folder of its own: the shipped CODE-test
+    files are package data, so the install reproduces the published Table 2 (issue 29)."""
+    from ecgcode.metrics import published_table2
+
+    shipped = {p for p in installed_record(venv.purelib) if p.startswith("ecgcode/code_test/")}
+    assert {"ecgcode/code_test/README.md", "ecgcode/code_test/annotations/gold_standard.csv",
+            "ecgcode/code_test/dnn_predicts/other_seeds/model_10.npy"} <= shipped
+    assert len(shipped) == 23
+    work = venv.work / "paper"
+    work.mkdir()
+    checked(run([venv.bin / "ecg-generate-figures"], cwd=work))
+    table = pd.read_csv(work / "outputs" / "tables" / "scores.csv", header=[0, 1], index_col=0)
+    published = published_table2()
+    assert (table[published.columns].round(3).to_numpy() == published.to_numpy()).all()
+    assert (work / "outputs" / "figures" / "figure2_precision_recall.pdf").is_file()

@@ -3,7 +3,7 @@
 Two modes:
 
 * paper mode (default): reads the CODE-test annotations and the original network's scores
-  (10 seeds, 3 alternative splits) and writes Table 2, the supplementary tables, Figure 2,
+  (10 seeds, 3 alternative splits), shipped with the package, and writes Table 2, the supplementary tables, Figure 2,
   Supplementary Figures 1-2 and a one-page ``report.md``;
 * evaluation mode (``--gold FILE --predictions FILE``): the same tables and figures for any
   model's scores against any gold standard, with optional annotators to compare against.
@@ -27,6 +27,7 @@ from ecgcode import metrics as em
 from ecgcode.classnames import parse_classes
 from ecgcode.common import (
     CLASSES,
+    CODE_TEST_DIR,
     CODE_TEST_DOI,
     ECGInputError,
     atomic_output,
@@ -40,6 +41,13 @@ ANNOTATOR_FILES = {
     "stud.": "medical_students.csv",
 }
 """Table 2's human predictors and their files in the annotations folder."""
+
+PAPER_ANNOTATIONS = os.path.join(CODE_TEST_DIR, "annotations")
+PAPER_PREDICTIONS = os.path.join(CODE_TEST_DIR, "dnn_predicts")
+"""Paper mode's default folders: the CODE-test copy shipped in ``ecgcode/code_test/``."""
+PAPER_HINT = (f"--annotations and --predictions take folders laid out as the CODE-test release "
+              f"(doi:{CODE_TEST_DOI}); leave them out to read the copy shipped with the package")
+"""What a missing paper-mode file's error suggests."""
 
 CARDIOLOGIST_FILES = {"Cardiologist 1": "cardiologist1.csv", "Cardiologist 2": "cardiologist2.csv"}
 N_SEEDS = 10
@@ -55,7 +63,9 @@ Reproduce the tables and figures of the CODE study (Ribeiro et al., Nat Commun 1
 Paper mode (default) reads DIR/gold_standard.csv, cardiologist1/2.csv, cardiology_residents.csv,
 emergency_residents.csv and medical_students.csv from --annotations, and
 other_seeds/model_1..10.npy and other_splits/model_<normal_order|date_order|
-individual_patients>.npy from --predictions (download all from doi:DOI).
+individual_patients>.npy from --predictions. Both default to the CODE-test files
+shipped with the package (doi:DOI, CC BY 4.0):
+with no argument it reproduces the paper.
 Among the 10 seeds the model ranked 6th by micro-averaged average precision is thresholded
 (paper thresholds, score > t).
 
@@ -79,12 +89,13 @@ def build_parser():
     """The argparse parser of this script."""
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--annotations", default="data/annotations",
+    parser.add_argument("--annotations", default=None,
                         help="paper mode: folder of the CODE-test annotation CSVs "
-                             "(default: %(default)s)")
+                             "(default: the copy shipped with the package)")
     parser.add_argument("--predictions", default=None,
                         help="paper mode: folder with other_seeds/ and other_splits/ "
-                             "(default: dnn_predicts); evaluation mode: the model's .npy/.csv")
+                             "(default: the copy shipped with the package); evaluation mode: "
+                             "the model's .npy/.csv")
     parser.add_argument("--gold", default=None,
                         help="evaluation mode: gold-standard CSV (switches paper mode off)")
     parser.add_argument("--annotator", action="append", default=[], metavar="NAME=FILE",
@@ -134,7 +145,7 @@ def load_paper_inputs(annotations, predictions, thresholds_text):
     split_paths = {name: os.path.join(predictions, "other_splits", f"model_{suffix}.npy")
                    for name, suffix in SPLITS.items()}
     for path in [*paths, *seed_paths, *split_paths.values()]:
-        em.require_file(path)
+        em.require_file(path, PAPER_HINT)
     y_true, _ = em.read_labels(paths[0])
     seeds = [em.read_scores(p)[0] for p in seed_paths]
     selected = em.select_median_model(y_true, seeds)
@@ -414,8 +425,8 @@ def main(argv=None):
         data = load_evaluation_inputs(args.gold, args.predictions, args.annotator, args.name,
                                       args.thresholds, classes)
     else:
-        data = load_paper_inputs(args.annotations, args.predictions or "dnn_predicts",
-                                 args.thresholds)
+        data = load_paper_inputs(args.annotations or PAPER_ANNOTATIONS,
+                                 args.predictions or PAPER_PREDICTIONS, args.thresholds)
     print(f"computing tables ({args.n_bootstrap} bootstrap resamples)...", file=sys.stderr)
     tables, resampled, split_resampled = compute_tables(data, args.seed, args.n_bootstrap)
     write_tables(tables, os.path.join(args.out, "tables"))
