@@ -38,6 +38,10 @@ one_exam
 service
     Per-request latency (median, p95) and requests/s of one exam POSTed again and again to
     a running ``predict.py --serve MODEL``, for the ONNX export and the Keras model.
+scale
+    What a wrong amplitude scale costs: F1 at the model's thresholds and AUROC of every
+    class with labelled inputs multiplied by 0.1 to 10 (``ecgcode.bench.scale``); the
+    table in docs/data-formats.md.  Not part of ``all``.
 
 Timed runs exclude compilation and warm-up batches and, in ``speed`` and ``memory``, are
 separate processes; tables show medians of window rates (the method is in
@@ -61,6 +65,7 @@ from ecgcode.backend import has_gpu
 from ecgcode.bench import fastpath as bench_fastpath
 from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
+from ecgcode.bench import scale as bench_scale
 from ecgcode.bench.measure import (
     BASELINE_PREDICT_BATCH,
     RESULT_PREFIX,
@@ -509,6 +514,7 @@ SECTIONS = {
     "precision": _section_main("precision"),
     "memory": _section_main("memory"),
     "one_exam": _fastpath_main("one_exam"),
+    "scale": bench_scale.main,
     "service": _fastpath_main("service"),
     "make": bench_measure.make_main,
     "measure": measure_main,
