@@ -9,6 +9,7 @@ the inspection tells x5, x10 and /5 from the right scale on real ECGs.
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -317,7 +318,7 @@ def test_the_service_rescales_and_says_so(tmp_path):
     x = synthetic_tracings(2)
     new = write_hdf5(tmp_path / "new.hdf5", 2, data=x)
     old = legacy_file(tmp_path / "old.hdf5", x * np.float32(5))
-    results = answering.predict_files([(os.path.basename(p), open(p, "rb").read())
+    results = answering.predict_files([(os.path.basename(p), Path(p).read_bytes())
                                        for p in (new, old)])
     assert answering.health()["units_per_mv"] == 2.0
     by_file = {}
