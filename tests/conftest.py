@@ -1,8 +1,10 @@
 """Shared pytest fixtures: tiny CODE-style HDF5 files made in tmp_path.
 
-``make_hdf5(path, n, ...)`` writes a file with ``tracings`` (n, 4096, 12) float32 in 1e-4 V
-(realistic ~1 mV beats whose limb leads obey Einthoven's and Goldberger's relations),
-``exam_id`` and, optionally, ``labels``.  Row ``i`` is recognisable by its value
+``make_hdf5(path, n, ...)`` writes a file with ``tracings`` (n, 4096, 12) float32 at the
+contract's scale ``UNITS_PER_MV`` (1 mV = 2 units; realistic beats with QRS complexes of
+about 1-2 mV whose limb leads obey Einthoven's and Goldberger's relations), ``exam_id``
+and, optionally, ``labels``. Like a file of anyone's own, it records no scale (the
+original study's is then assumed).  Row ``i`` is recognisable by its value
 ``x[i, 0, 11]`` (lead V6, first sample), which equals its row id (see ``row_ids``).
 """
 
@@ -17,17 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE
+from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE, UNITS_PER_MV
 
 SHARED = ROOT.parent / "shared"
 """The read-only shared data folder (may be absent)."""
 
 
 def synthetic_tracings(n, seed=0, first_id=0):
-    """(n, 4096, 12) float32 ECG-like tracings in 1e-4 V, ids in x[:, 0, 11].
+    """(n, 4096, 12) float32 ECG-like tracings at ``UNITS_PER_MV``, ids in x[:, 0, 11].
 
-    Each record has ~1 Hz beats: lead I and II carry QRS spikes of about 1 mV (10 units),
-    the other limb leads are derived from them, precordial leads are scaled copies.
+    Each record has ~1 Hz beats: leads I and II carry QRS spikes of 1 and 1.6 mV (2 and 3.2
+    units at 2 units per mV) with T waves and 0.01 mV of noise, the other limb leads are
+    derived from them, precordial leads are scaled copies (QRS -1.4 to 2.1 mV). The largest
+    lead's QRS, about 2.2 mV, is typical of an adult ECG, so the amplitude-scale check
+    (``ecgcode.data.scale.scale_warning``) finds these tracings at ``UNITS_PER_MV``.
     """
     rng = np.random.default_rng(seed)
     t = np.arange(N_SAMPLES) / SAMPLING_RATE  # (4096,) seconds
@@ -37,8 +42,8 @@ def synthetic_tracings(n, seed=0, first_id=0):
         phase = (t * rate + rng.uniform()) % 1.0
         qrs = np.exp(-(((phase - 0.5) / 0.012) ** 2))  # (4096,) unit spikes
         wave = np.exp(-(((phase - 0.75) / 0.05) ** 2))  # T wave
-        lead_1 = 6.0 * qrs + 1.5 * wave + rng.normal(0, 0.1, N_SAMPLES)
-        lead_2 = 10.0 * qrs + 2.0 * wave + rng.normal(0, 0.1, N_SAMPLES)
+        lead_1 = (1.0 * qrs + 0.25 * wave + rng.normal(0, 0.01, N_SAMPLES)) * UNITS_PER_MV
+        lead_2 = (1.6 * qrs + 0.3 * wave + rng.normal(0, 0.01, N_SAMPLES)) * UNITS_PER_MV
         x[i, :, 0] = lead_1
         x[i, :, 1] = lead_2
         x[i, :, 2] = lead_2 - lead_1  # III
@@ -46,7 +51,7 @@ def synthetic_tracings(n, seed=0, first_id=0):
         x[i, :, 4] = lead_1 - lead_2 / 2  # aVL
         x[i, :, 5] = lead_2 - lead_1 / 2  # aVF
         for v in range(6):
-            x[i, :, 6 + v] = (v - 2.0) * 3.0 * qrs + wave
+            x[i, :, 6 + v] = ((v - 2.0) * 0.7 * qrs + 0.15 * wave) * UNITS_PER_MV
         x[i, 0, 11] = first_id + i
     return x
 

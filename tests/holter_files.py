@@ -2,7 +2,8 @@
 
 Each writer takes integer samples ``counts`` (n_samples, n_leads), lead names, a sampling rate
 and a resolution in microvolts per count, so that a test knows the physical signal:
-``counts * uv_per_count`` microvolts, i.e. ``counts * uv_per_count / 100`` in 1e-4 V.
+``counts * uv_per_count`` microvolts, i.e. ``counts * uv_per_count / 1000 * UNITS_PER_MV`` in
+tracing units.
 
 * EDF (https://www.edfplus.info/specs/edf.html): a 256-byte ASCII header, 256 bytes per
   signal, then data records of little-endian int16 (one second each here).

@@ -210,12 +210,13 @@ def _flat(x, lead):
 
 
 @pytest.mark.parametrize("damage, expected, absent", [
-    (_leads_normalised, "normalised independently", ("Einthoven's law II", "mV")),
+    (_leads_normalised, "normalised independently", ("Einthoven's law II", "QRS amplitudes")),
     (lambda x: _swapped(x, 1, 2), "leads DII and DIII look swapped", ("normalised",)),
     (lambda x: _swapped(x, 0, 6), "leads DI and V1 look swapped", ("normalised",)),
     (lambda x: _flat(x, 0), "DI are flat", ("Einthoven", "swapped")),
     (lambda x: _flat(x, 8), "V3 are flat", ("Einthoven", "swapped")),
-    (lambda x: x / 10, "look like mV", ("flat", "swapped", "normalised")),
+    (lambda x: x * 0.2, "5x too small", ("flat", "swapped", "normalised")),
+    (lambda x: x * 100, "100x too large", ("flat", "swapped", "normalised")),
 ])
 def test_signal_warnings_tell_the_causes_apart(damage, expected, absent):
     x = synthetic_tracings(12)
@@ -237,7 +238,7 @@ def test_inspect_reports_normalised_leads_instead_of_swapped(tmp_path, capsys):
                                            ("broken.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 40)])
 def test_predict_unreadable_model_fails_before_amplitude_warnings(tmp_path, capsys, name,
                                                                    content):
-    data = write_hdf5(tmp_path / "mv.hdf5", 3, data=synthetic_tracings(3) / 10)  # mV scale
+    data = write_hdf5(tmp_path / "small.hdf5", 3, data=synthetic_tracings(3) * 0.2)  # 5x small
     (tmp_path / name).write_bytes(content)
     status, _, err = status_of(predict.main, [data, str(tmp_path / name), "--output-file",
                                               str(tmp_path / "o.npy")], capsys)
@@ -247,7 +248,7 @@ def test_predict_unreadable_model_fails_before_amplitude_warnings(tmp_path, caps
 
 
 def test_predict_truncated_real_model_fails_before_amplitude_warnings(tmp_path, capsys):
-    data = write_hdf5(tmp_path / "mv.hdf5", 3, data=synthetic_tracings(3) / 10)
+    data = write_hdf5(tmp_path / "small.hdf5", 3, data=synthetic_tracings(3) * 0.2)
     tiny_model().save(tmp_path / "whole.h5")
     content = (tmp_path / "whole.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(content[: len(content) // 2])
@@ -256,12 +257,12 @@ def test_predict_truncated_real_model_fails_before_amplitude_warnings(tmp_path, 
     assert status == 2 and "cut.h5" in err and "warning" not in err
 
 
-def test_predict_mv_warning_still_comes_with_a_good_model(tmp_path, capsys):
-    data = write_hdf5(tmp_path / "mv.hdf5", 3, data=synthetic_tracings(3) / 10)
+def test_predict_scale_warning_still_comes_with_a_good_model(tmp_path, capsys):
+    data = write_hdf5(tmp_path / "small.hdf5", 3, data=synthetic_tracings(3) * 0.2)
     tiny_model().save(tmp_path / "tiny.keras")
     status, _, err = status_of(predict.main, [data, str(tmp_path / "tiny.keras"), "--quiet",
                                               "--output-file", str(tmp_path / "o.npy")], capsys)
-    assert status == 0 and "look like mV" in err
+    assert status == 0 and "5x too small" in err and "small.hdf5" in err
     with h5py.File(data) as handle:
         assert handle["tracings"].shape == (3, 4096, 12)
 

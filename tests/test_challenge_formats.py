@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from ecgcode.common import CLASSES, ECGInputError, run_cli
+from ecgcode.common import CLASSES, UNITS_PER_MV, ECGInputError, run_cli
+from ecgcode.data.scale import Scale, scale_warning
 from ecgcode.formats import convert as ecg_convert
 from ecgcode.formats.challenge import SNOMED_TO_CLASSES, dx_codes
 
@@ -66,8 +67,10 @@ def test_cinc_records_have_their_rates_leads_and_amplitudes(cinc_output):
     assert set(records["sampling_rate"]) == {500.0, 1000.0}
     assert set(records["lead_names"]) == {"I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V5,V6"}
     assert set(records["format"]) == {"WFDB (CinC #Dx)"} and not any(records["derived_leads"])
-    peak = np.abs(tracings).max(axis=1)  # (70, 12) in 1e-4 V
-    assert np.median(peak) > 3 and np.median(peak) < 30  # typically 0.3-3 mV
+    peak = np.abs(tracings).max(axis=1) / UNITS_PER_MV  # (70, 12) in mV
+    assert np.median(peak) > 0.3 and np.median(peak) < 3  # typically 0.3-3 mV
+    # real records at the scale the file records: the amplitude check stays silent
+    assert scale_warning(tracings, Scale(UNITS_PER_MV, "recorded"), "cinc.hdf5") is None
 
 
 def test_cinc_matches_an_independent_decoding_of_its_mat_file(tmp_path):

@@ -14,8 +14,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from scipy.signal import resample_poly
 
-from ecgcode.common import LEADS, ECGInputError, run_cli
+from ecgcode.common import LEADS, UNITS_PER_MV, ECGInputError, run_cli
 from ecgcode.formats import convert as ecg_convert
 from ecgcode.formats.clinical import read_clinical
 
@@ -59,8 +60,8 @@ def test_each_format_converts_with_its_leads_rate_and_amplitude(name, tmp_path):
     assert records["lead_names"] == lead_names and records["derived_leads"] == derived
     assert records["sampling_rate"] == rate and records["n_samples"] == n_samples
     assert records["units"] == "uV" and records["device"]
-    peak = np.abs(tracing).max(axis=0)  # (12,) in 1e-4 V
-    assert np.all((peak > 2) & (peak < 40)), peak  # 0.2 to 4 mV: a real ECG, in the contract
+    peak = np.abs(tracing).max(axis=0) / UNITS_PER_MV  # (12,) in mV
+    assert np.all((peak > 0.2) & (peak < 4)), peak  # 0.2 to 4 mV: a real ECG, in the contract
 
 
 def test_format_is_recognised_by_content_not_only_extension(tmp_path):
@@ -176,6 +177,11 @@ def test_hl7_and_scp_examples_of_the_same_tracing_agree(tmp_path):
     tracing_scp, _ = convert_one(FILES["SCP-ECG"], tmp_path)
     np.testing.assert_array_equal(tracing_scp, tracing_hl7)
     assert tracing_hl7.shape == (4096, len(LEADS))
+    # and the conversion is the uV signal at the contract's scale, resampled 500 -> 400 Hz
+    order = [[n.upper() for n in hl7.lead_names].index(name.upper().removeprefix("D"))
+             for name in LEADS]
+    expected = resample_poly(hl7.signal[:, order] / 1000 * UNITS_PER_MV, 4, 5, axis=0)
+    np.testing.assert_allclose(tracing_hl7[48:4048], expected, rtol=1e-5, atol=1e-4)
 
 
 # --- Malformed variants: the project's one-line error -------------------------------------------

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.signal import resample_poly
 
-from ecgcode.common import CLASSES, LEADS, N_SAMPLES, ECGInputError, run_cli
+from ecgcode.common import CLASSES, LEADS, N_SAMPLES, UNITS_PER_MV, ECGInputError, run_cli
 from ecgcode.formats import convert as ecg_convert
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -40,23 +40,32 @@ def test_to_contract_reorders_scales_and_pads():
     out = ecg_convert.to_contract(signal[:, shuffled], 400, names, "mV")
     assert out.shape == (N_SAMPLES, 12) and out.dtype == np.float32
     # 96 padded samples, split evenly
-    np.testing.assert_allclose(out[48:48 + 4000], signal * 10, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[48:48 + 4000], signal * UNITS_PER_MV, rtol=1e-6, atol=1e-6)
     assert not out[:48].any() and not out[48 + 4000:].any()
 
 
-@pytest.mark.parametrize(("units", "factor"), [("V", 1e4), ("mV", 10), ("uV", 0.01),
-                                                ("\u00b5V", 0.01), ("1e-4 V", 1)])
-def test_to_contract_units(units, factor):
+@pytest.mark.parametrize(("units", "mv_per_unit"), [("V", 1e3), ("mV", 1), ("uV", 1e-3),
+                                                     ("\u00b5V", 1e-3), ("1e-4 V", 0.1)])
+def test_to_contract_units(units, mv_per_unit):
     signal = random_leads(N_SAMPLES)
     out = ecg_convert.to_contract(signal, 400, PTBXL_NAMES, units)
-    np.testing.assert_allclose(out, signal * factor, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, signal * mv_per_unit * UNITS_PER_MV, rtol=1e-5, atol=1e-6)
+
+
+def test_the_contract_scale_is_the_original_studys_2_units_per_mv():
+    """The literal scale, pinned once: 1 mV = 2 units (V x 2000, uV x 0.002, 1e-4 V x 0.2)."""
+    assert UNITS_PER_MV == 2.0
+    assert ecg_convert.units_factor("mV") == 2.0
+    assert ecg_convert.units_factor("V") == 2000.0
+    assert ecg_convert.units_factor("uV") == pytest.approx(0.002)
+    assert ecg_convert.units_factor("1e-4 V") == pytest.approx(0.2)
 
 
 def test_to_contract_derives_limb_leads_from_i_and_ii():
     signal = random_leads(N_SAMPLES)
     keep = [0, 1, *range(6, 12)]
     out = ecg_convert.to_contract(signal[:, keep], 400, [PTBXL_NAMES[k] for k in keep], "mV")
-    np.testing.assert_allclose(out, signal * 10, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, signal * UNITS_PER_MV, rtol=1e-5, atol=1e-5)
     _, derived = ecg_convert.match_leads(signal[:, keep], [PTBXL_NAMES[k] for k in keep], "mV")
     assert derived == ["DIII", "aVR", "aVL", "aVF"]
 
@@ -65,7 +74,7 @@ def test_to_contract_derives_from_other_independent_pair():
     signal = random_leads(N_SAMPLES)
     keep = [2, 4, *range(6, 12)]  # III and aVL only
     out = ecg_convert.to_contract(signal[:, keep], 400, [PTBXL_NAMES[k] for k in keep], "mV")
-    np.testing.assert_allclose(out, signal * 10, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, signal * UNITS_PER_MV, rtol=1e-5, atol=1e-5)
 
 
 def test_to_contract_resamples_and_crops():
@@ -75,7 +84,8 @@ def test_to_contract_resamples_and_crops():
     out = ecg_convert.to_contract(signal, fs, PTBXL_NAMES, "mV")
     # 4800 samples at 400 Hz, centre-cropped: start at sample 352 (0.88 s)
     t_out = (352 + np.arange(N_SAMPLES)) / 400
-    np.testing.assert_allclose(out[:, 6], 10 * np.sin(2 * np.pi * t_out), atol=1e-2)
+    np.testing.assert_allclose(out[:, 6], UNITS_PER_MV * np.sin(2 * np.pi * t_out),
+                               atol=1e-3 * UNITS_PER_MV)
 
 
 @pytest.mark.parametrize(("names", "units", "message"), [
@@ -122,13 +132,14 @@ def test_ptb_record_converted(ptb_conversion):
         assert records["units"].asstr()[0] == "mV"
         assert list(file["tracings"].attrs["leads"]) == list(LEADS)
     # 38.4 s at 400 Hz = 15360 samples, centre-cropped from sample 5632
-    expected_ii = resample_poly(source[:, 1], 2, 5)[5632:5632 + N_SAMPLES] * 10
+    expected_ii = resample_poly(source[:, 1], 2, 5)[5632:5632 + N_SAMPLES] * UNITS_PER_MV
     np.testing.assert_allclose(tracing[:, 1], expected_ii, rtol=1e-5, atol=1e-4)
-    expected_v6 = resample_poly(source[:, 11], 2, 5)[5632:5632 + N_SAMPLES] * 10
+    expected_v6 = resample_poly(source[:, 11], 2, 5)[5632:5632 + N_SAMPLES] * UNITS_PER_MV
     np.testing.assert_allclose(tracing[:, 11], expected_v6, rtol=1e-5, atol=1e-4)
-    # Einthoven: I + III = II within the recording's quantisation (1 count = 0.005 units)
+    # Einthoven: I + III = II within the recording's quantisation (1 count = 0.0005 mV)
     einthoven_error = tracing[:, 0] + tracing[:, 2] - tracing[:, 1]
-    assert np.abs(einthoven_error).max() < 0.05 and np.abs(tracing[:, 1]).max() > 1
+    assert np.abs(einthoven_error).max() < 0.005 * UNITS_PER_MV
+    assert np.abs(tracing[:, 1]).max() > 0.1 * UNITS_PER_MV
 
 
 # --- CSV, npy and WFDB inputs, and the CLI ------------------------------------------------------
@@ -144,7 +155,7 @@ def test_csv_with_extra_columns_and_cli(tmp_path):
     assert status == 0
     with h5py.File(output) as file:
         tracing = file["tracings"][0]
-    expected = resample_poly(signal * 0.01, 4, 5, axis=0)  # (2000, 12)
+    expected = resample_poly(signal / 1000 * UNITS_PER_MV, 4, 5, axis=0)  # (2000, 12)
     np.testing.assert_allclose(tracing[1048:1048 + 2000], expected, rtol=1e-4, atol=1e-6)
 
 
@@ -162,7 +173,8 @@ def test_npy_lead_major_2d_and_3d(tmp_path):
         assert file["exam_id"][()].tolist() == [0, 1, 2, 3]
         assert file["records/source"].asstr()[3].endswith("three.npy[2]")
     for row, scale in enumerate([1, 1, 2, 3]):
-        np.testing.assert_allclose(tracings[row], signal * 10 * scale, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(tracings[row], signal * UNITS_PER_MV * scale, rtol=1e-5,
+                                   atol=1e-4)
 
 
 def test_wfdb_in_microvolts_with_uppercase_names(tmp_path):
@@ -172,8 +184,34 @@ def test_wfdb_in_microvolts_with_uppercase_names(tmp_path):
     wfdb.wrsamp("rec", fs=250, units=["uV"] * 12, sig_name=PTBXL_NAMES, p_signal=signal,
                 fmt=["16"] * 12, adc_gain=[1.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
     out = ecg_convert.to_contract(*ecg_convert.read_wfdb(tmp_path / "rec.dat"))
-    expected = resample_poly(np.round(signal) * 0.01, 8, 5, axis=0)  # (4000, 12)
+    expected = resample_poly(np.round(signal) / 1000 * UNITS_PER_MV, 8, 5, axis=0)  # (4000, 12)
     np.testing.assert_allclose(out[48:4048], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_wfdb_millivolt_record_is_written_at_exactly_2_units_per_mv(tmp_path):
+    """A WFDB record in mV becomes exactly 2x its values, the literal scale the file records.
+
+    The expected values come from wfdb's own decoding (rdsamp: (digital - baseline) / gain),
+    not from the converter's reader, and the factor is the literal 2, not the constant.
+    """
+    import wfdb
+
+    signal = random_leads(4000, seed=3)  # 10 s at 400 Hz: no resampling, 48 samples of padding
+    wfdb.wrsamp("mv", fs=400, units=["mV"] * 12, sig_name=PTBXL_NAMES, p_signal=signal,
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
+                write_dir=str(tmp_path))
+    decoded, fields = wfdb.rdsamp(str(tmp_path / "mv"))  # (4000, 12) in mV
+    assert fields["units"] == ["mV"] * 12 and fields["fs"] == 400
+    output = tmp_path / "mv.hdf5"
+    assert run_cli(ecg_convert.main, [str(tmp_path / "mv.hea"), "-o", str(output), "-q"]) == 0
+    with h5py.File(output) as file:
+        tracing = file["tracings"][0]  # (4096, 12)
+        for attrs in (file["tracings"].attrs, file.attrs):
+            assert attrs["units_per_mv"] == 2.0
+            assert attrs["units"] == "mV x 2 (1 mV = 2 units)"
+            assert "unit_volts" not in attrs
+    np.testing.assert_allclose(tracing[48:4048], 2.0 * decoded, rtol=1e-6, atol=1e-6)
+    assert not tracing[:48].any() and not tracing[4048:].any()
 
 
 # --- PTB-XL ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from conftest import row_ids, synthetic_tracings
 
 from ecgcode import data as datasets
 from ecgcode.cli import datasets as datasets_cli
-from ecgcode.common import CLASSES, LEADS, run_cli
+from ecgcode.common import CLASSES, LEADS, UNITS_PER_MV, run_cli
 
 CODE15_COLUMNS = [
     "exam_id",
@@ -260,11 +260,41 @@ def test_inspect_prints_summary_without_warnings(make_hdf5, capsys):
     assert "DII" in out and "WARNING" not in out and "no NaN/inf" in out
 
 
-@pytest.mark.parametrize(("factor", "expected"), [(0.1, "look like mV"), (200.0, "ADC counts")])
+@pytest.mark.parametrize(("factor", "expected"), [
+    (0.2, "about 5x too small"),
+    (5.0, "about 5x too large"),
+    (100.0, "about 100x too large"),
+])
 def test_inspect_warns_about_scale(make_hdf5, capsys, factor, expected):
     path = make_hdf5("a.hdf5", 10, data=synthetic_tracings(10) * np.float32(factor))
     status, out, _ = inspect_output(capsys, path)
-    assert status == 0 and "WARNING" in out and expected in out
+    warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert status == 0 and len(warnings) == 1 and expected in warnings[0], out
+    likely = f"{UNITS_PER_MV * factor:g} units per mV"
+    assert f"look like {likely}" in warnings[0] and path in warnings[0]
+    assert f"--units-per-mv {UNITS_PER_MV * factor:g}" in warnings[0]
+
+
+def mv_table(out):
+    """The per-lead amplitude lines (in mV) of inspect's output."""
+    return [line for line in out.splitlines() if line.strip().split(" ")[0] in LEADS]
+
+
+def test_inspect_reads_legacy_and_stated_scales_in_mv(make_hdf5, capsys):
+    """A legacy 1e-4 V file (10 units per mV) and a file stated to be at 10 with
+    --units-per-mv give no warning and the same amplitudes in mV as one at UNITS_PER_MV."""
+    legacy = np.float32(10.0 / UNITS_PER_MV)
+    reference = inspect_output(capsys, make_hdf5("new.hdf5", 10))[1]
+    old = make_hdf5("old.hdf5", 10, data=synthetic_tracings(10) * legacy)
+    with h5py.File(old, "a") as handle:
+        handle["tracings"].attrs.update(units="1e-4 V", unit_volts=1e-4)
+    status, out, _ = inspect_output(capsys, old)
+    assert status == 0 and "WARNING" not in out and "10 units per mV" in out
+    assert len(mv_table(out)) == 12 and mv_table(out) == mv_table(reference)
+    stated = make_hdf5("stated.hdf5", 10, data=synthetic_tracings(10) * legacy)
+    assert "WARNING" in inspect_output(capsys, stated)[1]  # unstated: taken at UNITS_PER_MV
+    status, out, _ = inspect_output(capsys, stated, "--units-per-mv", "10")
+    assert status == 0 and "WARNING" not in out and mv_table(out) == mv_table(reference)
 
 
 def test_inspect_warns_about_lead_order(make_hdf5, capsys):
@@ -433,6 +463,8 @@ def test_writers_share_the_contract_layout(tmp_path):
     with h5py.File(path) as handle:
         tracings = handle["tracings"]
         assert tracings.shape == (3, 4096, 12) and tracings.dtype == np.float32
-        assert tracings.attrs["units"] == "1e-4 V"
+        for attrs in (tracings.attrs, handle.attrs):
+            assert attrs["units_per_mv"] == UNITS_PER_MV and "unit_volts" not in attrs
+            assert attrs["units"] == f"mV x {UNITS_PER_MV:g} (1 mV = {UNITS_PER_MV:g} units)"
         assert tracings.attrs["sampling_rate"] == 400
         assert list(tracings.attrs["leads"]) == list(LEADS)

@@ -1,11 +1,12 @@
 """Tests of ecg_plot.py: sheet geometry, true mm scale, file formats, command line."""
 
+import h5py
 import numpy as np
 import pytest
 from conftest import synthetic_tracings, write_hdf5
 
 from ecgcode import plotting as ecg_plot
-from ecgcode.common import CLASSES, LEADS, SAMPLING_RATE, ECGInputError, run_cli
+from ecgcode.common import CLASSES, LEADS, SAMPLING_RATE, UNITS_PER_MV, ECGInputError, run_cli
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF"
 
@@ -35,21 +36,22 @@ def test_layout_is_the_standard_3x4_plus_rhythm_strip():
 
 
 def test_traces_have_paper_scale_25mm_per_s_and_10mm_per_mv():
-    tracing = synthetic_tracings(1, seed=3)[0]  # (4096, 12) in 1e-4 V
+    tracing = synthetic_tracings(1, seed=3)[0]  # (4096, 12) at UNITS_PER_MV
     figure = ecg_plot.draw_ecg_sheet(tracing)
     start, stop = ecg_plot.sheet_window(len(tracing))
     assert (start, stop) == (48, 4048)  # the central 10 s
     v1 = lines_by_gid(figure)["lead-V1-5"]
     segment = next(s for s in ecg_plot.sheet_segments() if s["lead"] == "V1")
     first = start + int(5.0 * SAMPLING_RATE)
-    expected_mm = tracing[first : first + 1000, LEADS.index("V1")] * 1.0  # 1 unit = 0.1 mV = 1 mm
+    mm_per_unit = 10.0 / UNITS_PER_MV  # 10 mm per mV: 1 unit = 0.5 mV = 5 mm
+    expected_mm = tracing[first : first + 1000, LEADS.index("V1")] * mm_per_unit
     np.testing.assert_allclose(v1.get_ydata(), segment["baseline"] + expected_mm, atol=1e-4)
     x = np.asarray(v1.get_xdata())
     np.testing.assert_allclose(np.diff(x), 25.0 / SAMPLING_RATE)  # 25 mm/s
     assert x[0] == segment["x0"]
     rhythm = lines_by_gid(figure)["rhythm-DII-0"]
     np.testing.assert_allclose(rhythm.get_ydata()[-1] - segments_baseline(rhythm=True),
-                               tracing[stop - 1, LEADS.index("DII")], atol=1e-4)
+                               tracing[stop - 1, LEADS.index("DII")] * mm_per_unit, atol=1e-4)
     assert len(rhythm.get_xdata()) == 4000  # the full 10 s
     assert len(lines_by_gid(figure)) == 13
 
@@ -122,3 +124,17 @@ def test_several_exams_are_read_with_one_open(tmp_path, monkeypatch):
     np.testing.assert_array_equal(exams[1][0], ecg_plot.read_exam(path, 0)[0])
     with pytest.raises(ECGInputError, match="not found"):
         ecg_plot.read_exams(str(tmp_path / "nope.hdf5"), [0])
+
+
+@pytest.mark.parametrize("attrs, argument", [({"units": "1e-4 V", "unit_volts": 1e-4}, None),
+                                             ({}, 10.0)])
+def test_legacy_and_stated_scales_are_drawn_in_true_mv(tmp_path, attrs, argument):
+    """A legacy 1e-4 V file (10 units per mV), or one stated to be at 10 with
+    --units-per-mv, is read at UNITS_PER_MV: the sheet shows the same millivolts."""
+    legacy = 10.0 / UNITS_PER_MV  # the same millivolts at 10 units per mV
+    path = write_hdf5(tmp_path / "legacy.hdf5", 2, data=synthetic_tracings(2) * legacy)
+    with h5py.File(path, "a") as handle:
+        handle["tracings"].attrs.update(attrs)
+    tracing, exam_id = ecg_plot.read_exam(path, 1, units_per_mv=argument)
+    np.testing.assert_allclose(tracing, synthetic_tracings(2)[1], rtol=1e-6, atol=1e-6)
+    assert exam_id == 1001

@@ -9,7 +9,7 @@ from conftest import run_main, write_hdf5
 
 from ecgcode import explain, plotting
 from ecgcode.cli import predict
-from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS
+from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS, UNITS_PER_MV
 from ecgcode.network import get_model
 from ecgcode.synthetic.generate import generate
 
@@ -35,7 +35,7 @@ def window_model():
     out = keras.layers.Dense(len(CLASSES), activation="sigmoid")(x)  # (batch, 6)
     model = keras.Model(signal, out)
     kernel = np.zeros((1, INPUT_SHAPE[1], 1), np.float32)
-    kernel[0, WINDOW_LEAD, 0] = 0.05  # 1e-4 V units to order-one activations
+    kernel[0, WINDOW_LEAD, 0] = 0.5 / UNITS_PER_MV  # 0.5 per mV: order-one activations
     select.set_weights([kernel])
     dense = model.layers[-1]
     dense.set_weights([dense.get_weights()[0] * 10, dense.get_weights()[1]])  # a visible output
@@ -44,7 +44,7 @@ def window_model():
 
 @pytest.fixture(scope="module")
 def ecgs():
-    return generate(3, seed=4)[0]  # (3, 4096, 12) synthetic ECGs in 1e-4 V
+    return generate(3, seed=4)[0]  # (3, 4096, 12) synthetic ECGs at UNITS_PER_MV
 
 
 def test_attribution_mass_falls_in_the_window_the_model_reads(ecgs):

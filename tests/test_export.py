@@ -9,7 +9,7 @@ from conftest import distinctive_paper_model
 
 from ecgcode import export, runtimes
 from ecgcode.cli import model as model_module
-from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError, run_cli
+from ecgcode.common import CLASSES, INPUT_SHAPE, UNITS_PER_MV, ECGInputError, run_cli
 from ecgcode.modelfiles import save_model
 from ecgcode.synthetic.generate import generate
 
@@ -34,7 +34,7 @@ def paper_model():
 
 @pytest.fixture(scope="module")
 def ecgs():
-    realistic = generate(3, seed=2)[0]  # (3, 4096, 12) synthetic ECGs in 1e-4 V
+    realistic = generate(3, seed=2)[0]  # (3, 4096, 12) synthetic ECGs at UNITS_PER_MV
     noise = np.random.default_rng(0).normal(0, 1, (2, *INPUT_SHAPE)).astype("float32")
     return np.concatenate([realistic, noise])  # (5, 4096, 12)
 
@@ -68,7 +68,9 @@ def test_runtime_gives_the_keras_predictions(exported, paper_model, ecgs, kind):
 def test_metadata_holds_the_class_names(exported, kind):
     assert runtimes.read_classes(exported[kind]) == CLASSES
     metadata = runtimes.read_metadata(exported[kind])
-    assert metadata["sampling_rate_hz"] == "400" and "1e-4 V" in metadata["input"]
+    assert metadata["sampling_rate_hz"] == "400"
+    assert metadata["units_per_mv"] == f"{UNITS_PER_MV:g}"  # the scale the model expects
+    assert f"(1 mV = {UNITS_PER_MV:g} units)" in metadata["input"]
 
 
 def test_onnx_interface(exported):

@@ -1,7 +1,8 @@
 """EDF, ISHNE Holter and MFER recordings (via ecgdatakit) into the data contract.
 
 The files are written here byte by byte (tests/holter_files.py), so the physical signal is
-known exactly: ``counts x 2.5 uV``, i.e. ``counts / 40`` in 1e-4 V.
+known exactly: ``counts x 2.5 uV``, i.e. ``counts x 0.0025 x UNITS_PER_MV`` tracing units
+(``counts / 200`` at the original study's 2 units per mV).
 """
 
 import h5py
@@ -12,10 +13,12 @@ from conftest import run_main
 from holter_files import TWELVE, WRITERS, twelve_lead_counts, write_edf, write_ishne
 from scipy.signal import resample_poly
 
-from ecgcode.common import N_SAMPLES
+from ecgcode.common import N_SAMPLES, UNITS_PER_MV
 from ecgcode.formats import convert as ecg_convert
 
 NAMES = list(WRITERS)
+UNITS_PER_COUNT = 2.5e-3 * UNITS_PER_MV
+"""Tracing units per count of the written files (2.5 uV per count)."""
 
 
 def convert_cli(argv, capsys):
@@ -39,7 +42,8 @@ def test_each_format_converts_to_the_written_signal(name, tmp_path, capsys):
     assert status == 0, err
     tracings, records = records_of(out)
     start = (12000 - N_SAMPLES) // 2
-    np.testing.assert_allclose(tracings[0], counts[start:start + N_SAMPLES] / 40, rtol=1e-6)
+    np.testing.assert_allclose(tracings[0], counts[start:start + N_SAMPLES] * UNITS_PER_COUNT,
+                               rtol=1e-6)
     assert records["format"][0].decode() == name
     assert records["lead_names"][0].decode() == ",".join(TWELVE)
     assert records["sampling_rate"][0] == 400 and records["n_samples"][0] == 12000
@@ -56,8 +60,8 @@ def test_each_format_gives_windows(name, tmp_path, capsys):
     tracings, records = records_of(out)
     assert records["window"].tolist() == [0, 1, 2]
     for window, start in enumerate([0, 4096, 12000 - N_SAMPLES]):
-        np.testing.assert_allclose(tracings[window], counts[start:start + N_SAMPLES] / 40,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(tracings[window],
+                                   counts[start:start + N_SAMPLES] * UNITS_PER_COUNT, rtol=1e-6)
 
 
 def test_a_holter_rate_is_resampled(tmp_path, capsys):
@@ -67,7 +71,7 @@ def test_a_holter_rate_is_resampled(tmp_path, capsys):
     assert convert_cli([source, "--windows", "-o", out, "-q"], capsys)[0] == 0
     tracings, records = records_of(out)
     assert records["sampling_rate"].tolist() == [200, 200]
-    expected = resample_poly(counts / 40, 2, 1, axis=0)  # (8000, 12)
+    expected = resample_poly(counts * UNITS_PER_COUNT, 2, 1, axis=0)  # (8000, 12)
     np.testing.assert_allclose(tracings[1], expected[-N_SAMPLES:], rtol=1e-5, atol=1e-4)
 
 
@@ -79,7 +83,8 @@ def test_edf_in_millivolts_and_recognised_by_content(tmp_path, capsys):
     status, _, err = convert_cli([source, "-o", out, "-q"], capsys)
     assert status == 0, err
     tracings, records = records_of(out)
-    np.testing.assert_allclose(tracings[0, 48:48 + 4000], counts / 40, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tracings[0, 48:48 + 4000], counts * UNITS_PER_COUNT, rtol=1e-5,
+                               atol=1e-5)
     assert records["units"][0].decode() == "mV"
 
 
@@ -137,7 +142,7 @@ def test_predict_windows_of_an_edf_recording(tmp_path, capsys):
                                              "--output-file", str(out), "--quiet"], capsys)
     assert status == 0, err
     table = pd.read_csv(out)
-    windows = ecg_convert.to_windows(counts, 400, TWELVE, "1e-4V")[0] / 40  # (3, 4096, 12)
+    windows = ecg_convert.to_windows(counts * 2.5e-3, 400, TWELVE, "mV")[0]  # (3, 4096, 12)
     np.testing.assert_allclose(table.iloc[:, 4:10], model.predict(windows, verbose=0),
                                rtol=1e-4, atol=1e-6)
     assert table["record"].tolist() == ["holter.edf"] * 3

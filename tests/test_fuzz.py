@@ -24,7 +24,7 @@ from holter_files import TWELVE, twelve_lead_counts, write_edf, write_ishne, wri
 from ecgcode import data as datasets
 from ecgcode.cli import datasets as datasets_cli
 from ecgcode.cli import predict
-from ecgcode.common import CLASSES, run_cli
+from ecgcode.common import CLASSES, UNITS_PER_MV, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # wfdb/pandas warnings on broken files
 
@@ -42,7 +42,7 @@ class Sample:
 
 def _signal_mv(n_samples=2000, seed=0):
     """(n_samples, 12) ECG-like signal in mV (limb leads consistent)."""
-    return synthetic_tracings(1, seed)[0, :n_samples].astype(np.float64) / 10
+    return synthetic_tracings(1, seed)[0, :n_samples].astype(np.float64) / UNITS_PER_MV
 
 
 def wfdb_sample(folder):

@@ -338,7 +338,8 @@ def test_existing_output_survives_failures(models, exams, tmp_path, capsys, monk
 
 
 # --- Warnings ----------------------------------------------------------------------
-@pytest.mark.parametrize("scale, fragment", [(0.1, "look like mV"), (300.0, "ADC counts")])
+@pytest.mark.parametrize("scale, fragment", [(0.2, "about 5x too small"),
+                                             (100.0, "about 100x too large")])
 def test_scale_warning(models, tmp_path, capsys, scale, fragment):
     _, paths = models
     path = str(tmp_path / "scaled.hdf5")
@@ -347,7 +348,7 @@ def test_scale_warning(models, tmp_path, capsys, scale, fragment):
     status, _, err = run_main(argv, capsys)
     assert status == 0
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and fragment in warnings[0]
+    assert len(warnings) == 1 and fragment in warnings[0] and "scaled.hdf5" in warnings[0]
 
 
 def test_no_warning_on_ecg_scale_and_nan_exam_reported(models, tmp_path, capsys):

@@ -274,17 +274,17 @@ def test_a_keras_model_serves_the_same_probabilities(models, server, hdf5_bytes)
 def test_nan_tracings_and_input_warnings_reach_the_answer(server, tmp_path):
     from conftest import synthetic_tracings, write_hdf5
 
-    x = synthetic_tracings(2) * 0.1  # (2, 4096, 12) in mV instead of 1e-4 V
+    x = synthetic_tracings(2) * 0.2  # (2, 4096, 12) 5x below the contract's UNITS_PER_MV
     x[1, 100:200, 3] = np.nan
-    path = write_hdf5(tmp_path / "mv.hdf5", 2, data=x)
+    path = write_hdf5(tmp_path / "small.hdf5", 2, data=x)
     with open(path, "rb") as handle:
-        status, answer = request(server, "POST", "/predict?name=mv.hdf5", handle.read())
+        status, answer = request(server, "POST", "/predict?name=small.hdf5", handle.read())
     assert status == 200
     first, second = answer["results"]
     assert all(value is not None for value in first["probabilities"].values())
     assert set(second["probabilities"].values()) == {None}
     assert set(second["predictions"].values()) == {None}
-    assert any("look like mV" in warning for warning in first["warnings"])
+    assert any("5x too small" in warning for warning in first["warnings"]), first["warnings"]
 
 
 def test_another_host_is_warned_about_and_ctrl_c_returns_0(onnx_model, monkeypatch, capsys):

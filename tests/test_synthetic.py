@@ -1,5 +1,6 @@
 """Tests of ecg_synthetic: clinical definitions measured on generated ECGs, leads, units, I/O.
 
+Amplitudes are written in mV times ``UNITS_PER_MV`` (the tracings' scale, 1 mV = 2 units).
 Intervals are measured with simple detectors: PR and QRS width on the noise-free P and QRS
 components (onset/offset where the largest lead exceeds 3 % of the wave's peak), heart
 rate and RR irregularity with an R-peak detector on the noisy tracings.
@@ -14,11 +15,20 @@ import numpy as np
 import pytest
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
-from ecgcode.common import CLASSES, LEADS, N_SAMPLES, SAMPLING_RATE, ECGInputError, run_cli
+from ecgcode.common import (
+    CLASSES,
+    LEADS,
+    N_SAMPLES,
+    SAMPLING_RATE,
+    UNITS_PER_MV,
+    ECGInputError,
+    run_cli,
+)
 from ecgcode.synthetic import generate as ecg_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = SAMPLING_RATE
+MV = UNITS_PER_MV  # tracing units in one mV
 N_EXAMS = 96  # balanced prevalence: ~17 exams per class
 
 
@@ -120,7 +130,7 @@ def test_atrial_fibrillation_has_f_waves_and_no_p_waves(exams):
     atrial = info["components"]["atrial"]
     af = has(labels, "AF")
     assert (p_size[af] == 0).all()
-    assert (p_size[~af] > 0.5).all(), p_size[~af].min()  # P waves >= 0.05 mV
+    assert (p_size[~af] > 0.05 * MV).all(), p_size[~af].min()  # P waves >= 0.05 mV
     assert (atrial[~af] == 0).all()
     v1, lead_1, lead_2 = LEADS.index("V1"), LEADS.index("DI"), LEADS.index("DII")
     for row in atrial[af]:
@@ -130,7 +140,7 @@ def test_atrial_fibrillation_has_f_waves_and_no_p_waves(exams):
         assert 4.0 <= peak_hz <= 9.0, peak_hz
         rms = np.sqrt((row[inside] ** 2).mean(axis=0))  # (12,)
         assert max(rms[v1], rms[lead_2]) > rms[lead_1]  # most visible in V1/II
-        assert 0.1 < max(rms[v1], rms[lead_2]) < 2.0  # 0.01-0.2 mV
+        assert 0.01 * MV < max(rms[v1], rms[lead_2]) < 0.2 * MV  # 0.01-0.2 mV
 
 
 def test_morphology_of_bundle_branch_blocks(exams):
@@ -145,20 +155,21 @@ def test_morphology_of_bundle_branch_blocks(exams):
         late = beat[int(0.6 * len(beat)):]  # last 40 % of the QRS
         early = beat[:int(0.15 * len(beat))]  # first 15 %
         if has(labels, "RBBB")[index]:
-            assert late[:, v1].max() > 2.0  # R' >= 0.2 mV
+            assert late[:, v1].max() > 0.2 * MV  # R' >= 0.2 mV
             assert late[:, v1].max() > -late[:, v1].min()
-            assert late[:, v6].min() < -0.5 and late[:, i].min() < -0.5  # wide S
+            assert late[:, v6].min() < -0.05 * MV and late[:, i].min() < -0.05 * MV  # wide S
         else:
-            assert early[:, i].min() > -0.3 and early[:, v6].min() > -0.3  # no septal q
-            assert beat[:, v1].min() < -5.0  # deep S/QS in V1 (> 0.5 mV)
+            assert early[:, i].min() > -0.03 * MV and early[:, v6].min() > -0.03 * MV  # no q
+            assert beat[:, v1].min() < -0.5 * MV  # deep S/QS in V1 (> 0.5 mV)
             assert -beat[:, v1].min() > beat[:, v1].max()
-            assert beat[:, v6].max() > 3.0 and beat[:, i].max() > -beat[:, i].min()
+            assert beat[:, v6].max() > 0.3 * MV and beat[:, i].max() > -beat[:, i].min()
 
 
 def test_r_waves_in_physiological_units(exams):
     _, _, info = exams
     r_peak = info["components"]["qrs"].max(axis=(1, 2))  # largest R over the 12 leads
-    assert (r_peak >= 5).all() and (r_peak <= 20).all(), (r_peak.min(), r_peak.max())
+    assert (r_peak >= 0.5 * MV).all() and (r_peak <= 2.0 * MV).all(), (r_peak.min(),
+                                                                       r_peak.max())
 
 
 def test_ground_truth_matches_labels(exams):
@@ -198,7 +209,7 @@ def test_output_types_padding_and_components(exams):
     clean, _, _ = ecg_synthetic.generate(N_EXAMS, seed=11, noise=False)
     parts = sum(info["components"][name] for name in ("p", "qrs", "t", "atrial"))
     np.testing.assert_allclose(parts, clean, atol=1e-3)
-    assert (np.abs(tracings - clean).max(axis=(1, 2)) > 0.1).all()  # noise was added
+    assert (np.abs(tracings - clean).max(axis=(1, 2)) > 0.01 * MV).all()  # noise was added
 
 
 def test_same_seed_same_exams_other_seed_different():
@@ -256,6 +267,9 @@ def test_cli_writes_a_valid_code_file(tmp_path, capsys):
         assert [str(c) for c in handle["labels"].attrs["classes"]] == list(CLASSES)
         np.testing.assert_array_equal(handle["tracings"][:], tracings)
         np.testing.assert_array_equal(handle["labels"][:], labels)
+        for attrs in (handle["tracings"].attrs, handle.attrs):  # the scale, recorded
+            assert attrs["units_per_mv"] == UNITS_PER_MV and "unit_volts" not in attrs
+            assert attrs["units"] == f"mV x {UNITS_PER_MV:g} (1 mV = {UNITS_PER_MV:g} units)"
         assert handle.attrs["generator"] == "ecg_synthetic"
         assert handle.attrs["seed"] == 2 and handle.attrs["n"] == 5
         assert '"AF": 0.5' in handle.attrs["prevalence"]

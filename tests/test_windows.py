@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import run_main, write_hdf5
 
-from ecgcode.common import CLASSES, LEADS, N_SAMPLES, ECGInputError
+from ecgcode.common import CLASSES, LEADS, N_SAMPLES, UNITS_PER_MV, ECGInputError
 from ecgcode.formats import convert as ecg_convert
 
 keras = pytest.importorskip("keras")
@@ -56,7 +56,8 @@ def test_to_windows_cuts_the_converted_signal():
     tracings, start_s, end_s = ecg_convert.to_windows(signal, 400, NAMES, "mV", stride=4096)
     assert tracings.shape == (3, N_SAMPLES, 12) and tracings.dtype == np.float32
     for window, start in enumerate([0, 4096, 7904]):
-        np.testing.assert_allclose(tracings[window], signal[start:start + N_SAMPLES] * 10,
+        np.testing.assert_allclose(tracings[window],
+                                   signal[start:start + N_SAMPLES] * UNITS_PER_MV,
                                    rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(start_s, [0, 10.24, 19.76])
     np.testing.assert_allclose(end_s, [10.24, 20.48, 30.0])
@@ -112,7 +113,7 @@ def test_convert_windows_writes_one_row_per_window(tmp_path, capsys):
         np.testing.assert_allclose(records["end_s"][()], [10.24, 20.48, 30, 5])
         assert records["n_samples"][()].tolist() == [12000] * 3 + [2000]
         assert file["exam_id"][()].tolist() == [0, 1, 2, 3]
-        np.testing.assert_allclose(file["tracings"][2], ramp_leads(12000)[7904:] * 10,
+        np.testing.assert_allclose(file["tracings"][2], ramp_leads(12000)[7904:] * UNITS_PER_MV,
                                    rtol=1e-6, atol=1e-5)
 
 

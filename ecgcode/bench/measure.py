@@ -32,7 +32,14 @@ import numpy as np
 
 from ecgcode import data as ecg_data
 from ecgcode.bench.model_speed import MODELS, PAPER_BATCH, row
-from ecgcode.common import CLASSES, DEFAULT_DATASET_NAME, INPUT_SHAPE, atomic_output
+from ecgcode.common import (
+    CLASSES,
+    DEFAULT_DATASET_NAME,
+    INPUT_SHAPE,
+    UNITS_PER_MV,
+    atomic_output,
+)
+from ecgcode.data.hdf5 import create_tracings
 
 BASELINE_PREDICT_BATCH = 32
 """Keras' default ``model.predict`` batch size (the original study's predict.py default)."""
@@ -45,13 +52,14 @@ def write_bench_file(path, n, rows_per_write=256, seed=0):
 
     One random block of ``rows_per_write`` tracings is drawn and written repeatedly, each
     copy shifted by a different offset, so that multi-GB files are written at disk speed.
-    The file has ``tracings`` (n, 4096, 12) float32, ``labels`` (n, 6) with attribute
+    The file has ``tracings`` (n, 4096, 12) float32 at ``UNITS_PER_MV``, ``labels`` (n, 6) with attribute
     ``classes``, and ``exam_id`` (n,).
     """
     rng = np.random.default_rng(seed)
-    block = rng.standard_normal((rows_per_write,) + INPUT_SHAPE, dtype=np.float32) * 10
+    block = rng.standard_normal((rows_per_write,) + INPUT_SHAPE,
+                               dtype=np.float32) * np.float32(UNITS_PER_MV)  # ~1 mV
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as handle:
-        tracings = handle.create_dataset("tracings", shape=(n,) + INPUT_SHAPE, dtype="<f4")
+        tracings = create_tracings(handle, n)  # contiguous float32, its scale recorded
         for begin in range(0, n, rows_per_write):
             count = min(rows_per_write, n - begin)
             tracings[begin : begin + count] = block[:count] + np.float32(begin % 97) / 97
