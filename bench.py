@@ -1,9 +1,11 @@
-"""Benchmarks of the input pipeline, training, prediction and memory, against a baseline.
+"""The program: ``ecgcode/cli/bench.py``; the measurements: ``ecgcode/bench/``.
+
+Benchmarks of the input pipeline, training, prediction and memory, against a baseline:
 
     python bench.py all --out bench_results.md
     python bench.py SECTION --help
 
-The program is ``ecgcode/cli/bench.py`` (also ``python -m ecgcode.cli.bench``).
+Also ``python -m ecgcode.cli.bench``.
 """
 
 from ecgcode.cli.bench import cli

@@ -1,8 +1,10 @@
-"""The main job: the paper's Table 2, then the whole pipeline on synthetic ECGs, in one command.
+"""The program: ``ecgcode/cli/demo.py`` (it runs the other programs' ``main`` in turn).
+
+The main job: the paper's Table 2, then the whole pipeline on synthetic ECGs, in one command:
 
     python demo.py                      # about 12 minutes on a 2-core CPU
 
-The program is ``ecgcode/cli/demo.py`` (also ``ecg-demo`` and ``python -m ecgcode.cli.demo``).
+Installed, the program is ``ecg-demo`` (also ``python -m ecgcode.cli.demo``).
 """
 
 from ecgcode.cli.demo import cli

@@ -1,9 +1,12 @@
-"""Reproduce the paper's tables and figures on CODE-test, or evaluate your own predictions.
+"""The program: ``ecgcode/cli/generate_figures.py``; the statistics: ``ecgcode/metrics.py``.
 
-    python generate_figures.py                  # the paper's tables and figures (shipped data)
+Reproduce the paper's tables and figures on CODE-test (shipped with the package), or evaluate
+your own predictions:
+
+    python generate_figures.py                  # Table 2, supplementary tables, Figure 2
     python generate_figures.py --gold gold.csv --predictions predictions.csv --thresholds f1
 
-The program is ``ecgcode/cli/generate_figures.py`` (also ``ecg-generate-figures`` and
+Installed, the program is ``ecg-generate-figures`` (also
 ``python -m ecgcode.cli.generate_figures``).
 """
 

@@ -1,10 +1,12 @@
-"""Run a trained or published model on ECG tracings and write its class probabilities.
+"""The program: ``ecgcode/cli/predict.py``; the model that predicts: ``ecgcode/predictor.py``.
+
+Run a trained or published model on ECG tracings and write its class probabilities:
 
     python predict.py TRACINGS.hdf5 [MORE.hdf5 ...] MODEL [--output-file OUT.npy|OUT.csv]
     python predict.py exam.xml runs/a --output-file exam.csv    # a clinical export, a run folder
 
-The program is ``ecgcode/cli/predict.py`` (also ``ecg-predict`` and
-``python -m ecgcode.cli.predict``); ``python predict.py --help`` lists its options.
+Installed, the program is ``ecg-predict`` (also ``python -m ecgcode.cli.predict``);
+``python predict.py --help`` lists its options.
 """
 
 from ecgcode.cli.predict import cli

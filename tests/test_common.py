@@ -1,4 +1,4 @@
-"""The shared helpers of ecg_common: one-line errors and safe output."""
+"""The shared helpers of ecgcode.common: one-line errors and safe output."""
 
 import pytest
 

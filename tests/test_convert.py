@@ -1,5 +1,6 @@
-"""Tests of ecg_convert: real-world ECG records into the HDF5 data contract."""
+"""Tests of ecgcode.formats.convert: real-world ECG records into the HDF5 data contract."""
 
+import tracemalloc
 from pathlib import Path
 
 import h5py
@@ -75,6 +76,29 @@ def test_to_contract_derives_from_other_independent_pair():
     keep = [2, 4, *range(6, 12)]  # III and aVL only
     out = ecg_convert.to_contract(signal[:, keep], 400, [PTBXL_NAMES[k] for k in keep], "mV")
     np.testing.assert_allclose(out, signal * UNITS_PER_MV, rtol=1e-5, atol=1e-5)
+
+
+def test_resampling_memory_stays_near_the_output_size():
+    """scipy's resample_poly computes only the output samples (upfirdn): an INCART-like
+    10 min at 257 Hz to 400 Hz (up 400, down 257) makes no upsampled copy, which would hold
+    400 x 154,200 x 12 float64 samples (5.9 GB)."""
+    x = np.random.default_rng(0).normal(0, 100, (257 * 600, 12))  # (154200, 12)
+    tracemalloc.start()
+    try:
+        y = ecg_convert.resample_to_contract_rate(x, 257)  # (240000, 12)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert y.shape == (240000, 12)
+    assert peak < 4 * y.nbytes + 2 * x.nbytes
+    np.testing.assert_array_equal(y, resample_poly(x, 400, 257, axis=0))
+
+
+def test_resampling_computes_in_float64():
+    x = np.random.default_rng(1).normal(0, 100, (5000, 12)).astype(np.float32)  # (5000, 12)
+    y = ecg_convert.resample_to_contract_rate(x, 500)  # (4000, 12)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, resample_poly(x.astype(np.float64), 4, 5, axis=0))
 
 
 def test_to_contract_resamples_and_crops():

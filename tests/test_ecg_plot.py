@@ -1,4 +1,4 @@
-"""Tests of ecg_plot.py: sheet geometry, true mm scale, file formats, command line."""
+"""Tests of ecgcode/plotting.py: sheet geometry, true mm scale, file formats, command line."""
 
 import h5py
 import numpy as np

@@ -1,4 +1,4 @@
-"""generate_figures.py / ecgcode.metrics: the paper's numbers from CODE-test, and the metrics.
+"""generate_figures.py / ecgcode/metrics.py: the paper's numbers from CODE-test, and the metrics.
 
 The reference values are the published ones: Table 2 of Ribeiro et al., Nat Commun 11:1760
 (2020) (``ecgcode.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its

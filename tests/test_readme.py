@@ -3,6 +3,8 @@ packaging it describes: only the package is installed, the scripts are console s
 
 import configparser
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +69,37 @@ def test_the_package_never_imports_the_root_scripts():
     for path in (ROOT / "ecgcode").rglob("*.py"):
         imported = set(pattern.findall(path.read_text())) & scripts
         assert not imported, f"{path.relative_to(ROOT)} imports {sorted(imported)}"
+
+
+def test_each_root_script_says_first_where_its_code_lives():
+    for path in sorted(ROOT.glob("*.py")):
+        if path.name == "setup.py":
+            continue
+        first_line = path.read_text().splitlines()[0]
+        assert "``ecgcode/" in first_line, f"{path.name}: its first line names no module " \
+            f"of ecgcode/: {first_line}"
+
+
+def test_the_original_api_works_from_a_checkout():
+    """``from model import get_model`` and ``from datasets import make_dataset, ...`` as in
+    the original repository; importing ``model`` alone does not import Keras."""
+    code = (
+        "import sys\n"
+        "import model\n"
+        "print(sorted({'keras', 'tensorflow'} & set(sys.modules)))\n"
+        "from datasets import load_labels, make_dataset, open_collection\n"
+        "import ecgcode.data as data\n"
+        "assert (make_dataset, open_collection, load_labels) == "
+        "(data.make_dataset, data.open_collection, data.load_labels)\n"
+        "from model import get_model\n"
+        "import ecgcode.network\n"
+        "assert get_model is ecgcode.network.get_model\n"
+        "try:\n"
+        "    from model import no_such_name\n"
+        "except ImportError:\n"
+        "    print('ImportError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "ImportError"]

@@ -140,7 +140,7 @@ def pipeline_main(argv=None):
     """The ``pipeline`` section's raw numbers (``bench.py pipeline``), one per line."""
     parser = argparse.ArgumentParser(
         prog="bench.py pipeline",
-        description="ECGs/s of datasets.make_dataset (shuffled and in order) on a "
+        description="ECGs/s of ecgcode.data.make_dataset (shuffled and in order) on a "
         "page-cached HDF5 file, and the file's raw sequential read speed.")
     parser.add_argument("file", help="CODE-style HDF5 file (delete it yourself afterwards)")
     parser.add_argument("--make", type=int, metavar="N",

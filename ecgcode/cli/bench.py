@@ -5,7 +5,7 @@ HDF5 file and prints (and writes) one markdown table; ``python bench.py SECTION 
 runs one section:
 
 pipeline
-    ECGs/s of ``datasets.make_dataset`` (shuffled and in file order) next to the raw
+    ECGs/s of ``ecgcode.data.make_dataset`` (shuffled and in file order) next to the raw
     sequential read speed of the same, page-cached file.
 peak
     The machine's measured float32 peak (a large matrix product, numpy and TensorFlow).

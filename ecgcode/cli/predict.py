@@ -121,8 +121,9 @@ def build_parser():
     parser.add_argument(
         "--precision", choices=("float32", "bfloat16"), default="float32",
         help="compute precision: float32 (default; the results of model.predict) or "
-        "bfloat16 (opt-in: faster where the CPU computes it natively, AMX or AVX512-BF16, "
-        "or on a GPU; probabilities differ slightly, see README)",
+        "bfloat16 (opt-in: faster on a GPU and where the CPU computes it natively with "
+        "AVX512-BF16; on AMX, whose bfloat16 convolutions are wrong under TensorFlow, oneDNN "
+        "is kept to AVX512-BF16; probabilities differ slightly, see docs/predict.md)",
     )
     parser.add_argument(
         "--classes", metavar="A,B,...",

@@ -135,7 +135,7 @@ def build_parser():
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                         help="mixed bfloat16 (CPUs, GPUs >= Ampere) or float16 (older GPUs) "
                         "compute with float32 weights and output layer; default on where the "
-                        "device computes bfloat16 natively (AMX or AVX512-BF16 CPUs under "
+                        "device computes bfloat16 natively (AVX512-BF16 CPUs without AMX under "
                         "TensorFlow, GPUs >= Ampere), off elsewhere; the saved models are "
                         "float32 either way")
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction,

@@ -51,6 +51,7 @@ from fractions import Fraction
 
 import h5py
 import numpy as np
+from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from ecgcode.common import (
@@ -76,7 +77,6 @@ from ecgcode.formats.readers import (
     read_ptbxl_table,
     read_wfdb,
 )
-from ecgcode.formats.resample import resample_poly
 
 __all__ = [  # readers re-exported for existing callers
     "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "add_window_options",
@@ -207,14 +207,16 @@ def _derive_limb_leads(found, source):
 def resample_to_contract_rate(signal, fs):
     """Resample ``signal`` (n_samples, n_leads) from ``fs`` Hz to 400 Hz (polyphase filter).
 
-    The ratio is the Fraction 400 / fs (fs rounded to a denominator of at most 1000). The
-    filter is scipy.signal.resample_poly's, computed without importing scipy.signal
-    (``ecgcode.formats.resample``).
+    The ratio is the Fraction 400 / fs (fs rounded to a denominator of at most 1000);
+    ``scipy.signal.resample_poly`` resamples in float64 (its defaults: a Kaiser-windowed FIR
+    low-pass, zero padding), computing only the output samples, so memory stays near the
+    size of the output even for long records.
     """
     rate = Fraction(SAMPLING_RATE) / Fraction(fs).limit_denominator(1000)
     if rate == 1:
         return signal
-    return resample_poly(signal, rate.numerator, rate.denominator)
+    signal = np.asarray(signal, dtype=np.float64)  # (n_samples, n_leads)
+    return resample_poly(signal, rate.numerator, rate.denominator, axis=0)
 
 
 def centre(signal, n_samples=N_SAMPLES):
