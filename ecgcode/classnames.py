@@ -115,7 +115,7 @@ def write_model_info(path, classes, provenance=None):
     path = os.fspath(path)
     info = {"classes": [str(name) for name in classes]}
     if provenance is not None:
-        info["provenance"] = dict(provenance, created=_utc_now())
+        info["provenance"] = dict(provenance, created=utc_now())
     if _is_keras_zip(path):
         with zipfile.ZipFile(path, "a") as archive:
             archive.writestr(KERAS_ENTRY, json.dumps(info))
@@ -181,7 +181,7 @@ def _h5_attribute(path, name):
         return None
 
 
-def _utc_now():
+def utc_now():
     """The current UTC time, ISO 8601 to the second (``2026-01-31T12:00:00+00:00``)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

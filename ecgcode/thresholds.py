@@ -152,6 +152,44 @@ def write_thresholds(path, per_class, epoch, val_loss):
                       "classes": per_class})
 
 
+def write_chosen_thresholds(path, record):
+    """Write thresholds chosen by validate.py as a thresholds file that predict.py reads.
+
+    The file is :func:`read_thresholds`'s ``{"classes": {class: {"threshold": t, ...}}}``,
+    each class with the precision, recall, specificity and F1 its threshold reached on
+    the measuring exams, plus ``chosen_by`` (the provenance: rule, data, the exams that
+    chose and those that measured), ``calibration`` (or null) and ``replaces``: the file
+    this one replaces, when there was one (without its own ``replaces``).
+
+    Parameters
+    ----------
+    path : str
+    record : dict
+        ``ecgcode.evaluation.validation.threshold_record``: ``thresholds``, ``measures``,
+        ``calibration`` and ``provenance``.
+    """
+    previous = None
+    try:
+        previous = _load_json(path)
+    except ECGInputError:
+        previous = None  # no file yet (or an unreadable one, replaced)
+    if isinstance(previous, dict):
+        previous.pop("replaces", None)
+    unmeasured = dict.fromkeys(("precision", "recall", "specificity", "f1", "positives"))
+    classes = {name: {"threshold": value, **(record["measures"].get(name) or unmeasured)}
+               for name, value in record["thresholds"].items()}
+    write_json(path, {"rule": RULE, "chosen_by": record["provenance"], "classes": classes,
+                      "calibration": record["calibration"], "replaces": previous})
+
+
+def read_calibration(path):
+    """The recalibration stored in a thresholds file (``--write-thresholds`` with
+    ``--calibrate``), or None (``ecgcode.evaluation.calibration`` applies it)."""
+    content = _load_json(path)
+    calibration = content.get("calibration") if isinstance(content, dict) else None
+    return calibration if isinstance(calibration, dict) else None
+
+
 def read_validation_f1(path, classes):
     """Validation F1 per class at the thresholds of train.py's ``thresholds.json``.
 

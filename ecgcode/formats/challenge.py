@@ -63,6 +63,44 @@ def dx_codes(comments):
     return None
 
 
+def header_demographics(comments):
+    """The age and sex a CinC header states (``#Age: 74``, ``#Sex: Male``).
+
+    Parameters
+    ----------
+    comments : sequence of str
+        The header's comment lines without ``#``.
+
+    Returns
+    -------
+    (float, str)
+        The age in years (NaN when absent or not a number, as CinC's ``NaN``) and the sex
+        as ``"female"`` or ``"male"`` (``""`` when absent or another value).
+    """
+    fields = {}
+    for comment in comments:
+        key, _, value = str(comment).partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    try:
+        age = float(fields.get("age", "nan"))
+    except ValueError:
+        age = float("nan")
+    sex = {"male": "male", "m": "male", "female": "female", "f": "female"}.get(
+        fields.get("sex", "").lower(), "")
+    return age, sex
+
+
+def read_cinc_demographics(record_path):
+    """:func:`header_demographics` of a WFDB record's header; (NaN, "") when it is unreadable."""
+    import wfdb  # deferred: only this format's reader needs it
+
+    try:
+        header = wfdb.rdheader(os.fspath(record_path))
+    except (ValueError, OSError, IndexError, KeyError):
+        return float("nan"), ""
+    return header_demographics(header.comments or [])
+
+
 def read_cinc_codes(record_path):
     """Return the ``#Dx:`` SNOMED CT codes of a WFDB record's header (None when absent).
 
