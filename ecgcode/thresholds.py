@@ -240,6 +240,22 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES, stored=
     return None
 
 
+def choose_calibration(paper, path, run_thresholds_path, metadata=None):
+    """The recalibration that comes with predict.py's thresholds, or None.
+
+    The same order as :func:`choose_thresholds`: ``--paper-thresholds`` has none, then
+    ``--thresholds FILE.json``, the run folder's thresholds file and an export's metadata
+    (``calibration``), each as validate.py's ``--write-thresholds`` with ``--calibrate``
+    writes it.
+    """
+    if paper:
+        return None
+    if path or run_thresholds_path:
+        return read_calibration(path or run_thresholds_path)
+    stored = json.loads((metadata or {}).get("calibration") or "null")
+    return stored if isinstance(stored, dict) else None
+
+
 def parse_thresholds(text, y_true=None, scores=None, classes=CLASSES):
     """Thresholds from generate_figures.py's --thresholds: every class must have one.
 

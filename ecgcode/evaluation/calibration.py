@@ -103,15 +103,48 @@ def apply_calibration(probabilities, calibration, classes):
     out = probabilities.copy()
     for k, name in enumerate(classes):
         parameters = calibration["classes"].get(name)
-        if not parameters:
-            continue
-        z = logit(probabilities[:, k])
-        if "temperature" in parameters:
-            z = z / parameters["temperature"]
-        else:
-            z = parameters["slope"] * z + parameters["intercept"]
-        out[:, k] = sigmoid(z)
+        if parameters:
+            out[:, k] = _recalibrate(probabilities[:, k], parameters)
     return out
+
+
+def _recalibrate(probabilities, parameters):
+    """One class's probabilities through its fitted map."""
+    z = logit(probabilities)
+    if "temperature" in parameters:
+        return sigmoid(z / parameters["temperature"])
+    return sigmoid(parameters["slope"] * z + parameters["intercept"])
+
+
+def calibrate_outputs(probabilities, thresholds, calibration, classes):
+    """Recalibrated probabilities, and the thresholds mapped the same way.
+
+    The thresholds of a calibration's file are on the raw scale; mapped through the same
+    increasing function, they make the same decisions on the recalibrated probabilities.
+    This is what predict.py and ``predict.py --serve`` apply.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray
+        (n_exams, n_classes), columns in ``classes`` order.
+    thresholds : dict or None
+        Class name -> float or None.
+    calibration : dict or None
+        As :func:`fit_calibration` returns it; None changes nothing.
+    classes : sequence of str
+
+    Returns
+    -------
+    (numpy.ndarray, dict or None)
+    """
+    if not calibration:
+        return probabilities, thresholds
+    mapped = None if thresholds is None else dict(thresholds)
+    for name, value in (thresholds or {}).items():
+        parameters = calibration["classes"].get(name)
+        if parameters and value is not None:
+            mapped[name] = float(_recalibrate(np.array([value]), parameters)[0])
+    return apply_calibration(probabilities, calibration, classes), mapped
 
 
 def describe_calibration(calibration):

@@ -73,7 +73,7 @@ def write_tables(tables, folder):
     paths = []
     for stem, frame in tables.items():
         paths.append(os.path.join(folder, f"{stem}.csv"))
-        write_text(paths[-1], frame.to_csv(index=False, float_format="%.4f"))
+        write_text(paths[-1], frame.to_csv(index=False, float_format="%.6g"))
     return paths
 
 
