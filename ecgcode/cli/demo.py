@@ -8,7 +8,9 @@
 3. ``predict.py``: probabilities and 0/1 decisions on the held-out set, with the thresholds
    chosen on the validation set;
 4. ``generate_figures.py --gold``: precision, recall, specificity, F1, bootstrap intervals
-   and precision-recall curves on the held-out set.
+   and precision-recall curves on the held-out set;
+5. ``validate.py``: AUROC, AUPRC, calibration and thresholds by rule on the held-out set
+   (half of it chooses the thresholds, the other half measures them).
 
 Every step is the project's own command-line tool, called as a user would call it.
 """
@@ -21,7 +23,7 @@ import time
 
 import pandas as pd
 
-from ecgcode.cli import datasets, generate_figures, predict, train
+from ecgcode.cli import datasets, generate_figures, predict, train, validate
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data.labels import load_labels
 from ecgcode.runfolder import BEST_MODEL, HISTORY_NAME, RUN_THRESHOLDS_NAME, run_file
@@ -104,30 +106,32 @@ def decision_thresholds(run_folder, path):
 
 
 def main(argv=None):
-    """Run the four steps and print where everything went."""
+    """Run the five steps and print where everything went."""
     args = build_parser().parse_args(argv)
     out = _out_folder(args.out)
     paths = {name: os.path.join(out, name) for name in
              ("train.hdf5", "test.hdf5", "run", "test_predictions.csv", "test_gold.csv",
-              "thresholds.json", "report")}
+              "thresholds.json", "report", "validation")}
     start = time.perf_counter()
-    _step("1/4 synthetic ECGs", datasets.main,
+    _step("1/5 synthetic ECGs", datasets.main,
           ["synthetic", paths["train.hdf5"], "--n", str(args.n_train), "--seed", str(args.seed)])
-    _step("1/4 synthetic ECGs (held out)", datasets.main,
+    _step("1/5 synthetic ECGs (held out)", datasets.main,
           ["synthetic", paths["test.hdf5"], "--n", str(args.n_test), "--seed",
            str(args.seed + 1), "--first-exam-id", str(args.n_train + 1)])
-    _step("2/4 training", train.main,
+    _step("2/5 training", train.main,
           [paths["train.hdf5"], "--out", paths["run"], "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--val-split", str(args.val_split),
            "--seed", str(args.seed), *precision_flag(args.mixed_precision)])
-    _step("3/4 prediction on the held-out set", predict.main,
+    _step("3/5 prediction on the held-out set", predict.main,
           [paths["test.hdf5"], paths["run"], "--output-file", paths["test_predictions.csv"]])
     write_gold_csv(paths["test.hdf5"], paths["test_gold.csv"])
     decision_thresholds(paths["run"], paths["thresholds.json"])
-    _step("4/4 evaluation", generate_figures.main,
+    _step("4/5 evaluation", generate_figures.main,
           ["--gold", paths["test_gold.csv"], "--predictions", paths["test_predictions.csv"],
            "--thresholds", paths["thresholds.json"],
            "--name", "DNN", "--out", paths["report"], "--format", "png"])
+    _step("5/5 validation: calibration, thresholds by rule", validate.main,
+          [paths["test.hdf5"], paths["run"], "--out", paths["validation"], "--quiet"])
     _print_summary(out, paths, time.perf_counter() - start)
     return 0
 
@@ -143,6 +147,8 @@ def _print_summary(out, paths, seconds):
           f"{RUN_THRESHOLDS_NAME})")
     print(f"  predictions: {paths['test_predictions.csv']}")
     print(f"  evaluation:  {paths['report']}/report.md, tables/, figures/")
+    print(f"  validation:  {paths['validation']}/report.md (AUROC, calibration, thresholds "
+          "by rule)")
     sys.stdout.flush()
 
 

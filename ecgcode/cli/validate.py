@@ -214,7 +214,11 @@ def _validate(args, options, inputs, paths, converted, model_path, run_threshold
     split = ev.make_split(args.tune_split, data, args.seed)
     thresholds, source = model_thresholds(args, predictor, run_thresholds_path, data.classes,
                                           say)
-    header = report_header(predictor, model_path, inputs, data)
+    synthetic = synthetic_model_warning(predictor.provenance, os.path.basename(model_path),
+                                        data.collection.paths)
+    if synthetic:
+        print(f"warning: {synthetic}", file=sys.stderr)
+    header = report_header(predictor, model_path, inputs, data, synthetic)
     say(f"predicting {data.collection.n} exams with {model_path}...")
     probabilities = ev.predict_labelled(predictor, data, args.batch_size,
                                         progress=not args.quiet)
@@ -263,15 +267,13 @@ def model_thresholds(args, predictor, run_thresholds_path, classes, say):
     return values, source
 
 
-def report_header(predictor, model_path, inputs, data):
-    """The report's opening lines: model, ECGs, labels, warnings."""
+def report_header(predictor, model_path, inputs, data, synthetic=None):
+    """The report's opening lines: model, ECGs, labels, the synthetic-only warning."""
     shown = ", ".join(f"`{path}`" for path in inputs)
     lines = [f"Model: `{model_path}` ({predictor.kind}; classes {', '.join(predictor.classes)}).",
              "", f"ECGs: {data.collection.n} exams from {shown}; labels: {data.source}.", ""]
-    warning = synthetic_model_warning(predictor.provenance, os.path.basename(model_path),
-                                      data.collection.paths)
-    if warning:
-        lines += [f"**Warning:** {warning}.", ""]
+    if synthetic:
+        lines += [f"**Warning:** {synthetic}.", ""]
     if data.missing:
         lines += [f"Not evaluated (no labels): {', '.join(data.missing)}.", ""]
     return lines

@@ -15,6 +15,8 @@ negative exams, AUPRC without positive exams. Its interval is NaN too when more 
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from ecgcode import metrics as em
 
@@ -146,8 +148,6 @@ def point_measures(y_true, scores):
     dict
         Measure -> float (NaN where undefined).
     """
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-
     y = (np.asarray(y_true) > 0.5).astype(int)
     s = np.asarray(scores, dtype=np.float64)
     both = 0 < y.sum() < len(y)
@@ -266,8 +266,6 @@ def reliability_curve(y_true, probabilities, n_bins=N_BINS):
         Observed frequency of positives, mean probability and number of exams of every
         non-empty bin.
     """
-    from sklearn.calibration import calibration_curve
-
     p = np.asarray(probabilities, dtype=np.float64)
     observed, predicted = calibration_curve(np.asarray(y_true) > 0.5, p, n_bins=n_bins,
                                             strategy="uniform")

@@ -157,7 +157,7 @@ def report_lines(result, header, figure_stems, n_bootstrap):
     n_bootstrap : int
     """
     split, n = result.split, len(result.labels)
-    lines = ["# Validation report", "", *header, ""]
+    lines = ["# Validation report", "", *header]
     lines += [(f"Thresholds by rule{' and the calibration' if result.calibration else ''} "
               f"were chosen on **{split.tune_text}** and measured on "
               f"**{split.measure_text}**."), ""]
