@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED, run_main, small_model_and_export, synthetic_tracings, write_hdf5
+from conftest import SHARED, run_main, synthetic_tracings, write_hdf5
 from sklearn.metrics import roc_auc_score
 
 from ecgcode import service
@@ -26,16 +26,8 @@ FAST = ["--n-bootstrap", "50", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """(small.keras, small.onnx): conftest's small model (batch norm, ReLU, sigmoid head)."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    return small_model_and_export(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def onnx_model(models):
-    return models[1]
+def onnx_model(small_models):
+    return small_models[1]
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +127,12 @@ def test_the_scale_sweep_repeats_the_discrimination_per_factor(data, onnx_model,
 
 
 # --- What goes back ----------------------------------------------------------------------
-def test_thresholds_written_into_a_run_folder_serve_predict(data, models, tmp_path, capsys):
+def test_thresholds_written_into_a_run_folder_serve_predict(data, small_models, tmp_path, capsys):
     _, labelled, _, scores = data
     run_folder = tmp_path / "run"
     run_folder.mkdir()
-    shutil.copy(models[0], run_folder / "model_best.keras")
-    shutil.copy(models[1], run_folder / "model_best.onnx")  # predict.py runs the export
+    shutil.copy(small_models[0], run_folder / "model_best.keras")
+    shutil.copy(small_models[1], run_folder / "model_best.onnx")  # predict.py runs the export
     trained = {"epoch": 3, "classes": {name: {"threshold": 0.5} for name in CLASSES}}
     (run_folder / "thresholds.json").write_text(json.dumps(trained))
     status, _, err = run([labelled, run_folder, "--out", tmp_path / "out", "--write-thresholds",
@@ -274,12 +266,12 @@ def test_bad_input_is_one_line(case, data, onnx_model, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_refusals_before_the_model_loads(data, models, tmp_path, capsys):
+def test_refusals_before_the_model_loads(data, small_models, tmp_path, capsys):
     _, labelled, plain, _ = data
     for argv, message in [
-        ([plain, models[1]], "no 'labels' dataset in the file(s)"),
-        ([models[1]], "give the labelled ECGs and then the MODEL"),
-        ([labelled, models[0], "--write-thresholds"], "predict.py reads no thresholds from"),
+        ([plain, small_models[1]], "no 'labels' dataset in the file(s)"),
+        ([small_models[1]], "give the labelled ECGs and then the MODEL"),
+        ([labelled, small_models[0], "--write-thresholds"], "predict.py reads no thresholds from"),
     ]:
         status, _, err = run([*argv, "--out", tmp_path / "out", *FAST], capsys)
         assert status == 2 and err.count("\n") == 1 and message in err, err
@@ -289,7 +281,7 @@ def test_refusals_before_the_model_loads(data, models, tmp_path, capsys):
 def test_converted_recordings_with_a_record_column(onnx_model, tmp_path, capsys):
     """Recordings converted on the fly (.npy here), labelled by a gold CSV's record column."""
     rng = np.random.default_rng(5)
-    signals = synthetic_tracings(12, seed=4)[:, ::4] / 10  # (12, 1024, 12) mV at 100 Hz
+    signals = synthetic_tracings(12, seed=4)[:, ::4]  # (12, 1024, 12), read as 100 Hz
     np.save(tmp_path / "batch.npy", signals)
     names = [f"batch.npy[{i}]" for i in range(12)]
     gold = pd.DataFrame({"record": names[::-1], **{c: rng.integers(0, 2, 12) for c in CLASSES}})
