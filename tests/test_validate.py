@@ -321,3 +321,15 @@ def test_the_shared_cinc_records(onnx_model, tmp_path, capsys):
     assert "subgroup database=G12EC: 10 exams, fewer than 30" in report
     assert len(pd.read_csv(out / "tables" / "scale_sweep.csv")) == 5 * 6
     assert "| x5 |" in stdout
+
+
+def test_label_errors_come_before_a_keras_model_loads(data, small_models, tmp_path, capsys,
+                                                      monkeypatch):
+    """A .keras file names its classes without being loaded: no TensorFlow for a bad CSV."""
+    monkeypatch.setattr(validate, "load_predictor",
+                        lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    folder, _, plain, _ = data
+    labels = gold_variant(folder, "only_xy.csv", lambda g: g[["exam_id"]].assign(X=0, Y=1))
+    status, _, err = run([plain, small_models[0], "--labels", labels, "--out",
+                          tmp_path / "out", *FAST], capsys)
+    assert status == 2 and "no label column for any of the model's classes" in err, err

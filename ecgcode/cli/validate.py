@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from ecgcode.classnames import parse_classes
+from ecgcode.classnames import parse_classes, read_model_classes
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, run_cli
 from ecgcode.evaluation import validation as ev
 from ecgcode.evaluation.calibration import METHODS
@@ -28,7 +28,7 @@ from ecgcode.evaluation.subgroups import DEFAULT_AGE_EDGES, MIN_SUBGROUP_EXAMS, 
 from ecgcode.evaluation.sweep import DEFAULT_FACTORS, sweep_markdown
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs
 from ecgcode.inference import DEFAULT_BATCH_SIZE
-from ecgcode.predictor import load_predictor, print_warning, resolve_predictor
+from ecgcode.predictor import is_onnx, load_predictor, print_warning, resolve_predictor
 from ecgcode.provenance import synthetic_model_warning
 from ecgcode.thresholds import (
     DEFAULT_RULES,
@@ -50,7 +50,7 @@ def build_parser():
         description="Validate a model on labelled ECGs: discrimination (AUROC, AUPRC), "
         "calibration (reliability diagram, ECE, Brier), the paper's Table-2 metrics, "
         "thresholds by named rules (chosen on one split, measured on another), subgroups "
-        "and the amplitude-scale sweep, with bootstrap 95%% intervals, in a one-page "
+        "and the amplitude-scale sweep, with bootstrap 95% intervals, in a one-page "
         "report.md with figures.",
         epilog="example: python validate.py cinc2021/* runs/run1 --out validation "
         "--scale-sweep --write-thresholds --write-rule youden",
@@ -202,16 +202,25 @@ def main(argv=None):
 def _validate(args, options, inputs, paths, converted, model_path, run_thresholds_path,
               where, start):
     """Load, predict, measure, report and write back; returns the exit status."""
-    predictor = load_predictor(model_path, batch_size=args.batch_size,
-                               verbose=args.verbose)  # Keras (imports TensorFlow) or onnxruntime
+    def labelled(classes):
+        return ev.load_labelled(paths, converted, classes, args.labels, options["classes"],
+                                args.dataset_name, args.subgroup, options["age_edges"])
+
+    def load():
+        return load_predictor(model_path, batch_size=args.batch_size,
+                              verbose=args.verbose)  # Keras (imports TensorFlow) or onnxruntime
+
+    # The labels' errors come before TensorFlow: a Keras model file names its classes, read
+    # without loading it; an export loads in a second; a model storing none is loaded first.
+    classes = None if is_onnx(model_path) else read_model_classes(model_path)
+    predictor = load() if classes is None else None
+    data = labelled(classes or predictor.classes)
+    split = ev.make_split(args.tune_split, data, args.seed)
+    predictor = predictor or load()
     print_warning(predictor)
-    data = ev.load_labelled(paths, converted, predictor.classes, args.labels,
-                            options["classes"], args.dataset_name, args.subgroup,
-                            options["age_edges"])
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     for name in data.missing:
         say(f"note: the labels have no column for {name}: not evaluated")
-    split = ev.make_split(args.tune_split, data, args.seed)
     thresholds, source = model_thresholds(args, predictor, run_thresholds_path, data.classes,
                                           say)
     synthetic = synthetic_model_warning(predictor.provenance, os.path.basename(model_path),
@@ -236,6 +245,9 @@ def _validate(args, options, inputs, paths, converted, model_path, run_threshold
         written.append(ev.write_back(where, record))
         say(f"wrote the {options['write_rule']} thresholds (chosen on {split.tune_text}) "
             f"into {written[-1]}")
+        if split.same:
+            print("warning: --tune-split none: the thresholds written were measured on the "
+                  "exams that chose them (optimistic); the file records it", file=sys.stderr)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
