@@ -2,7 +2,8 @@
 
 * CinC 2020/2021: a WFDB record (``.hea`` + a ``.mat`` signal file, read by ``wfdb``) whose
   header comment ``#Dx:`` lists SNOMED CT codes. Every code is kept (``records/snomed_codes``);
-  those in :data:`SNOMED_TO_CLASSES` become our labels.
+  those in :data:`SNOMED_TO_CLASSES` become our labels. ``#Age:`` and ``#Sex:`` give
+  validate.py's subgroups (:func:`read_cinc_demographics`).
 * CPSC 2018: a MATLAB file holding a struct ``ECG`` whose field ``data`` is (12, n) in mV at
   500 Hz, leads I, II, III, aVR, aVL, aVF, V1-V6; labels (up to three codes per record) are in
   the ``REFERENCE.csv`` next to it, mapped by :data:`CPSC_TO_CLASSES`.
