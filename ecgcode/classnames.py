@@ -122,7 +122,7 @@ def write_model_info(path, classes, provenance=None, units_per_mv=None):
         units_per_mv = (provenance or {}).get(SCALE_ATTRIBUTE, UNITS_PER_MV)
     info = {"classes": [str(name) for name in classes], SCALE_ATTRIBUTE: float(units_per_mv)}
     if provenance is not None:
-        info["provenance"] = dict(provenance, created=_utc_now())
+        info["provenance"] = dict(provenance, created=utc_now())
     if _is_keras_zip(path):
         with zipfile.ZipFile(path, "a") as archive:
             archive.writestr(KERAS_ENTRY, json.dumps(info))
@@ -214,7 +214,7 @@ def _h5_attribute(path, name):
         return None
 
 
-def _utc_now():
+def utc_now():
     """The current UTC time, ISO 8601 to the second (``2026-01-31T12:00:00+00:00``)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

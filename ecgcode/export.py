@@ -34,6 +34,7 @@ from ecgcode.common import (
 )
 from ecgcode.data.scale import SCALE_ATTRIBUTE, units_text
 from ecgcode.precision import with_policy
+from ecgcode.runfolder import json_safe
 from ecgcode.runtimes import (
     INPUT_NAME,
     METADATA_COLLECTION,
@@ -232,6 +233,39 @@ def export_onnx(model, path, metadata):
     onnx.helper.set_model_props(proto, metadata)
     proto.doc_string = metadata["producer"]
     onnx.checker.check_model(proto)
+    with atomic_output(path) as tmp:
+        onnx.save(proto, tmp)
+
+
+def update_onnx_metadata(path, entries):
+    """Set metadata entries of an ONNX export in place (atomically); the graph is unchanged.
+
+    Parameters
+    ----------
+    path : str
+        An ``.onnx`` export.
+    entries : dict
+        Key -> JSON-serialisable value, stored as JSON text (None removes the key). This
+        is how validate.py's ``--write-thresholds`` stores ``thresholds`` (read by
+        ``ecgcode.predictor``), ``calibration`` and ``thresholds_provenance``.
+    """
+    try:
+        import onnx  # optional extra: pip install .[export]
+    except ImportError:
+        raise ECGInputError(f"{path}: writing into an ONNX export needs the onnx package; "
+                            "pip install .[export]") from None
+    try:
+        proto = onnx.load(os.fspath(path))
+    except Exception as error:  # noqa: BLE001 onnx raises DecodeError and others
+        raise ECGInputError(f"{path}: not a readable ONNX model ({error.__class__.__name__})"
+                            "; export it again with `model.py export`") from None
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    for key, value in entries.items():
+        metadata.pop(key, None)
+        if value is not None:
+            metadata[key] = json.dumps(json_safe(value))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, metadata)
     with atomic_output(path) as tmp:
         onnx.save(proto, tmp)
 

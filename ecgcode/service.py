@@ -45,6 +45,7 @@ import numpy as np
 
 from ecgcode.common import ECGInputError, first_line
 from ecgcode.data import open_collection
+from ecgcode.evaluation.calibration import calibrate_outputs
 from ecgcode.formats.inputs import contract_inputs
 from ecgcode.outputs import input_warnings
 from ecgcode.predictor import at_model_scale, predict_rows
@@ -149,10 +150,12 @@ class Service:
     cores are busy with one forward pass anyway); conversions run in parallel.
     """
 
-    def __init__(self, predictor, thresholds=None, limits=Limits(), units_per_mv=None):
+    def __init__(self, predictor, thresholds=None, limits=Limits(), calibration=None,
+                 units_per_mv=None):
         self.predictor = predictor
         self.thresholds = thresholds
         self.limits = limits
+        self.calibration = calibration  # validate.py's recalibration, applied to every result
         self.units_per_mv = units_per_mv  # of uploaded HDF5 files that record none
         self._lock = threading.Lock()
 
@@ -161,7 +164,7 @@ class Service:
         return {"status": "ok", "model": os.path.basename(self.predictor.path),
                 "kind": self.predictor.kind, "classes": list(self.predictor.classes),
                 "thresholds": self.thresholds, "metadata": self.predictor.metadata,
-                "provenance": self.predictor.provenance,
+                "provenance": self.predictor.provenance, "calibration": self.calibration,
                 "units_per_mv": self.predictor.scale.units_per_mv,
                 "limits": dataclasses.asdict(self.limits)}
 
@@ -203,8 +206,9 @@ class Service:
             message = f"{type(error).__name__}: {_without_folder(first_line(error), path, shown)}"
             print(f"error: {shown}: {message}", file=sys.stderr)
             return [{"file": shown, "error": f"cannot read this file ({message})"}]
-        return exam_results(shown, probabilities, self.predictor.classes, self.thresholds,
-                            warnings)
+        probabilities, thresholds = calibrate_outputs(probabilities, self.thresholds,
+                                                      self.calibration, self.predictor.classes)
+        return exam_results(shown, probabilities, self.predictor.classes, thresholds, warnings)
 
 
 def _without_folder(message, path, shown):

@@ -152,6 +152,44 @@ def write_thresholds(path, per_class, epoch, val_loss):
                       "classes": per_class})
 
 
+def write_chosen_thresholds(path, record):
+    """Write thresholds chosen by validate.py as a thresholds file that predict.py reads.
+
+    The file is :func:`read_thresholds`'s ``{"classes": {class: {"threshold": t, ...}}}``,
+    each class with the precision, recall, specificity and F1 its threshold reached on
+    the measuring exams, plus ``chosen_by`` (the provenance: rule, data, the exams that
+    chose and those that measured), ``calibration`` (or null) and ``replaces``: the file
+    this one replaces, when there was one (without its own ``replaces``).
+
+    Parameters
+    ----------
+    path : str
+    record : dict
+        ``ecgcode.evaluation.validation.threshold_record``: ``thresholds``, ``measures``,
+        ``calibration`` and ``provenance``.
+    """
+    previous = None
+    try:
+        previous = _load_json(path)
+    except ECGInputError:
+        previous = None  # no file yet (or an unreadable one, replaced)
+    if isinstance(previous, dict):
+        previous.pop("replaces", None)
+    unmeasured = dict.fromkeys(("precision", "recall", "specificity", "f1", "positives"))
+    classes = {name: {"threshold": value, **(record["measures"].get(name) or unmeasured)}
+               for name, value in record["thresholds"].items()}
+    write_json(path, {"rule": RULE, "chosen_by": record["provenance"], "classes": classes,
+                      "calibration": record["calibration"], "replaces": previous})
+
+
+def read_calibration(path):
+    """The recalibration stored in a thresholds file (``--write-thresholds`` with
+    ``--calibrate``), or None (``ecgcode.evaluation.calibration`` applies it)."""
+    content = _load_json(path)
+    calibration = content.get("calibration") if isinstance(content, dict) else None
+    return calibration if isinstance(calibration, dict) else None
+
+
 def read_validation_f1(path, classes):
     """Validation F1 per class at the thresholds of train.py's ``thresholds.json``.
 
@@ -200,6 +238,22 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES, stored=
     if stored is not None:
         return {name: stored.get(name) for name in classes}
     return None
+
+
+def choose_calibration(paper, path, run_thresholds_path, metadata=None):
+    """The recalibration that comes with predict.py's thresholds, or None.
+
+    The same order as :func:`choose_thresholds`: ``--paper-thresholds`` has none, then
+    ``--thresholds FILE.json``, the run folder's thresholds file and an export's metadata
+    (``calibration``), each as validate.py's ``--write-thresholds`` with ``--calibrate``
+    writes it.
+    """
+    if paper:
+        return None
+    if path or run_thresholds_path:
+        return read_calibration(path or run_thresholds_path)
+    stored = json.loads((metadata or {}).get("calibration") or "null")
+    return stored if isinstance(stored, dict) else None
 
 
 def parse_thresholds(text, y_true=None, scores=None, classes=CLASSES):
@@ -278,10 +332,18 @@ def f1_optimal_thresholds(y_true, scores):
         precision, recall, cuts = precision_recall_curve(y_true[:, k], scores[:, k])
         with np.errstate(invalid="ignore", divide="ignore"):
             f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-        cut = cuts[int(np.argmax(f1[:-1]))]
-        below = scores[:, k][scores[:, k] < cut]
-        thresholds.append((cut + below.max()) / 2 if below.size else cut - 1e-10)
+        thresholds.append(threshold_below(cuts[int(np.argmax(f1[:-1]))], scores[:, k]))
     return np.array(thresholds)
+
+
+def threshold_below(cut, scores):
+    """The threshold that makes exactly the scores ``>= cut`` positive under :func:`binarize`.
+
+    Halfway between ``cut`` and the next lower score (``cut - 1e-10`` when none is lower).
+    """
+    scores = np.asarray(scores)
+    below = scores[scores < cut]
+    return float((cut + below.max()) / 2 if below.size else cut - 1e-10)
 
 
 def f1_max_thresholds(y_true, y_score, classes):
@@ -328,3 +390,126 @@ def _best_f1_cut(y, s):
     f1_value = 2 * precision * recall / (precision + recall) if true_pos else 0.0
     entry.update(threshold=threshold, precision=precision, recall=recall, f1=f1_value)
     return entry
+
+
+# --- Thresholds chosen by a named rule -------------------------------------------------
+RULE_NAMES = ("f1", "youden", "sensitivity", "specificity")
+"""The named rules: F1-optimal, Youden's J, a minimum sensitivity, a minimum specificity."""
+
+DEFAULT_RULES = ("f1", "youden", "sensitivity=0.9", "specificity=0.99")
+"""The rules validate.py reports by default."""
+
+
+def parse_rule(text, option="--rules"):
+    """A named threshold rule as ``(name, target)``.
+
+    Parameters
+    ----------
+    text : str
+        ``f1`` (the F1-optimal threshold), ``youden`` (the largest sensitivity +
+        specificity - 1), ``sensitivity=X`` (the highest threshold whose sensitivity is at
+        least X) or ``specificity=X`` (the lowest threshold whose specificity is at least
+        X), with 0 < X <= 1.
+    option : str
+        The option named in the error message.
+
+    Returns
+    -------
+    (str, float or None)
+        The rule's name and its target (None for ``f1`` and ``youden``).
+    """
+    name, sep, value = str(text).strip().lower().partition("=")
+    target = None
+    if sep:
+        try:
+            target = float(value)
+        except ValueError:
+            target = float("nan")
+    valid = (name in ("f1", "youden") and not sep) or (
+        name in ("sensitivity", "specificity") and target is not None and 0 < target <= 1)
+    if not valid:
+        raise ECGInputError(f"{option} {text!r}: a rule is f1, youden, sensitivity=X or "
+                            "specificity=X with 0 < X <= 1 (e.g. sensitivity=0.9)")
+    return name, target
+
+
+def rule_text(rule):
+    """The canonical text of a rule (``"sensitivity=0.9"``), as reports and files write it."""
+    name, target = parse_rule(rule) if isinstance(rule, str) else rule
+    return name if target is None else f"{name}={target:g}"
+
+
+def rule_threshold(y_true, scores, rule):
+    """The threshold a named rule chooses for one class, or None where it is undefined.
+
+    Every rule picks a cut among the class's scores and returns :func:`threshold_below`
+    it, so that :func:`binarize` makes the scores ``>= cut`` positive; ``f1`` is
+    :func:`f1_optimal_thresholds`. ``specificity=X`` may choose to call nothing positive
+    (the threshold is then the highest score). A rule needs positive exams (and
+    ``youden`` and ``specificity=X`` negative ones): without them the answer is None.
+
+    Parameters
+    ----------
+    y_true : array_like
+        (n_exams,) 0/1 labels of one class.
+    scores : array_like
+        (n_exams,) its scores.
+    rule : str or tuple
+        As :func:`parse_rule` reads it.
+
+    Returns
+    -------
+    float or None
+    """
+    name, target = parse_rule(rule) if isinstance(rule, str) else rule
+    y = np.asarray(y_true) > 0.5
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    needs_negatives = name in ("youden", "specificity")
+    if (name != "specificity" and n_pos == 0) or (needs_negatives and n_neg == 0):
+        return None
+    if name == "f1":
+        return float(f1_optimal_thresholds(y[:, None].astype(int), s[:, None])[0])
+    cuts, true_pos, false_pos = _cut_counts(y, s)
+    sensitivity = true_pos / max(n_pos, 1)
+    specificity = 1 - false_pos / max(n_neg, 1)
+    if name == "youden":
+        youden = sensitivity + specificity - 1
+        index = np.flatnonzero(youden >= youden.max() - 1e-12)[-1]  # ties: the lowest cut
+    elif name == "sensitivity":
+        index = np.flatnonzero(sensitivity >= target - 1e-12)[0]  # the highest such cut
+    else:
+        reached = np.flatnonzero(specificity >= target - 1e-12)
+        if not reached.size:
+            return float(s.max())  # only calling nothing positive reaches the target
+        index = reached[-1]  # the lowest such cut
+    return threshold_below(cuts[index], s)
+
+
+def _cut_counts(y, s):
+    """Distinct scores from the highest down, and the true and false positives at each
+    (the exams scoring at least that much called positive)."""
+    order = np.argsort(-s, kind="stable")
+    ordered = s[order]
+    last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])  # end of each tie group
+    positives = np.cumsum(y[order])
+    return ordered[last], positives[last], (last + 1) - positives[last]
+
+
+def rule_thresholds(y_true, scores, rule, classes):
+    """:func:`rule_threshold` for every class.
+
+    Parameters
+    ----------
+    y_true, scores : numpy.ndarray
+        (n_exams, n_classes) labels and scores.
+    rule : str or tuple
+    classes : sequence of str
+
+    Returns
+    -------
+    dict
+        Class name -> float, or None where the rule is undefined (no positive exams).
+    """
+    return {name: rule_threshold(y_true[:, k], scores[:, k], rule)
+            for k, name in enumerate(classes)}

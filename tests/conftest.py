@@ -167,6 +167,15 @@ def run_main(main, argv, capsys):
     return status, captured.out, captured.err
 
 
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    """(small.keras, small.onnx): ``small_model_and_export`` once per test module (skipped
+    without onnxruntime and tf2onnx)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    return small_model_and_export(tmp_path_factory.mktemp("models"))
+
+
 def small_model_and_export(folder, seed=0, thresholds=None):
     """A small functional model saved as ``small.keras`` and exported as ``small.onnx``.
 

@@ -25,6 +25,7 @@ def test_demo_runs_every_step_and_says_where_things_went(tmp_path, capsys):
         assert (out / name).is_file()
     assert (out / "run" / "model_best.h5").is_file()
     assert (out / "report" / "report.md").is_file()
+    assert "## Thresholds by rule" in (out / "validation" / "report.md").read_text()
     scores = pd.read_csv(out / "report" / "tables" / "scores.csv", header=[0, 1], index_col=0)
     assert list(scores.index) == list(CLASSES)
     predictions = pd.read_csv(out / "test_predictions.csv")

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README_LIMIT_BYTES = 15_000
-SCRIPTS = ("train", "predict", "generate_figures", "datasets", "model", "demo", "bench")
+SCRIPTS = ("train", "predict", "validate", "generate_figures", "datasets", "model", "demo",
+           "bench")
 
 
 def _pages():
@@ -83,7 +84,7 @@ def test_the_readme_links_to_existing_pages():
 
 
 def test_every_script_shown_exists():
-    """``python NAME.py`` names one of the seven programs, each in ``ecgcode/cli/``;
+    """``python NAME.py`` names one of the eight programs, each in ``ecgcode/cli/``;
     ``python -m MODULE`` names a module of the package."""
     for name, text in _manual():
         for block in _fenced(text, "bash"):

@@ -33,14 +33,6 @@ FORBIDDEN = ("tensorflow", "keras", "jax", "tf_keras", "matplotlib")
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """(small.keras, small.onnx): the same small model, saved and exported."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    return small_model_and_export(tmp_path_factory.mktemp("models"))
-
-
 def predict_csv(inputs, model, out, capsys, *options):
     status, _, err = run_main(predict.main, [*map(str, inputs), str(model), "--output-file",
                                              str(out), "--quiet", *options], capsys)
@@ -58,24 +50,24 @@ def assert_same_table(onnx_table, keras_table):
     assert keras_table[numbers].std().max() > 100 * TOLERANCE  # outputs depend on inputs
 
 
-def test_onnx_gives_the_keras_table_on_hdf5(models, make_hdf5, tmp_path, capsys):
+def test_onnx_gives_the_keras_table_on_hdf5(small_models, make_hdf5, tmp_path, capsys):
     tracings = make_hdf5("exams.hdf5", 5)
-    keras_table = predict_csv([tracings], models[0], tmp_path / "keras.csv", capsys,
+    keras_table = predict_csv([tracings], small_models[0], tmp_path / "keras.csv", capsys,
                               "--paper-thresholds")
-    onnx_table = predict_csv([tracings], models[1], tmp_path / "onnx.csv", capsys,
+    onnx_table = predict_csv([tracings], small_models[1], tmp_path / "onnx.csv", capsys,
                              "--paper-thresholds", "--batch-size", "2")
     assert "exam_id" in onnx_table and "AF_pred" in onnx_table
     assert_same_table(onnx_table, keras_table)
     npy = tmp_path / "onnx.npy"
-    predict_csv([tracings], models[1], tmp_path / "again.csv", capsys)
-    assert run_main(predict.main, [tracings, models[1], "--output-file", str(npy), "--quiet"],
+    predict_csv([tracings], small_models[1], tmp_path / "again.csv", capsys)
+    assert run_main(predict.main, [tracings, small_models[1], "--output-file", str(npy), "--quiet"],
                     capsys)[0] == 0
     np.testing.assert_allclose(np.load(npy), keras_table[list(CLASSES)], atol=TOLERANCE)
 
 
-def test_onnx_path_shows_progress_unless_quiet(models, make_hdf5, tmp_path, capsys):
+def test_onnx_path_shows_progress_unless_quiet(small_models, make_hdf5, tmp_path, capsys):
     tracings = make_hdf5("many.hdf5", 5)
-    argv = [tracings, models[1], "--output-file", str(tmp_path / "p.csv"), "--batch-size", "2"]
+    argv = [tracings, small_models[1], "--output-file", str(tmp_path / "p.csv"), "--batch-size", "2"]
     status, _, err = run_main(predict.main, argv, capsys)
     assert status == 0 and "predict: 100%" in err and "5/5" in err, err
     status, _, err = run_main(predict.main, [*argv, "--quiet"], capsys)
@@ -83,9 +75,9 @@ def test_onnx_path_shows_progress_unless_quiet(models, make_hdf5, tmp_path, caps
 
 
 @needs_shared
-def test_onnx_gives_the_keras_table_on_clinical_files(models, tmp_path, capsys):
-    keras_table = predict_csv(CLINICAL, models[0], tmp_path / "keras.csv", capsys)
-    onnx_table = predict_csv(CLINICAL, models[1], tmp_path / "onnx.csv", capsys)
+def test_onnx_gives_the_keras_table_on_clinical_files(small_models, tmp_path, capsys):
+    keras_table = predict_csv(CLINICAL, small_models[0], tmp_path / "keras.csv", capsys)
+    onnx_table = predict_csv(CLINICAL, small_models[1], tmp_path / "onnx.csv", capsys)
     assert list(onnx_table["record"]) == [path.name for path in CLINICAL]
     assert_same_table(onnx_table, keras_table)
 
@@ -102,30 +94,30 @@ def imported_modules(argv, cwd):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_onnx_path_imports_no_tensorflow_keras_or_jax(models, make_hdf5, tmp_path):
+def test_onnx_path_imports_no_tensorflow_keras_or_jax(small_models, make_hdf5, tmp_path):
     inputs = [make_hdf5("exams.hdf5", 2)]
     if FORMATS.is_dir():
         inputs.append(CLINICAL[0])  # a clinical file is read and resampled (500 Hz) too
-    status, forbidden = imported_modules([*inputs, models[1], "--output-file",
+    status, forbidden = imported_modules([*inputs, small_models[1], "--output-file",
                                           tmp_path / "out.csv", "--paper-thresholds"],
                                          tmp_path)
     assert status == 0
     assert forbidden == []
 
 
-def test_keras_path_is_still_keras(models, make_hdf5, tmp_path):
-    status, forbidden = imported_modules([make_hdf5("exams.hdf5", 1), models[0],
+def test_keras_path_is_still_keras(small_models, make_hdf5, tmp_path):
+    status, forbidden = imported_modules([make_hdf5("exams.hdf5", 1), small_models[0],
                                           "--output-file", tmp_path / "out.npy"], tmp_path)
     assert status == 0 and "tensorflow" in forbidden  # the check above can fail
 
 
 # --- A run folder with an ONNX export of its best model ----------------------------------
 @pytest.fixture
-def run_with_export(models, tmp_path, capsys):
+def run_with_export(small_models, tmp_path, capsys):
     """A run folder: the small model as model_best.keras and its export model_best.onnx."""
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(models[0], run / "model_best.keras")
+    shutil.copy(small_models[0], run / "model_best.keras")
     assert run_main(model_module.main, ["export", str(run), str(run / "model_best"),
                                         "--formats", "onnx", "--no-check"], capsys)[0] == 0
     return run
@@ -171,9 +163,9 @@ def test_run_folder_explains_with_keras_despite_its_export(run_with_export, make
     (["--explain", "0"], "--explain: needs the Keras model"),
     (["--precision", "bfloat16"], "--precision bfloat16: needs a Keras model"),
 ])
-def test_keras_only_options_with_onnx_are_one_line_errors(models, make_hdf5, tmp_path, capsys,
+def test_keras_only_options_with_onnx_are_one_line_errors(small_models, make_hdf5, tmp_path, capsys,
                                                           options, message):
-    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), models[1], "--output-file",
+    status, _, err = run_main(predict.main, [make_hdf5("x.hdf5", 1), small_models[1], "--output-file",
                                              str(tmp_path / "o.csv"), *options], capsys)
     assert status == 2
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
@@ -206,11 +198,11 @@ def test_thresholds_stored_in_the_export_decide(tmp_path, make_hdf5, capsys):
     assert list(paper["LBBB_pred"]) == list((paper["LBBB"] > PAPER_THRESHOLDS["LBBB"]).astype(int))
 
 
-def test_model_export_of_a_run_folder_stores_its_thresholds(models, tmp_path, capsys):
+def test_model_export_of_a_run_folder_stores_its_thresholds(small_models, tmp_path, capsys):
     pytest.importorskip("tf2onnx")
     run = tmp_path / "run"
     run.mkdir()
-    shutil.copy(models[0], run / "model_best.keras")
+    shutil.copy(small_models[0], run / "model_best.keras")
     per_class = {name: {"threshold": 0.25 + 0.1 * k, "f1": 0.5}
                  for k, name in enumerate(CLASSES)}
     (run / "thresholds.json").write_text(json.dumps({"classes": per_class}))

@@ -50,7 +50,8 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROGRAMS = ("bench", "datasets", "demo", "generate_figures", "model", "predict", "train")
+PROGRAMS = ("bench", "datasets", "demo", "generate_figures", "model", "predict", "train",
+            "validate")
 """The programs: root scripts ``<name>.py`` and modules ``ecgcode.cli.<name>``."""
 STAND_INS = ("datasets", "model", "train", "predict")
 PROJECT_DIST = "ecg_code_keras"

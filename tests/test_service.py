@@ -17,7 +17,7 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHARED, small_model_and_export
+from conftest import ROOT, SHARED
 
 from ecgcode import service
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS
@@ -27,16 +27,8 @@ MUSE = SHARED / "ecg-samples" / "formats" / "ge-muse" / "guangxi_teaching_sinus_
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """(small.keras, small.onnx): the same small model."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    return small_model_and_export(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def onnx_model(models):
-    return models[1]
+def onnx_model(small_models):
+    return small_models[1]
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +246,8 @@ def test_multipart_keeps_binary_files_byte_for_byte():
     assert service.request_files({"Content-Type": content_type}, body) == files
 
 
-def test_a_keras_model_serves_the_same_probabilities(models, server, hdf5_bytes):
-    keras_server = service.make_server(service.Service(load_predictor(models[0])), port=0)
+def test_a_keras_model_serves_the_same_probabilities(small_models, server, hdf5_bytes):
+    keras_server = service.make_server(service.Service(load_predictor(small_models[0])), port=0)
     thread = threading.Thread(target=keras_server.serve_forever, daemon=True)
     thread.start()
     try:

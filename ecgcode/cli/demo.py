@@ -11,7 +11,9 @@
 4. ``predict.py``: probabilities and 0/1 decisions on the held-out set, with the thresholds
    chosen on the validation set;
 5. ``generate_figures.py --gold``: precision, recall, specificity, F1, bootstrap intervals
-   and precision-recall curves on the held-out set.
+   and precision-recall curves on the held-out set;
+6. ``validate.py``: AUROC, AUPRC, calibration and thresholds by rule on the held-out set
+   (half of it chooses the thresholds, the other half measures them).
 
 Every step is the project's own command-line tool, called as a user would call it.
 """
@@ -25,7 +27,7 @@ import time
 import pandas as pd
 
 from ecgcode import metrics as em
-from ecgcode.cli import datasets, generate_figures, predict, train
+from ecgcode.cli import datasets, generate_figures, predict, train, validate
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data.labels import load_labels
 from ecgcode.runfolder import BEST_MODEL, HISTORY_NAME, RUN_THRESHOLDS_NAME, run_file
@@ -131,28 +133,30 @@ def main(argv=None):
     out = _out_folder(args.out)
     paths = {name: os.path.join(out, name) for name in
              ("paper", "train.hdf5", "test.hdf5", "run", "test_predictions.csv",
-              "test_gold.csv", "thresholds.json", "report")}
+              "test_gold.csv", "thresholds.json", "report", "validation")}
     start = time.perf_counter()
-    _step("1/5 the paper's Table 2 from the CODE-test files shipped with the project",
+    _step("1/6 the paper's Table 2 from the CODE-test files shipped with the project",
           generate_figures.main, ["--out", paths["paper"], "--format", "png"])
     print(paper_f1_line(paths["paper"]), flush=True)
-    _step("2/5 synthetic ECGs", datasets.main,
+    _step("2/6 synthetic ECGs", datasets.main,
           ["synthetic", paths["train.hdf5"], "--n", str(args.n_train), "--seed", str(args.seed)])
-    _step("2/5 synthetic ECGs (held out)", datasets.main,
+    _step("2/6 synthetic ECGs (held out)", datasets.main,
           ["synthetic", paths["test.hdf5"], "--n", str(args.n_test), "--seed",
            str(args.seed + 1), "--first-exam-id", str(args.n_train + 1)])
-    _step("3/5 training", train.main,
+    _step("3/6 training", train.main,
           [paths["train.hdf5"], "--out", paths["run"], "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--val-split", str(args.val_split),
            "--seed", str(args.seed), *precision_flag(args.mixed_precision)])
-    _step("4/5 prediction on the held-out set", predict.main,
+    _step("4/6 prediction on the held-out set", predict.main,
           [paths["test.hdf5"], paths["run"], "--output-file", paths["test_predictions.csv"]])
     write_gold_csv(paths["test.hdf5"], paths["test_gold.csv"])
     decision_thresholds(paths["run"], paths["thresholds.json"])
-    _step("5/5 evaluation", generate_figures.main,
+    _step("5/6 evaluation", generate_figures.main,
           ["--gold", paths["test_gold.csv"], "--predictions", paths["test_predictions.csv"],
            "--thresholds", paths["thresholds.json"],
            "--name", "DNN", "--out", paths["report"], "--format", "png"])
+    _step("6/6 validation: calibration, thresholds by rule", validate.main,
+          [paths["test.hdf5"], paths["run"], "--out", paths["validation"], "--quiet"])
     _print_summary(out, paths, time.perf_counter() - start)
     return 0
 
@@ -167,6 +171,8 @@ def _print_summary(out, paths, seconds):
           f"{RUN_THRESHOLDS_NAME})")
     print(f"  predictions: {paths['test_predictions.csv']}")
     print(f"  evaluation:  {paths['report']}/report.md, tables/, figures/")
+    print(f"  validation:  {paths['validation']}/report.md (AUROC, calibration, thresholds "
+          "by rule)")
     sys.stdout.flush()
 
 

@@ -33,6 +33,7 @@ from ecgcode.common import (
     atomic_output,
     run_cli,
 )
+from ecgcode.evaluation.output import markdown_table, new_figure, save_figure
 from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ANNOTATOR_FILES = {
@@ -243,13 +244,6 @@ def write_tables(tables, folder):
 
 
 # --- Figures ---------------------------------------------------------------------------
-def new_figure(size, rows=1, columns=1):
-    """A Figure drawn by the Agg backend (no pyplot state) and its axes."""
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(rows, columns)
-
-
 def precision_at_recall(y_true, score, grid):
     """Precision of the first operating point (highest threshold) reaching each recall."""
     precision, recall, _ = precision_recall_curve(y_true, score)
@@ -342,27 +336,7 @@ def plot_splits(split_resampled):
     return fig
 
 
-def save_figure(fig, stem, folder, formats):
-    """Save ``fig`` as folder/stem.<format> for each format; returns the paths."""
-    paths = []
-    for fmt in formats:
-        paths.append(os.path.join(folder, f"{stem}.{fmt}"))
-        with atomic_output(paths[-1]) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-    return paths
-
-
 # --- Report ----------------------------------------------------------------------------
-def markdown_table(frame, decimals=3):
-    """A DataFrame as a GitHub markdown table (MultiIndex columns joined by a space)."""
-    columns = [" ".join(c) if isinstance(c, tuple) else str(c) for c in frame.columns]
-    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, row in frame.iterrows():
-        cells = [f"{v:.{decimals}f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 REPORT_SENTENCES = {
     "scores": "Table 2: precision, recall, specificity and F1 score of each predictor against "
               "the gold standard.",

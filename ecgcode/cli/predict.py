@@ -39,6 +39,7 @@ from ecgcode.common import (
 )
 from ecgcode.data import open_collection
 from ecgcode.data.scale import add_units_option
+from ecgcode.evaluation.calibration import calibrate_outputs, describe_calibration
 from ecgcode.explain import explain_and_save
 from ecgcode.formats.convert import add_window_options, window_stride_option
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
@@ -63,7 +64,7 @@ from ecgcode.predictor import (
 )
 from ecgcode.provenance import synthetic_model_warning, synthetic_only_warning
 from ecgcode.runfolder import RUN_EXPORT_NAME, RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
-from ecgcode.thresholds import choose_thresholds, read_thresholds
+from ecgcode.thresholds import choose_calibration, choose_thresholds, read_thresholds
 from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
 
 DEFAULT_OUTPUT = "./dnn_output.npy"
@@ -273,11 +274,13 @@ def _serve(args):
     print_warning(predictor)
     thresholds = choose_thresholds(args.paper_thresholds, args.thresholds, run_thresholds_path,
                                    predictor.classes, stored=predictor.thresholds)
+    calibration = choose_calibration(args.paper_thresholds, args.thresholds, run_thresholds_path,
+                                     predictor.metadata)
     synthetic = synthetic_only_warning(predictor.provenance, model_path)
     if synthetic:  # each result for ECGs that are not synthetic repeats it
         print(f"warning: {synthetic}", file=sys.stderr)
-    return service.serve(service.Service(predictor, thresholds, limits, args.units_per_mv),
-                         args.host, args.port)
+    return service.serve(service.Service(predictor, thresholds, limits, calibration,
+                                         args.units_per_mv), args.host, args.port)
 
 
 def _predict_and_write(args, tracing_paths, converted, model_path, run_thresholds_path,
@@ -326,6 +329,9 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
             "not a sigmoid, so these are not probabilities",
             file=sys.stderr,
         )
+    calibration = choose_calibration(args.paper_thresholds, args.thresholds, run_thresholds_path,
+                                     predictor.metadata)  # validate.py --calibrate
+    probabilities, thresholds = calibrate_outputs(probabilities, thresholds, calibration, classes)
     if windows is None:
         exam_ids = collection.exam_ids if names is None else None  # converted rows: no ids
         write_predictions(args.output_file, probabilities, exam_ids, thresholds, classes, names)
@@ -350,6 +356,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
               f"({','.join(classes)})")
         for path in written:
             print(f"wrote {path}")
+        if calibration:
+            print(f"probabilities recalibrated ({describe_calibration(calibration)})")
         for line in summaries:
             print(line)
     return 0

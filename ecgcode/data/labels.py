@@ -9,6 +9,7 @@ Public API
 load_labels(paths_or_collection, csv)     -> LabelTable  (labels aligned to the rows)
 read_label_csv(path)                      -> DataFrame   (every label CSV is read with it)
 csv_classes(frame, classes, source)       -> the label columns (the one default-class rule)
+hdf5_label_classes(collection)            -> the label columns of the files' ``labels``
 exam_id_positions(ids, wanted, source)    -> rows of ``ids`` holding ``wanted`` (the exam_id join)
 split_indices(n, val_split, groups, seed) -> (train_idx, val_idx)
 """
@@ -151,6 +152,24 @@ def _hdf5_label_classes(handle, path):
             f"set it to the column names, e.g. {list(CLASSES)}"
         )
     return [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
+
+
+def hdf5_label_classes(collection):
+    """The label columns every file of ``collection`` has (in the first file's order).
+
+    Returns
+    -------
+    tuple of str or None
+        None when a file has no ``labels`` dataset.
+    """
+    common = None
+    for path in collection.paths:
+        with open_hdf5(path) as handle, corrupt_hdf5_errors(path):
+            if "labels" not in handle:
+                return None
+            columns = _hdf5_label_classes(handle, path)
+        common = columns if common is None else [c for c in common if c in columns]
+    return tuple(common)
 
 
 def _labels_from_hdf5(collection, classes=None):

@@ -2,7 +2,8 @@
 
 * CinC 2020/2021: a WFDB record (``.hea`` + a ``.mat`` signal file, read by ``wfdb``) whose
   header comment ``#Dx:`` lists SNOMED CT codes. Every code is kept (``records/snomed_codes``);
-  those in :data:`SNOMED_TO_CLASSES` become our labels.
+  those in :data:`SNOMED_TO_CLASSES` become our labels. ``#Age:`` and ``#Sex:`` give
+  validate.py's subgroups (:func:`read_cinc_demographics`).
 * CPSC 2018: a MATLAB file holding a struct ``ECG`` whose field ``data`` is (12, n) in mV at
   500 Hz, leads I, II, III, aVR, aVL, aVF, V1-V6; labels (up to three codes per record) are in
   the ``REFERENCE.csv`` next to it, mapped by :data:`CPSC_TO_CLASSES`.
@@ -61,6 +62,44 @@ def dx_codes(comments):
         if key.strip().lower() == "dx":
             return [code.strip() for code in value.split(",") if code.strip()]
     return None
+
+
+def header_demographics(comments):
+    """The age and sex a CinC header states (``#Age: 74``, ``#Sex: Male``).
+
+    Parameters
+    ----------
+    comments : sequence of str
+        The header's comment lines without ``#``.
+
+    Returns
+    -------
+    (float, str)
+        The age in years (NaN when absent or not a number, as CinC's ``NaN``) and the sex
+        as ``"female"`` or ``"male"`` (``""`` when absent or another value).
+    """
+    fields = {}
+    for comment in comments:
+        key, _, value = str(comment).partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    try:
+        age = float(fields.get("age", "nan"))
+    except ValueError:
+        age = float("nan")
+    sex = {"male": "male", "m": "male", "female": "female", "f": "female"}.get(
+        fields.get("sex", "").lower(), "")
+    return age, sex
+
+
+def read_cinc_demographics(record_path):
+    """:func:`header_demographics` of a WFDB record's header; (NaN, "") when it is unreadable."""
+    import wfdb  # deferred: only this format's reader needs it
+
+    try:
+        header = wfdb.rdheader(os.fspath(record_path))
+    except (ValueError, OSError, IndexError, KeyError):
+        return float("nan"), ""
+    return header_demographics(header.comments or [])
 
 
 def read_cinc_codes(record_path):
