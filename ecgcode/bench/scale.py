@@ -11,10 +11,10 @@ and k = 0.2 the other way round. docs/data-formats.md shows the table for the de
 import argparse
 
 from ecgcode.bench.model_speed import write_table
-from ecgcode.common import ECGInputError, plain
+from ecgcode.common import plain
 from ecgcode.data import load_labels, open_collection
 from ecgcode.data.rows import RowReader
-from ecgcode.evaluation.sweep import scale_sweep, sweep_markdown
+from ecgcode.evaluation.sweep import parse_factors, scale_sweep, sweep_markdown
 from ecgcode.predictor import at_model_scale, load_predictor, resolve_predictor
 from ecgcode.thresholds import choose_thresholds
 
@@ -38,18 +38,6 @@ def build_parser():
     return parser
 
 
-def parse_factors(text):
-    """``"0.1,1,10"`` -> (0.1, 1.0, 10.0); a one-line ECGInputError for anything else."""
-    try:
-        factors = tuple(float(item) for item in text.split(","))
-    except ValueError:
-        factors = ()
-    if not factors or any(not k > 0 for k in factors):
-        raise ECGInputError(f"--factors {text}: give positive numbers separated by commas, "
-                            "e.g. 0.2,1,5")
-    return factors
-
-
 def scale_tables(model, tracings, factors=FACTORS):
     """(F1 table, AUROC table) in Markdown, rows the factors, columns the classes."""
     model_path, thresholds_path = resolve_predictor(model)
@@ -67,7 +55,7 @@ def scale_tables(model, tracings, factors=FACTORS):
 def main(argv=None):
     """``bench.py scale MODEL TRACINGS``: print (and write) the two tables."""
     args = build_parser().parse_args(argv)
-    f1, auroc = scale_tables(args.model, args.tracings, parse_factors(args.factors))
+    f1, auroc = scale_tables(args.model, args.tracings, parse_factors(args.factors, "--factors"))
     text = (f"F1 at the model's thresholds, inputs x k ({args.model} on {args.tracings}):\n\n"
             f"{f1}\n\nAUROC:\n\n{auroc}\n")
     print(text)

@@ -25,7 +25,7 @@ from ecgcode.evaluation.calibration import METHODS
 from ecgcode.evaluation.output import markdown_table
 from ecgcode.evaluation.report import interval_frame, write_report
 from ecgcode.evaluation.subgroups import DEFAULT_AGE_EDGES, MIN_SUBGROUP_EXAMS, parse_age_edges
-from ecgcode.evaluation.sweep import DEFAULT_FACTORS, sweep_markdown
+from ecgcode.evaluation.sweep import DEFAULT_FACTORS, parse_factors, sweep_markdown
 from ecgcode.formats.inputs import add_conversion_options, contract_inputs
 from ecgcode.inference import DEFAULT_BATCH_SIZE
 from ecgcode.outputs import input_warnings
@@ -140,18 +140,6 @@ def build_parser():
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
     return parser
-
-
-def parse_factors(text):
-    """``--scale-sweep`` factors: positive numbers, comma-separated."""
-    try:
-        factors = tuple(float(value) for value in text.split(","))
-    except ValueError:
-        factors = ()
-    if not factors or any(not f > 0 for f in factors):
-        raise ECGInputError(f"--scale-sweep {text!r}: give positive factors, comma-separated, "
-                            "e.g. --scale-sweep 0.2,0.5,1,2,5")
-    return factors
 
 
 def check_options(args):

@@ -150,16 +150,21 @@ def file_scale(path, recorded, given=None):
     (Scale, str or None)
         The scale, and a note when ``given`` was ignored because the file records another.
     """
-    given = None if given is None else check_units_per_mv(given)
-    if recorded is not None:
-        note = None
-        if given is not None and not np.isclose(given, recorded.units_per_mv):
-            note = (f"{path}: records {recorded.describe()}; --units-per-mv "
-                    f"{plain(float(given))} applies only to files that record none")
-        return recorded, note
-    if given is not None:
-        return Scale(float(given), "--units-per-mv"), None
-    return Scale(UNITS_PER_MV, "assumed"), None
+    scale, note = _recorded_or_given(path, recorded, given, "--units-per-mv", "files")
+    return scale or Scale(UNITS_PER_MV, "assumed"), note
+
+
+def _recorded_or_given(path, recorded, given, option, kind):
+    """(the recorded scale, else ``given`` as a Scale, else None; a note when ``given`` is
+    ignored because ``kind`` (files, models) that record a scale keep it)."""
+    given = None if given is None else check_units_per_mv(given, option)
+    if recorded is None:
+        return (None if given is None else Scale(given, option)), None
+    note = None
+    if given is not None and not np.isclose(given, recorded.units_per_mv):
+        note = (f"{path}: records {recorded.describe()}; {option} {plain(given)} applies only "
+                f"to {kind} that record none")
+    return recorded, note
 
 
 def model_scale(path, stored, project_metadata, given=None):
@@ -182,16 +187,10 @@ def model_scale(path, stored, project_metadata, given=None):
     (Scale, str or None)
         The scale, and a note when ``given`` was ignored.
     """
-    given = None if given is None else check_units_per_mv(given, "--model-units-per-mv")
-    if stored is not None:
-        scale = Scale(float(stored), "recorded")
-        note = None
-        if given is not None and not np.isclose(given, scale.units_per_mv):
-            note = (f"{path}: the model records {scale.describe()}; --model-units-per-mv "
-                    f"{plain(float(given))} applies only to models that record none")
+    recorded = None if stored is None else Scale(float(stored), "recorded")
+    scale, note = _recorded_or_given(path, recorded, given, "--model-units-per-mv", "models")
+    if scale is not None:
         return scale, note
-    if given is not None:
-        return Scale(float(given), "--model-units-per-mv"), None
     if project_metadata:
         return Scale(LEGACY_UNITS_PER_MV, "legacy"), None
     return Scale(UNITS_PER_MV, "assumed"), None

@@ -11,6 +11,7 @@ caller passes the model as a function.
 import numpy as np
 import pandas as pd
 
+from ecgcode.common import ECGInputError
 from ecgcode.evaluation.measures import point_measures
 from ecgcode.evaluation.output import markdown_table
 from ecgcode.metrics import scores_table
@@ -73,6 +74,19 @@ def scale_sweep(predict, tracings, labels, classes, thresholds=None,
                          "precision": decided[0], "recall": decided[1],
                          "positives": int(labels[:, k].sum())})
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def parse_factors(text, option="--scale-sweep"):
+    """Comma-separated positive factors (``"0.2,1,5"`` -> (0.2, 1.0, 5.0)), else a one-line
+    ECGInputError naming ``option``."""
+    try:
+        factors = tuple(float(value) for value in text.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or any(not f > 0 for f in factors):
+        raise ECGInputError(f"{option} {text!r}: give positive factors, comma-separated, "
+                            f"e.g. {option} 0.2,0.5,1,2,5")
+    return factors
 
 
 def sweep_markdown(frame, metric="auroc", decimals=3):
