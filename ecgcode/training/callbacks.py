@@ -90,20 +90,9 @@ class ValidationMetrics(keras.callbacks.Callback):
 
 
 def per_class_scores(y_true, y_score, classes):
-    """Per-class AUROC and average precision; NaN for a class without both outcomes.
-
-    Parameters
-    ----------
-    y_true, y_score : numpy.ndarray
-        (n, n_classes) labels and scores.
-    classes : sequence of str
-        The names of the columns.
-
-    Returns
-    -------
-    dict
-        ``{"auroc_<class>": float, "ap_<class>": float}`` for every class.
-    """
+    """``{"auroc_<class>": float, "ap_<class>": float}``: per-class AUROC and average
+    precision of (n, n_classes) labels ``y_true`` and scores ``y_score`` whose columns are
+    ``classes``; NaN for a class without both outcomes."""
     scores = {}
     for k, name in enumerate(classes):
         y, s = y_true[:, k], y_score[:, k]
