@@ -23,8 +23,6 @@ alternative.
 import contextlib
 import os
 
-import numpy as np
-
 from ecgcode.common import ECGInputError
 
 TRAINING_BACKENDS = ("tensorflow", "jax")
@@ -147,24 +145,6 @@ def jax_device_defaults(devices=None):
     major = int(capability.split(".")[0] or 0)
     policy = "mixed_bfloat16" if major >= 8 else "mixed_float16"
     return f"{len(gpus)} x {gpus[0].device_kind}", True, policy
-
-
-# --- The model --------------------------------------------------------------------------
-def build_before_fit(model, backend):
-    """Build the loss, metrics and optimizer of a compiled model before its first ``fit``.
-
-    Under JAX, a ``fit`` whose model is not fully built takes one batch from the dataset
-    to build it and then starts a new pass over the dataset, which the tf.data pipeline
-    shuffles anew: the first epoch after a start or a resume would see another order
-    than the same epoch of an uninterrupted run. Building from zeros beforehand avoids
-    that peek (the weights and random states do not change). Nothing to do under
-    TensorFlow, whose ``fit`` builds from the pass it trains on.
-    """
-    if backend != "jax":
-        return
-    x = np.zeros((1, *model.inputs[0].shape[1:]), np.float32)  # (1, 4096, 12)
-    y = np.zeros((1, model.outputs[0].shape[-1]), np.float32)  # (1, n_classes)
-    model._symbolic_build(data_batch=(x, y))  # what fit itself calls (Keras 3 Trainer)
 
 
 # --- Determinism and versions ----------------------------------------------------------

@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import h5py
@@ -59,9 +60,23 @@ def test_model_flops_counts_conv_and_dense_shapes():
     assert 3.5e9 < bench_measure.model_flops(bench_model.paper_model()) < 3.8e9  # the paper's ResNet
 
 
-def test_peak_is_positive():
-    rows, peak = bench_measure.peak_rows(size=256, repeats=2)
-    assert peak == max(r["value"] for r in rows) > 0
+def test_peak_is_the_flop_count_over_the_median_time(monkeypatch):
+    """With a clock that times every numpy product at 0.5 s (one outlier at 9 s, which the
+    median leaves out) and every TensorFlow product at 0.25 s, the rates follow exactly."""
+    durations = iter([0.5, 9.0, 0.5] + [0.25] * 3)
+    now = [0.0]
+
+    def clock():  # called at each product's start and end: start, end, start, end, ...
+        now[0] += next(durations) if clock.ending else 1.0
+        clock.ending = not clock.ending
+        return now[0]
+
+    clock.ending = False
+    monkeypatch.setattr(bench_measure, "time", types.SimpleNamespace(perf_counter=clock))
+    rows, peak = bench_measure.peak_rows(size=256, repeats=3)
+    flops = 2 * 256**3
+    assert [r["value"] for r in rows] == pytest.approx([flops / 0.5 / 1e9, flops / 0.25 / 1e9])
+    assert peak == rows[1]["value"]  # the larger of the two
 
 
 def test_speed_section_in_process(bench_file):

@@ -19,12 +19,13 @@ import pandas as pd
 import pytest
 from conftest import row_ids
 
+from ecgcode import data as ecg_data
 from ecgcode import modelfiles
 from ecgcode.cli import train
 from ecgcode.common import CLASSES, N_CLASSES, ECGInputError, run_cli
 from ecgcode.thresholds import f1_max_thresholds, f1_optimal_thresholds
+from ecgcode.training import recipe, run_setup
 from ecgcode.training import run as training_run
-from ecgcode.training import run_setup
 from ecgcode.training import state as ts
 from ecgcode.training.report import INTERRUPTED
 
@@ -104,6 +105,90 @@ def test_split_inputs_by_extension(tmp_path):
         run_setup.split_inputs(["a.hdf5", "notes.txt"])
     with pytest.raises(ECGInputError, match="several label CSVs"):
         run_setup.split_inputs(["a.hdf5", "x.csv", "y.csv"])
+
+
+# --- What the recipe adds to Keras: each test fails when its piece stops working --------
+def test_validation_metrics_give_keras_binary_crossentropy_and_sklearn_scores(make_hdf5):
+    from sklearn.metrics import roc_auc_score
+
+    from ecgcode.training.callbacks import ValidationMetrics
+
+    collection = ecg_data.open_collection([make_hdf5("val.hdf5", 24, labels=True)])
+    labels = np.random.default_rng(3).integers(0, 2, (24, N_CLASSES)).astype(np.float32)
+    batches = ecg_data.make_dataset(collection, labels, batch_size=8)
+    validation = ValidationMetrics(batches, CLASSES)
+    validation.set_model(tiny_model())
+    logs = {}
+    validation.on_epoch_begin(0)
+    validation.on_epoch_end(0, logs)
+    y, p = validation.y_true, np.clip(validation.y_score.astype(np.float64), 1e-7, 1 - 1e-7)
+    expected = np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))  # (n, classes) -> scalar
+    assert logs["val_loss"] == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_array_equal(y, labels)  # file order, every row once
+    assert validation.scores["auroc_AF"] == pytest.approx(roc_auc_score(y[:, 4], p[:, 4]))
+    assert validation.train_seconds >= 0
+
+
+def test_seed_states_give_a_reloaded_model_the_same_dropout_masks(tmp_path):
+    """.keras files leave out dropout's generator state (keras-team/keras#19796)."""
+    from ecgcode.training.workarounds import capture_seed_states, restore_seed_states
+
+    model = tiny_model()
+    x = np.ones((2, 4096, 12), np.float32)  # (2, 4096, 12)
+    for _ in range(3):
+        model(x, training=True)  # advances the generator
+    model.save(tmp_path / "m.keras")
+    states = capture_seed_states(model)
+    assert states, "no seed_generator_state variable found: Keras renamed it?"
+    reloaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    if capture_seed_states(reloaded) == states:
+        pytest.fail("Keras now saves dropout's generator state: the work-around can go")
+    restore_seed_states(reloaded, states)
+    np.testing.assert_array_equal(model(x, training=True), reloaded(x, training=True))
+
+
+def test_build_before_fit_builds_the_compiled_loss_from_zeros():
+    """The JAX work-around calls Keras' private Trainer._symbolic_build (keras#20394)."""
+    from ecgcode.training.workarounds import build_before_fit
+
+    model = recipe.compile_model(tiny_model())
+    assert not model._compile_loss.built
+    build_before_fit(model, "jax")
+    assert model._compile_loss.built and model.optimizer.built
+
+
+def test_the_multi_worker_work_arounds_find_their_keras_names():
+    """The patches replace Keras-private names; the two-worker test below runs them."""
+    import inspect
+
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    fit_source = inspect.getsource(tf_trainer.TensorFlowTrainer.fit)
+    assert "self._maybe_symbolic_build(iterator=" in fit_source
+    assert "reduce_per_replica(" in inspect.getsource(tf_trainer)
+    assert list(inspect.signature(tf_trainer.reduce_per_replica).parameters) == [
+        "values", "strategy", "reduction"]
+
+
+def test_each_epoch_order_depends_on_seed_and_epoch_alone(data):
+    """One dataset per epoch, seeded by (seed, epoch): a resume sees the same orders."""
+    import tensorflow as tf
+
+    collection = ecg_data.open_collection([data])
+    rows = np.arange(30)
+    training = run_setup.TrainingData(collection, np.zeros((40, N_CLASSES), np.float32),
+                                      CLASSES, rows, np.arange(30, 40), np.arange(0))
+    device = run_setup.Device("tensorflow", tf.distribute.get_strategy(), "none", True, "CPU",
+                              False, "float32", "")
+    options = dict(run_setup.DEFAULTS, batch_size=8)
+    run = training_run.Run(options, training, device, "run", "run", ts.new_state())
+
+    def order(epoch):
+        return np.concatenate([row_ids(x) for x, _ in run.train_batches(epoch)])
+
+    second = order(1)
+    assert order(0).tolist() != second.tolist()
+    assert order(1).tolist() == second.tolist() and sorted(second) == list(range(30))
 
 
 # --- A whole run ------------------------------------------------------------------------
@@ -213,14 +298,14 @@ def test_ctrl_c_saves_model_last_and_resume_finishes(data, tmp_path, capsys):
 def test_counters_and_lr_restored_on_resume(data, tmp_path, monkeypatch):
     """ReduceLROnPlateau must fire at the same epoch with and without a resume."""
     argv = [data, *BASE, "--epochs", "4", "--lr", "1e-9"]  # no progress: plateau at once
-    paper_callbacks = training_run.paper_callbacks
+    paper_callbacks = recipe.paper_callbacks
 
     def quick_callbacks(lr):  # the same callbacks with shorter patience, to keep the test short
         reduce_lr, early = paper_callbacks(lr)
         reduce_lr.patience, early.patience = 2, 3
         return reduce_lr, early
 
-    monkeypatch.setattr(training_run, "paper_callbacks", quick_callbacks)
+    monkeypatch.setattr(recipe, "paper_callbacks", quick_callbacks)
     assert train_tiny([*argv, "--out", str(tmp_path / "a")]) == 0
     assert train_tiny([*argv, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
     assert train_tiny(["--resume", "--out", str(tmp_path / "b"), "--epochs", "4"]) == 0

@@ -1,9 +1,8 @@
 """Train the paper's ResNet on CODE-style HDF5 tracings; resumable, on one CPU or many GPUs.
 
-The recipe of Ribeiro et al., Nat Commun 11:1760 (2020): Adam (lr 1e-3), binary
-cross-entropy, batch 64, ReduceLROnPlateau on val_loss (factor 0.1, patience 7, min_lr
-lr/100), EarlyStopping (patience 9, min_delta 1e-5), at most 70 epochs, the last 2 % of
-the rows as validation set, and the weights of the epoch with the best val_loss kept.
+The recipe of Ribeiro et al., Nat Commun 11:1760 (2020), its numbers, compile, callbacks
+and fit, is ``ecgcode/training/recipe.py``; this program checks the options and the data,
+sets up the devices and the run folder (``ecgcode/training/run_setup.py``), then runs it.
 
 Examples::
 
@@ -26,6 +25,8 @@ from ecgcode.precision import global_policy
 from ecgcode.provenance import training_provenance
 from ecgcode.quiet import import_tensorflow
 from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, LAST_MODEL, RUN_THRESHOLDS_NAME
+from ecgcode.training import recipe
+from ecgcode.training import state as ts
 from ecgcode.training.run_setup import (
     check_options,
     describe_setup,
@@ -38,7 +39,7 @@ from ecgcode.training.run_setup import (
 )
 
 
-# --- The recipe ----------------------------------------------------------------------
+# --- The program ---------------------------------------------------------------------
 def main(argv=None, *, model_factory=None, extra_callbacks=()):
     """Train; return the exit status.
 
@@ -69,9 +70,10 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
                                           options["init"])  # with the run's amplitude scale
     import_tensorflow(verbose=args.verbose)  # tf.data feeds every backend
     # Imports Keras, so only now that every input was checked:
-    from ecgcode.training.run import Run, build_model, paper_model, train_epochs
+    from ecgcode.training.run import Run
 
     device = set_up_device(options, resumed=args.resume)  # strategy, precision, XLA, seed
+    options = dict(options, mixed_precision=device.mixed_precision)  # as config.json keeps it
     setup = describe_setup(device, data, options,
                            getattr(model_factory, "__name__", "model.get_model"))
     print_setup(setup, options, data.collection, len(data.train_rows), len(data.val_rows),
@@ -79,10 +81,8 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     with global_policy(device.policy), writable_folder(out, device.writes) as folder:
         if device.writes:
             write_config(out, options, data, setup, state)
-        with device.strategy.scope():
-            model = build_model(model_factory or paper_model, options, state, out, device, data)
-            run = Run(model, options, data, folder, state, device, extra_callbacks)
-        return train_epochs(run, out, verbose=1 if device.writes else 0)
+        run = Run(options, data, device, out, folder, state or ts.new_state())
+        return recipe.train(run, model_factory or recipe.paper_model, extra_callbacks)
 
 
 # --- Command line ---------------------------------------------------------------------
@@ -91,8 +91,6 @@ def parse_arguments(argv):
     args = build_parser().parse_args(argv)
     if args.classes is not None:
         args.classes = list(parse_classes(args.classes))
-    if args.resume:  # reading the saved state needs Keras
-        import_tensorflow(verbose=args.verbose)
     return args
 
 
@@ -118,13 +116,17 @@ def build_parser():
                         "new or empty unless --resume")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last completed epoch")
-    parser.add_argument("--epochs", type=int, help="maximum number of epochs (70)")
+    parser.add_argument("--epochs", type=int,
+                        help=f"maximum number of epochs ({recipe.EPOCHS})")
     parser.add_argument("--batch-size", type=int,
-                        help="batch size per replica (64); global batch = this x replicas")
-    parser.add_argument("--lr", type=float, help="initial learning rate of Adam (1e-3); not "
+                        help=f"batch size per replica ({recipe.BATCH_SIZE}); global batch = "
+                        "this x replicas")
+    parser.add_argument("--lr", type=float,
+                        help=f"initial learning rate of Adam ({recipe.LEARNING_RATE:g}); not "
                         "scaled automatically with the number of replicas")
     parser.add_argument("--val-split", type=float,
-                        help="fraction of rows for validation (0.02: the last 2%%)")
+                        help="fraction of rows for validation "
+                        f"({recipe.VALIDATION_SPLIT:g}: the last {100 * recipe.VALIDATION_SPLIT:g}%%)")
     parser.add_argument("--val-split-by", metavar="COLUMN",
                         help="label-CSV column (e.g. patient_id) whose groups go whole to "
                         "validation or training, drawn at random from --seed")

@@ -1,42 +1,36 @@
-"""One training run of the paper's recipe: its model, data, callbacks, epoch loop and run folder.
+"""One training run's data and run folder: the batches of each epoch, the files of each epoch.
 
-``ecgcode.cli.train`` (train.py) resolves the options and the devices, then builds a
-:class:`Run` and calls :func:`train_epochs`. Every file the run writes is named in
-``ecgcode.runfolder``. This module imports Keras: train.py imports it once the inputs are
-validated.
+The recipe (``ecgcode/training/recipe.py``) fits the model epoch by epoch; a :class:`Run`
+gives it each epoch's batches, in an order set by (seed, epoch) alone, and records each
+completed epoch in the run folder (best model, thresholds, history, resume checkpoint).
+Every file the run writes is named in ``ecgcode.runfolder``. This module imports Keras:
+train.py imports it once the inputs are validated.
 """
 
-import importlib.util
+import dataclasses
 import inspect
-import math
 import os
 import shutil
-import time
 
 import keras
 import numpy as np
 
-from ecgcode import backend as kb
 from ecgcode import data as ecg_data
 from ecgcode.common import ECGInputError, atomic_output
-from ecgcode.data.screening import input_error_in_pipeline
 from ecgcode.modelfiles import save_model
-from ecgcode.network import get_model
 from ecgcode.precision import with_policy
 from ecgcode.runfolder import (
     BEST_MODEL,
     FINAL_MODEL_NAME,
-    HISTORY_NAME,
     LAST_MODEL,
     RUN_THRESHOLDS_NAME,
-    TENSORBOARD_DIR,
     run_file,
 )
 from ecgcode.thresholds import f1_max_thresholds, write_thresholds
 from ecgcode.training import state as ts
-from ecgcode.training.report import print_summary, report_interrupt, report_nan
-from ecgcode.training.run_setup import write_history
+from ecgcode.training.run_setup import Device, TrainingData, write_history
 from ecgcode.training.transfer import freeze_backbone, transfer_weights
+from ecgcode.training.workarounds import capture_seed_states
 
 
 # --- Data ---------------------------------------------------------------------------
@@ -44,7 +38,7 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
     """The training batches of one worker under MultiWorkerMirroredStrategy.
 
     Worker ``input_context.input_pipeline_id`` of ``num_input_pipelines`` reads only its
-    own share of ``rows``: ``datasets.make_dataset`` deals the blocks of consecutive rows
+    own share of ``rows``: ``ecgcode.data.make_dataset`` deals the blocks of consecutive rows
     out to the workers, so the shares are disjoint and together cover ``rows``. The share
     is shuffled from ``seed`` and repeated forever, because shares may differ by a block:
     the caller gives every worker the same ``steps_per_epoch`` and none runs out of data.
@@ -52,7 +46,7 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
 
     Parameters
     ----------
-    collection : datasets.Collection
+    collection : ecgcode.data.Collection
     labels : numpy.ndarray
         (n, n_classes) labels of all the collection's rows.
     rows : numpy.ndarray
@@ -81,160 +75,133 @@ def worker_dataset(collection, labels, rows, global_batch, seed, input_context):
     return one_pass.repeat().rebatch(batch, drop_remainder=True).prefetch(2)
 
 
-# --- Model ----------------------------------------------------------------------------
-def build_model(model_factory, options, state, out, device, data):
-    """A compiled model, built for ``device`` (call within its strategy's scope): new from
-    ``model_factory`` (weights from ``--init`` if given), or the checkpoint of a resumed run."""
-    model = compiled_model(model_factory, options, state, out, device.jit, data)
-    kb.build_before_fit(model, device.backend)
-    if device.kind == "multi-worker":
-        ts.patch_multi_worker_build(model, device.strategy)
-    return model
-
-
-def compiled_model(model_factory, options, state, out, jit, data):
-    """A new compiled model from ``model_factory``, or the checkpoint of a resumed run."""
-    if state is None:
-        model = new_model(model_factory, len(data.classes))
-        if options["init"]:
-            prevalence = np.nanmean(data.labels[data.train_rows], axis=0)  # (n_classes,)
-            transfer_weights(model, options["init"], data.classes, prevalence)
-        if options["freeze_backbone"]:
-            freeze_backbone(model)
-        model.compile(optimizer=keras.optimizers.Adam(options["lr"]),
-                      loss="binary_crossentropy", jit_compile=jit)
-        return model
-    checkpoint = ts.checkpoint_path(out, state)
-    model = keras.models.load_model(checkpoint, compile=True)
-    if int(model.optimizer.iterations.numpy()) == 0:
-        raise ECGInputError(f"{checkpoint}: checkpoint without optimizer state; it cannot "
-                            "be resumed exactly: start a new run")
-    model.jit_compile = jit
-    model.optimizer.learning_rate.assign(state["lr"])
-    ts.restore_seed_states(model, state["seed_states"])
-    return model
-
-
-def new_model(model_factory, n_classes):
-    """``model_factory(n_classes)`` (or ``model_factory()``), checked for its output count."""
-    takes_classes = bool(inspect.signature(model_factory).parameters)
-    model = model_factory(n_classes) if takes_classes else model_factory()
-    outputs = int(model.outputs[0].shape[-1])
-    if outputs != n_classes:
-        raise ECGInputError(f"the model has {outputs} outputs but {n_classes} classes are "
-                            "learned; give a model_factory that takes n_classes")
-    return model
-
-
-def paper_callbacks(lr):
-    """The paper's ReduceLROnPlateau and EarlyStopping, both on val_loss."""
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.1, patience=7, min_lr=lr / 100, verbose=1)
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=9, min_delta=1e-5, verbose=1)
-    return reduce_lr, early_stopping
-
-
-def tensorboard_callbacks(out):
-    """[TensorBoard callback writing to OUT/tensorboard], or [] when TensorBoard is absent."""
-    if importlib.util.find_spec("tensorboard") is None:
-        print("note: TensorBoard is not installed, so no TensorBoard logs are written "
-              f"(pip install tensorboard); {HISTORY_NAME} has the same numbers")
-        return []
-    return [keras.callbacks.TensorBoard(run_file(out, TENSORBOARD_DIR), write_graph=False)]
-
-
-# --- Training -------------------------------------------------------------------------
+# --- The run ----------------------------------------------------------------------------
+@dataclasses.dataclass
 class Run:
-    """One training run: the model, its data, its callbacks and its run folder."""
+    """One training run: its options, data, devices, run folder and resumable state.
 
-    def __init__(self, model, options, data, out, state, device, extra_callbacks=()):
-        self.model, self.options, self.out, self.writes = model, options, out, device.writes
-        # multi-worker: each worker reads its own rows
-        self.worker_strategy = device.strategy if device.kind == "multi-worker" else None
-        global_batch, replicas = options["batch_size"] * device.replicas, device.replicas
-        self.collection, self.labels = data.collection, data.labels
-        self.train_rows, self.classes = data.train_rows, data.classes
-        self.provenance = data.provenance  # stored in every model file the run writes
-        self.global_batch, self.replicas = global_batch, replicas
-        val_dataset = ecg_data.make_dataset(data.collection, data.labels,
-                                            batch_size=global_batch, indices=data.val_rows,
-                                            shuffle=False)
-        self.validation = ts.ValidationMetrics(val_dataset, data.classes,
-                                               jit_compile=device.jit)
-        self.nan_guard, self.timer = ts.NanGuard(), ts.EpochTimer()
-        self.reduce_lr, self.early_stopping = paper_callbacks(options["lr"])
-        self.counters = ts.RestoreCounters(
-            {"reduce_lr": self.reduce_lr, "early_stopping": self.early_stopping})
-        self.state = state or {"completed_epochs": 0, "history": [], "best_val_loss": None,
-                               "best_epoch": None, "stopped_early": False}
-        self.counters.saved = self.state.get("counters", {})
-        self.callbacks = [
-            self.nan_guard, self.timer, self.validation, ts.EpochProgbar(options["epochs"]),
-            ts.PerClassLogs(self.validation), self.reduce_lr, self.early_stopping,
-            self.counters, *tensorboard_callbacks(out), *extra_callbacks,
-        ]
+    ``model`` is the compiled keras.Model, set by ``ecgcode.training.recipe.train``.
+    """
 
+    options: dict  # ecgcode.training.run_setup.DEFAULTS' keys, plus data and labels
+    data: TrainingData
+    device: Device
+    run_folder: str  # as --out names it: for messages, and the checkpoint a resume loads
+    out: str  # where this process writes: run_folder on the chief, a temporary folder elsewhere
+    state: dict  # ecgcode.training.state: completed epochs, history, best epoch, counters
+    model: object = dataclasses.field(default=None, init=False)
+
+    @property
+    def classes(self):
+        return self.data.classes
+
+    @property
+    def provenance(self):
+        """What the model is trained on, stored in every model file the run writes."""
+        return self.data.provenance
+
+    @property
+    def writes(self):
+        """True on the process that writes the run folder (the chief)."""
+        return self.device.writes
+
+    @property
+    def global_batch(self):
+        return self.options["batch_size"] * self.device.replicas
+
+    @property
+    def resumes(self):
+        """True when the run continues from a checkpoint of its own."""
+        return "checkpoint" in self.state
+
+    # --- The model ------------------------------------------------------------------
+    def new_model(self, model_factory):
+        """A new, uncompiled model from ``model_factory``, with the weights of ``--init``
+        (and ``--freeze-backbone``) when given.
+
+        ``model_factory(n_classes)`` (or ``model_factory()``) must give a model with one
+        output per class learned.
+        """
+        n_classes = len(self.classes)
+        takes_classes = bool(inspect.signature(model_factory).parameters)
+        model = model_factory(n_classes) if takes_classes else model_factory()
+        outputs = int(model.outputs[0].shape[-1])
+        if outputs != n_classes:
+            raise ECGInputError(f"the model has {outputs} outputs but {n_classes} classes are "
+                                "learned; give a model_factory that takes n_classes")
+        if self.options["init"]:
+            labels = self.data.labels[self.data.train_rows]  # (n_train, n_classes)
+            transfer_weights(model, self.options["init"], self.classes,
+                             np.nanmean(labels, axis=0))
+        if self.options["freeze_backbone"]:
+            freeze_backbone(model)
+        return model
+
+    def resumed_model(self):
+        """The compiled model of the checkpoint this run continues from."""
+        return ts.resumed_model(self.run_folder, self.state, self.device.jit)
+
+    # --- The batches ------------------------------------------------------------------
     def steps_per_epoch(self):
         """Batches per epoch: all training rows, or fewer with --steps-per-epoch."""
-        drop = self.replicas > 1
-        n = len(self.train_rows)
+        drop = self.device.replicas > 1
+        n = len(self.data.train_rows)
         steps = n // self.global_batch if drop else -(-n // self.global_batch)
         if steps == 0:
-            raise ECGInputError(f"{len(self.train_rows)} training rows are fewer than the "
-                                f"global batch {self.global_batch}; lower --batch-size")
+            raise ECGInputError(f"{n} training rows are fewer than the global batch "
+                                f"{self.global_batch}; lower --batch-size")
         return min(steps, self.options["steps_per_epoch"] or steps)
 
-    def train_dataset(self, epoch):
+    def train_batches(self, epoch):
         """The training batches of ``epoch``, in an order set by (seed, epoch) alone.
 
         Several workers read disjoint shares of the rows (:func:`worker_dataset`); one
         machine reads them all in one pipeline and splits each batch among its replicas.
         """
         seed = ts.epoch_seed(self.options["seed"], epoch)
-        if self.worker_strategy is not None:
-            return self.worker_strategy.distribute_datasets_from_function(
-                lambda context: worker_dataset(self.collection, self.labels, self.train_rows,
+        data = self.data
+        if self.device.kind == "multi-worker":
+            return self.device.strategy.distribute_datasets_from_function(
+                lambda context: worker_dataset(data.collection, data.labels, data.train_rows,
                                                self.global_batch, seed, context))
         return ecg_data.make_dataset(
-            self.collection, self.labels, batch_size=self.global_batch, shuffle=True,
-            seed=seed, indices=self.train_rows, drop_remainder=self.replicas > 1)
+            data.collection, data.labels, batch_size=self.global_batch, shuffle=True,
+            seed=seed, indices=data.train_rows, drop_remainder=self.device.replicas > 1)
 
-    def run_epoch(self, epoch, verbose):
-        """Train one epoch; return its history row, or None when the loss became NaN."""
-        history = self.model.fit(
-            self.train_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1,
-            steps_per_epoch=self.steps_per_epoch(), callbacks=self.callbacks, verbose=verbose,
-            shuffle=False)
-        logs = {key: values[-1] for key, values in history.history.items()}
-        if self.nan_guard.bad_batch is not None or not math.isfinite(logs["val_loss"]):
-            return None
-        row = {"epoch": epoch + 1, "loss": logs["loss"], "val_loss": logs["val_loss"],
-               "lr": self.timer.lr, "epoch_seconds": self.timer.seconds,
-               "samples": min(self.steps_per_epoch() * self.global_batch,
-                              len(self.train_rows))}
-        row.update({f"val_{k}": v for k, v in self.validation.scores.items()})
-        return row
+    def validation_batches(self):
+        """The validation rows in file order, in global batches."""
+        return ecg_data.make_dataset(self.data.collection, self.data.labels,
+                                     batch_size=self.global_batch, indices=self.data.val_rows,
+                                     shuffle=False)
 
-    def commit(self, epoch, row):
-        """Record a completed epoch: best model, thresholds, history, checkpoint, state."""
-        state = self.state
+    # --- The run folder ----------------------------------------------------------------
+    def commit(self, row, validation, counters):
+        """Record a completed epoch: best model, thresholds, history, checkpoint, state.
+
+        Parameters
+        ----------
+        row : dict
+            The epoch's history row (``epoch`` counts from 1).
+        validation : ecgcode.training.callbacks.ValidationMetrics
+            Its validation labels and scores give the best epoch's thresholds.
+        counters : ecgcode.training.callbacks.KeepCounters
+            The ReduceLROnPlateau/EarlyStopping counters at the epoch's end.
+        """
+        state, epoch = self.state, row["epoch"] - 1
         improved = state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]
         if improved:
             state["best_val_loss"], state["best_epoch"] = row["val_loss"], epoch + 1
         state["history"].append(row)
         state["completed_epochs"] = epoch + 1
-        state["counters"] = self.counters.capture()
-        self.counters.saved = state["counters"]
+        state["counters"] = counters.saved
         state["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        state["seed_states"] = ts.capture_seed_states(self.model)
-        state["stopped_early"] = bool(self.early_stopping.stopped_epoch > 0)
+        state["seed_states"] = capture_seed_states(self.model)
+        state["stopped_early"] = bool(self.model.stop_training)  # set by EarlyStopping
         portable = self.portable_model()
         if improved:
             save_model(portable, run_file(self.out, BEST_MODEL), classes=self.classes,
                        provenance=self.provenance)
-            thresholds = f1_max_thresholds(self.validation.y_true, self.validation.y_score,
-                                           self.classes)
+            thresholds = f1_max_thresholds(validation.y_true, validation.y_score, self.classes)
             write_thresholds(run_file(self.out, RUN_THRESHOLDS_NAME), thresholds, epoch + 1,
                              row["val_loss"])
         write_history(self.out, state["history"])
@@ -255,36 +222,3 @@ class Run:
         if os.path.isfile(best):
             with atomic_output(run_file(self.out, FINAL_MODEL_NAME)) as tmp:
                 shutil.copyfile(best, tmp)
-
-
-def paper_model(n_classes):
-    """The paper's ResNet with ``n_classes`` outputs (the default model factory)."""
-    return get_model(n_classes)
-
-
-def train_epochs(run, out, verbose):
-    """The epoch loop of a Run, with NaN, Ctrl-C and early-stopping handling."""
-    state, options = run.state, run.options
-    started, start_epoch = time.perf_counter(), state["completed_epochs"]
-    if state["stopped_early"] or start_epoch >= options["epochs"]:
-        print(f"{out}: the run already finished after {start_epoch} epochs; nothing to do")
-    epoch = start_epoch
-    try:
-        for epoch in range(start_epoch, options["epochs"]):
-            if state["stopped_early"]:
-                break
-            row = run.run_epoch(epoch, verbose)
-            if row is None:
-                return report_nan(run, epoch, out)
-            run.commit(epoch, row)  # non-chief workers write to a temporary folder
-    except KeyboardInterrupt:
-        return report_interrupt(run, epoch, out)
-    except Exception as error:  # a tracing that turned NaN/inf after the up-front scan
-        message = input_error_in_pipeline(error)
-        if message is None:
-            raise
-        return report_nan(run, epoch, out, cause=message)
-    if run.writes:
-        run.finish()
-        print_summary(run, out, time.perf_counter() - started)
-    return 0

@@ -35,16 +35,15 @@ from ecgcode.common import (
 from ecgcode.data.labels import parse_where, row_values, rows_where
 from ecgcode.data.scale import Scale, bring_to_scale, read_units_per_mv
 from ecgcode.precision import default_cpu_precision
-from ecgcode.quiet import lazy_module
 from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, model_file, run_file, write_json
-
-ts = lazy_module("ecgcode.training.state")  # imports Keras: only when a run is resumed
+from ecgcode.training import recipe
+from ecgcode.training import state as ts
 
 DEFAULTS = {
-    "epochs": 70,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "val_split": 0.02,
+    "epochs": recipe.EPOCHS,
+    "batch_size": recipe.BATCH_SIZE,
+    "lr": recipe.LEARNING_RATE,
+    "val_split": recipe.VALIDATION_SPLIT,
     "val_split_by": None,
     "dataset_name": DEFAULT_DATASET_NAME,
     "seed": 0,
@@ -61,7 +60,8 @@ DEFAULTS = {
     "skip_nonfinite": False,
     "units_per_mv": None,  # the scale of input files that record none (ecgcode.data.scale)
 }
-"""Options of a new run; on --resume the saved options replace them."""
+"""Options of a new run (the paper's numbers: ``ecgcode.training.recipe``); on --resume the
+saved options replace them."""
 
 DATA_EXTENSIONS = (".hdf5", ".h5", ".hdf")
 
@@ -352,12 +352,17 @@ class Device:
     def replicas(self):
         return self.strategy.num_replicas_in_sync
 
+    @property
+    def mixed_precision(self):
+        """Whether the run computes in mixed precision (config.json's option, for --resume)."""
+        return self.policy != "float32"
+
 
 def set_up_device(options, resumed):
     """Choose the backend's strategy, precision and XLA for ``options``; seed the run.
 
-    Call after TensorFlow was imported (``ecgcode.quiet.import_tensorflow``). Records the
-    precision used in ``options["mixed_precision"]`` (for config.json).
+    Call after TensorFlow was imported (``ecgcode.quiet.import_tensorflow``); the precision
+    chosen is the Device's ``mixed_precision``.
     """
     import keras  # TensorFlow is already imported quietly by the caller
 
@@ -367,7 +372,6 @@ def set_up_device(options, resumed):
     strategy, kind = make_strategy(options["distribute"], backend)
     name, jit_default, mixed_policy = device_defaults(backend)
     policy, reason = choose_precision(options["mixed_precision"], name, mixed_policy, backend)
-    options["mixed_precision"] = policy != "float32"
     keras.utils.set_random_seed(options["seed"])
     return Device(backend, strategy, kind, is_chief(strategy), name,
                   jit_default if options["jit"] is None else options["jit"], policy,
