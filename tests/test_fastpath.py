@@ -113,6 +113,7 @@ def test_onnx_path_imports_no_tensorflow_keras_or_jax(models, make_hdf5, tmp_pat
     assert forbidden == []
 
 
+@pytest.mark.slow
 def test_keras_path_is_still_keras(models, make_hdf5, tmp_path):
     status, forbidden = imported_modules([make_hdf5("exams.hdf5", 1), models[0],
                                           "--output-file", tmp_path / "out.npy"], tmp_path)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,6 +82,7 @@ def test_each_root_script_says_first_where_its_code_lives():
             f"of ecgcode/: {first_line}"
 
 
+@pytest.mark.slow
 def test_the_original_api_works_from_a_checkout():
     """``from model import get_model`` and ``from datasets import make_dataset, ...`` as in
     the original repository; importing ``model`` alone does not import Keras."""
