@@ -106,3 +106,12 @@ def test_the_original_api_works_from_a_checkout():
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "ImportError"]
+
+
+def test_the_fast_subset_is_registered_and_documented():
+    """``pytest -m "not slow"`` is the developer's loop; the full suite stays the README's."""
+    markers = _setup_cfg().get("tool:pytest", "markers")
+    assert re.search(r"^slow:", markers.strip(), re.MULTILINE), markers
+    readme = (ROOT / "README.md").read_text()
+    assert '-m pytest -q -m "not slow"' in readme
+    assert _readme_commands()[1].endswith("-m pytest -q")  # the whole suite
