@@ -127,6 +127,7 @@ def test_train_label_errors_come_before_tensorflow(tmp_path, damage, expected):
     assert expected in lines[0]
 
 
+@pytest.mark.slow
 def test_predict_normal_run_shows_no_tensorflow_noise(tmp_path):
     data = write_hdf5(tmp_path / "exams.hdf5", 3)
     tiny_model().save(tmp_path / "tiny.keras")

@@ -79,6 +79,7 @@ def test_peak_is_the_flop_count_over_the_median_time(monkeypatch):
     assert peak == rows[1]["value"]  # the larger of the two
 
 
+@pytest.mark.slow
 def test_speed_section_in_process(bench_file):
     rows = bench.speed_rows(bench_file, "tiny", repeats=1, warmup=1, window=1, windows=1,
                             predict_window_ecgs=32, peak_gflops=100.0, forward_flops=1e6,
@@ -91,6 +92,7 @@ def test_speed_section_in_process(bench_file):
     assert len(lines) == 4 and all(line.count("|") == 6 for line in lines)
 
 
+@pytest.mark.slow
 def test_measure_in_subprocess_reports_rates_and_memory(bench_file):
     result = bench.measure_in_subprocess("predict_default", bench_file, "tiny", 1, 1, 2,
                                          batch_size=32, intra=1)
@@ -98,6 +100,7 @@ def test_measure_in_subprocess_reports_rates_and_memory(bench_file):
     assert 50 < result["max_rss_MB"] < 20000
 
 
+@pytest.mark.slow
 def test_memory_rows_compare_file_sizes(bench_file, tmp_path):
     larger = bench_measure.write_bench_file(str(tmp_path / "large.hdf5"), 260, 64)
     rows = bench.memory_rows({"small": bench_file, "large": larger}, "tiny", isolate=False)
@@ -105,6 +108,7 @@ def test_memory_rows_compare_file_sizes(bench_file, tmp_path):
     assert "from smallest to largest" in rows[1]["note"] and rows[0]["note"] == ""
 
 
+@pytest.mark.slow
 def test_all_writes_the_table(bench_file, tmp_path, capsys):
     out = tmp_path / "results.md"
     data_dir = tmp_path / "data"
@@ -139,6 +143,7 @@ def test_importing_bench_imports_neither_keras_nor_tensorflow():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_model_section_prints_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "model.md"
     status = bench.main(["model", "--model", "tiny", "--batch-sizes", "2,4", "--jit", "off",
@@ -173,6 +178,7 @@ def test_model_section_rejects_unknown_policies(capsys):
     assert raised.value.code == 2 and "float64" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_model_section_fed_by_the_pipeline(bench_file, tmp_path):
     out = tmp_path / "fed.md"
     status = bench.main(["model", "--model", "tiny", "--batch-sizes", "16", "--jit", "off",
@@ -204,6 +210,7 @@ def test_file_batches_read_the_file_as_train_and_predict_do(bench_file):
     assert len(list(bench_model.file_batches(bench_file, 64, train=False, batches=2))) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", ["missing", "no labels"])
 def test_model_section_rejects_a_bad_data_file_up_front(tmp_path, problem):
     path = tmp_path / "bad.hdf5"
@@ -252,6 +259,7 @@ def test_trained_model_takes_the_run_folders_thresholds(tmp_path, capsys):
     assert trained_model(str(tmp_path / "model_best.h5"))[1] == [0.5, 0.5]  # a bare file
 
 
+@pytest.mark.slow
 def test_precision_section_reports_items_1_to_3(bench_file, tmp_path):
     out = tmp_path / "precision.md"
     status = bench.main(["precision", bench_file, "--model", "tiny", "--rounds", "1",
@@ -273,6 +281,7 @@ def test_precision_section_reports_items_1_to_3(bench_file, tmp_path):
     assert "of the bare pass (target >= 95 %)" in lines[1] and "x --no-mixed-precision" in lines[6]
 
 
+@pytest.mark.slow
 def test_one_exam_and_service_sections(make_hdf5, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")

@@ -101,6 +101,7 @@ def test_class_names_are_stored_in_every_model_file_and_plain_keras_still_loads(
 
 
 # --- A run on other classes ---------------------------------------------------------------
+@pytest.mark.slow
 def test_run_on_own_classes_names_everything(make_hdf5, tmp_path):
     data = make_hdf5("x.hdf5", 40)
     csv = _own_labels_csv(tmp_path, 40)
@@ -262,6 +263,7 @@ def _run(argv):
     return run_cli(lambda a: train.main(a, model_factory=small_convnet), argv)
 
 
+@pytest.mark.slow
 def test_fine_tuned_model_beats_a_fresh_one_on_held_out_exams(tmp_path, capsys):
     from sklearn.metrics import roc_auc_score
 

@@ -9,6 +9,7 @@ from ecgcode.cli import demo
 from ecgcode.common import CLASSES, run_cli
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step_and_says_where_things_went(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["--out", str(out), "--n-train", "24", "--n-test", "8", "--epochs", "1",

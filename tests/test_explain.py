@@ -61,6 +61,7 @@ def test_attribution_mass_falls_in_the_window_the_model_reads(ecgs):
                   / input_mass.sum(axis=(1, 2)) < 0.1)
 
 
+@pytest.mark.slow
 def test_paper_model_attributions_are_complete(ecgs):
     keras.utils.set_random_seed(5)
     model = get_model()

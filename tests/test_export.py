@@ -44,6 +44,7 @@ def exported(tmp_path_factory, paper_model):
     return export.export_model(paper_model, tmp_path_factory.mktemp("export") / "ecg")
 
 
+@pytest.mark.slow
 def test_all_three_exports_are_written(exported):
     assert exported == {
         "onnx": exported["saved_model"] + ".onnx",
@@ -55,6 +56,7 @@ def test_all_three_exports_are_written(exported):
     assert os.path.isfile(os.path.join(exported["saved_model"], "saved_model.pb"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", export.FORMATS)
 def test_runtime_gives_the_keras_predictions(exported, paper_model, ecgs, kind):
     expected = paper_model.predict(ecgs, verbose=0)
@@ -64,6 +66,7 @@ def test_runtime_gives_the_keras_predictions(exported, paper_model, ecgs, kind):
     assert expected.std() > 0.01  # the comparison is not between constants
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", export.FORMATS)
 def test_metadata_holds_the_class_names(exported, kind):
     assert runtimes.read_classes(exported[kind]) == CLASSES
@@ -73,6 +76,7 @@ def test_metadata_holds_the_class_names(exported, kind):
     assert f"(1 mV = {UNITS_PER_MV:g} units)" in metadata["input"]
 
 
+@pytest.mark.slow
 def test_onnx_interface(exported):
     session = onnxruntime.InferenceSession(exported["onnx"], providers=["CPUExecutionProvider"])
     (signal,), (probabilities,) = session.get_inputs(), session.get_outputs()
@@ -82,12 +86,14 @@ def test_onnx_interface(exported):
     assert '"1dAVb"' in session.get_modelmeta().custom_metadata_map["classes"]
 
 
+@pytest.mark.slow
 def test_saved_model_stores_each_weight_once(exported, paper_model):
     folder = os.path.join(exported["saved_model"], "variables")
     stored = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
     assert stored < 1.05 * 4 * paper_model.count_params()  # float32, not twice (keras#23553)
 
 
+@pytest.mark.slow
 def test_saved_model_serving_signature(exported):
     import tensorflow as tf
 
@@ -97,6 +103,7 @@ def test_saved_model_serving_signature(exported):
     assert list(serve.structured_outputs) == ["probabilities"]
 
 
+@pytest.mark.slow
 def test_tflite_signature(exported):
     runner = runtimes._tflite_runner(exported["tflite"])
     assert runner(np.zeros((3, *INPUT_SHAPE), np.float32)).shape == (3, 6)

@@ -105,6 +105,7 @@ def test_onnx_path_imports_no_tensorflow_keras_or_jax(small_models, make_hdf5, t
     assert forbidden == []
 
 
+@pytest.mark.slow
 def test_keras_path_is_still_keras(small_models, make_hdf5, tmp_path):
     status, forbidden = imported_modules([make_hdf5("exams.hdf5", 1), small_models[0],
                                           "--output-file", tmp_path / "out.npy"], tmp_path)

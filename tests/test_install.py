@@ -60,6 +60,7 @@ TIMEOUT = 600
 OURS = ("ecgcode", *PROGRAMS)
 """Top-level names the venv may only get from its own site-packages."""
 METADATA = re.compile(r"(?P<name>.+?)(-\d[^-]*)?\.(dist-info|egg-info|egg-link)")
+pytestmark = pytest.mark.slow  # a venv built and the project installed in it: about 30 s
 
 
 # --- Building the venv ----------------------------------------------------------------

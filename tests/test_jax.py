@@ -174,6 +174,7 @@ def jax_runs(tmp_path_factory):
                                  tf_scores=tf_scores)
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_run_folder_banner_refusal_and_exit_statuses(jax_runs):
     code, output, results = jax_runs.first
@@ -195,6 +196,7 @@ def test_jax_run_folder_banner_refusal_and_exit_statuses(jax_runs):
     assert not (jax_runs.tmp / "refused").exists()
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_data_parallel_over_two_devices(jax_runs):
     """The default with several JAX devices: keras.distribution.DataParallel."""
@@ -207,6 +209,7 @@ def test_jax_data_parallel_over_two_devices(jax_runs):
     assert all(np.isfinite(w).all() for w in saved.get_weights())
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_killed_and_resumed_run_ends_with_the_same_weights(jax_runs):
     code, output, results = jax_runs.second
@@ -221,6 +224,7 @@ def test_jax_killed_and_resumed_run_ends_with_the_same_weights(jax_runs):
     assert json.loads((tmp / "killed" / "config.json").read_text())["resumed_at_epoch"] == 1
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_predict_on_the_run_folder(jax_runs):
     frame = pd.read_csv(jax_runs.tmp / "run.csv")
@@ -233,6 +237,7 @@ def test_jax_predict_on_the_run_folder(jax_runs):
             assert (frame[f"{name}_pred"] == (frame[name] > threshold))[clear].all()
 
 
+@pytest.mark.slow
 @needs_jax
 def test_model_saved_under_tensorflow_predicts_the_same_under_jax(jax_runs):
     tf_scores = jax_runs.tf_scores

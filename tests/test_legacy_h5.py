@@ -38,6 +38,7 @@ def saved_h5(tmp_path_factory, trained_paper_model):
     return path
 
 
+@pytest.mark.slow
 def test_tf_keras_loads_the_h5_as_a_new_user_would(saved_h5, trained_paper_model, ecgs):
     loaded = tf_keras.models.load_model(saved_h5)  # compile=True, the default
     expected = trained_paper_model.predict(ecgs, verbose=0)
@@ -49,6 +50,7 @@ def test_tf_keras_loads_the_h5_as_a_new_user_would(saved_h5, trained_paper_model
     assert loaded.loss.__name__ == "binary_crossentropy"
 
 
+@pytest.mark.slow
 def test_keras_3_still_loads_it_compiled(saved_h5, trained_paper_model, ecgs):
     expected = trained_paper_model.predict(ecgs, verbose=0)
     for loaded in (keras.models.load_model(saved_h5), load_model(saved_h5, compile=True)):
@@ -57,6 +59,7 @@ def test_keras_3_still_loads_it_compiled(saved_h5, trained_paper_model, ecgs):
         assert np.isclose(float(loaded.optimizer.learning_rate), 3e-4)
 
 
+@pytest.mark.slow
 def test_jax_backend_loads_it(saved_h5, trained_paper_model, ecgs, tmp_path):
     pytest.importorskip("jax")
     np.save(tmp_path / "x.npy", ecgs)

@@ -93,6 +93,7 @@ def test_other_class_count_and_logits():
     assert logits.layers[-1].get_config()["activation"] == "linear"
 
 
+@pytest.mark.slow
 def test_save_writes_keras_and_h5_that_load_back(tmp_path, paper_model, ecgs):
     keras_path, h5_path = save_model(paper_model, tmp_path / "net")
     assert keras_path.endswith("net.keras") and h5_path.endswith("net.h5")
@@ -102,6 +103,7 @@ def test_save_writes_keras_and_h5_that_load_back(tmp_path, paper_model, ecgs):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5", "net.keras"]
 
 
+@pytest.mark.slow
 def test_h5_loads_without_this_project(tmp_path, paper_model, ecgs):
     save_model(paper_model, tmp_path / "net")
     np.save(tmp_path / "x.npy", ecgs)
@@ -132,6 +134,7 @@ def test_failed_save_keeps_the_earlier_file(tmp_path, paper_model, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5", "net.keras"]
 
 
+@pytest.mark.slow
 def test_tf_keras_2_h5_full_model(tmp_path, tf_keras_model, ecgs):
     path = tmp_path / "tfkeras2.h5"
     tf_keras_model.save(path)
@@ -165,6 +168,7 @@ def _to_keras_224_config(layer_configs):
     return layer_configs
 
 
+@pytest.mark.slow
 def test_keras_224_h5_full_model(tmp_path, tf_keras_model, ecgs):
     path = tmp_path / "published_like.hdf5"
     tf_keras_model.save(tmp_path / "tmp.h5")
@@ -201,6 +205,7 @@ def _raise_unknown_layer(*args, **kwargs):
     raise TypeError("Could not locate class 'Model'")
 
 
+@pytest.mark.slow
 def test_weights_only_h5_by_name_and_by_order(tmp_path, tf_keras_model, ecgs):
     by_name = tmp_path / "weights.h5"
     tf_keras_model.save_weights(by_name)

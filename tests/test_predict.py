@@ -112,6 +112,7 @@ def test_csv_without_exam_ids_or_thresholds_uses_row_index(models, tmp_path, cap
     assert frame["row"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_original_command_form(models, exams, tmp_path):
     """`python predict.py tracings.hdf5 model.hdf5 --output_file out.npy`, as in the study."""
     model, paths = models
@@ -197,6 +198,7 @@ def test_plot_option_draws_sheet(models, exams, tmp_path, capsys):
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_end_to_end_with_paper_model(exams, tmp_path, capsys):
     path, signals = exams
     paper = network.get_model()

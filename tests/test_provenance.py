@@ -79,6 +79,7 @@ def test_every_model_file_of_a_run_records_its_synthetic_data(synthetic_run):
         assert record["labels"] is None and record["initialised_from"] is None
 
 
+@pytest.mark.slow
 def test_h5_with_provenance_still_loads_without_this_project(synthetic_run, tmp_path):
     out, _ = synthetic_run
     with h5py.File(out / "model_best.h5") as handle:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,6 +82,7 @@ def test_each_root_script_says_first_where_its_code_lives():
             f"of ecgcode/: {first_line}"
 
 
+@pytest.mark.slow
 def test_the_original_api_works_from_a_checkout():
     """``from model import get_model`` and ``from datasets import make_dataset, ...`` as in
     the original repository; importing ``model`` alone does not import Keras."""
@@ -103,3 +106,12 @@ def test_the_original_api_works_from_a_checkout():
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "ImportError"]
+
+
+def test_the_fast_subset_is_registered_and_documented():
+    """``pytest -m "not slow"`` is the developer's loop; the full suite stays the README's."""
+    markers = _setup_cfg().get("tool:pytest", "markers")
+    assert re.search(r"^slow:", markers.strip(), re.MULTILINE), markers
+    readme = (ROOT / "README.md").read_text()
+    assert '-m pytest -q -m "not slow"' in readme
+    assert _readme_commands()[1].endswith("-m pytest -q")  # the whole suite

@@ -295,6 +295,7 @@ def test_ctrl_c_saves_model_last_and_resume_finishes(data, tmp_path, capsys):
     assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_counters_and_lr_restored_on_resume(data, tmp_path, monkeypatch):
     """ReduceLROnPlateau must fire at the same epoch with and without a resume."""
     argv = [data, *BASE, "--epochs", "4", "--lr", "1e-9"]  # no progress: plateau at once
@@ -376,6 +377,7 @@ def weights_of(path):
         return [arrays[k] for k in sorted(arrays.files, key=lambda k: int(k.split("_")[1]))]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
     argv = [data, *BASE, "--epochs", "3", "--deterministic", "--mixed-precision"]  # bfloat16
     whole = start(tmp_path, [*argv, "--out", tmp_path / "whole"], dump=str(tmp_path / "w.npz"))
@@ -401,6 +403,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
     assert a["seed_states"] == b["seed_states"] and a["counters"] == b["counters"]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(data, tmp_path):
     out = tmp_path / "run"
     process = start(tmp_path, [data, *BASE, "--epochs", "1", "--batch-size", "4",
@@ -424,6 +427,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 def test_two_local_workers_agree_on_the_weights(data, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     out = tmp_path / "run"
@@ -585,6 +589,7 @@ def test_jax_on_a_cpu_defaults_to_float32_even_with_native_bfloat16(monkeypatch)
     assert policy == "float32" and "JAX" in reason
 
 
+@pytest.mark.slow
 def test_full_paper_model_end_to_end(make_hdf5, tmp_path):
     data = make_hdf5("small.hdf5", 12, labels=True)
     out = tmp_path / "run"
