@@ -10,9 +10,9 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from ecgcode.common import CLASSES, UNITS_PER_MV, ECGInputError, run_cli
+from ecgcode.data.formats import convert as ecg_convert
+from ecgcode.data.formats.challenge import SNOMED_TO_CLASSES, dx_codes
 from ecgcode.data.scale import Scale, scale_warning
-from ecgcode.formats import convert as ecg_convert
-from ecgcode.formats.challenge import SNOMED_TO_CLASSES, dx_codes
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples"
 CINC = SAMPLES / "cinc2021"

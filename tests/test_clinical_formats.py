@@ -17,8 +17,8 @@ import pytest
 from scipy.signal import resample_poly
 
 from ecgcode.common import LEADS, UNITS_PER_MV, ECGInputError, run_cli
-from ecgcode.formats import convert as ecg_convert
-from ecgcode.formats.clinical import read_clinical
+from ecgcode.data.formats import convert as ecg_convert
+from ecgcode.data.formats.clinical import read_clinical
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples" / "formats"
 pytestmark = pytest.mark.skipif(not FORMATS.is_dir(),

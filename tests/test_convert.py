@@ -1,4 +1,4 @@
-"""Tests of ecgcode.formats.convert: real-world ECG records into the HDF5 data contract."""
+"""Tests of ecgcode.data.formats.convert: real-world ECG records into the HDF5 data contract."""
 
 import tracemalloc
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from ecgcode.common import CLASSES, LEADS, N_SAMPLES, UNITS_PER_MV, ECGInputError, run_cli
-from ecgcode.formats import convert as ecg_convert
+from ecgcode.data.formats import convert as ecg_convert
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PTB_RECORD = SHARED / "ecg-samples" / "s0010_re"

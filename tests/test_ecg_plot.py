@@ -1,12 +1,12 @@
-"""Tests of ecgcode/plotting.py: sheet geometry, true mm scale, file formats, command line."""
+"""Tests of ecgcode/inference/plotting.py: sheet geometry, true mm scale, file formats, command line."""
 
 import h5py
 import numpy as np
 import pytest
 from conftest import synthetic_tracings, write_hdf5
 
-from ecgcode import plotting as ecg_plot
 from ecgcode.common import CLASSES, LEADS, SAMPLING_RATE, UNITS_PER_MV, ECGInputError, run_cli
+from ecgcode.inference import plotting as ecg_plot
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF"
 

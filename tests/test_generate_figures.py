@@ -1,10 +1,10 @@
-"""generate_figures.py / ecgcode/metrics.py: the paper's numbers from CODE-test, and the metrics.
+"""generate_figures.py / ecgcode/evaluation/metrics.py: the paper's numbers from CODE-test, and the metrics.
 
 The reference values are the published ones: Table 2 of Ribeiro et al., Nat Commun 11:1760
-(2020) (``ecgcode.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
+(2020) (``ecgcode.evaluation.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
 supplementary tables, as released with the study (companion repository
 antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv; its confusion matrices are
-``ecgcode.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped with the
+``ecgcode.evaluation.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped with the
 package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a fresh clone; one
 checks that copy byte for byte against ``../shared/code-test`` when present.
 
@@ -25,10 +25,10 @@ import pytest
 from scipy.stats import chi2
 from sklearn.metrics import precision_recall_fscore_support
 
-from ecgcode import metrics as em
 from ecgcode.cli import generate_figures as gf
 from ecgcode.common import CLASSES, CODE_TEST_DIR, CODE_TEST_DOI, ECGInputError, run_cli
-from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
+from ecgcode.evaluation import metrics as em
+from ecgcode.model.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -324,11 +324,11 @@ def test_train_and_predict_beside_the_stand_ins(venv):
 def test_generate_figures_reproduces_the_paper_from_the_installed_data(venv):
     """``ecg-generate-figures`` with no argument, in a folder of its own: the shipped CODE-test
     files are package data, so the install reproduces the published Table 2 (issue 29)."""
-    from ecgcode.metrics import published_table2
+    from ecgcode.evaluation.metrics import published_table2
 
-    shipped = {p for p in installed_record(venv.purelib) if p.startswith("ecgcode/code_test/")}
-    assert {"ecgcode/code_test/README.md", "ecgcode/code_test/annotations/gold_standard.csv",
-            "ecgcode/code_test/dnn_predicts/other_seeds/model_10.npy"} <= shipped
+    shipped = {p for p in installed_record(venv.purelib) if p.startswith("ecgcode/evaluation/code_test/")}
+    assert {"ecgcode/evaluation/code_test/README.md", "ecgcode/evaluation/code_test/annotations/gold_standard.csv",
+            "ecgcode/evaluation/code_test/dnn_predicts/other_seeds/model_10.npy"} <= shipped
     assert len(shipped) == 23
     work = venv.work / "paper"
     work.mkdir()

@@ -24,7 +24,7 @@ from ecgcode.common import (
     ECGInputError,
     run_cli,
 )
-from ecgcode.synthetic import generate as ecg_synthetic
+from ecgcode.data.synthetic import generate as ecg_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = SAMPLING_RATE
@@ -291,7 +291,7 @@ def test_write_in_several_chunks_matches_generate(tmp_path):
 def test_script_bad_input_exits_2_without_traceback(tmp_path):
     out = tmp_path / "x.hdf5"
     for args in (["--n", "0"], ["--n", "3", "--prevalence", "AF=1.5"]):
-        command = [sys.executable, "-m", "ecgcode.synthetic.generate", str(out), *args]
+        command = [sys.executable, "-m", "ecgcode.data.synthetic.generate", str(out), *args]
         result = subprocess.run(command, check=False, capture_output=True, text=True,
                                 cwd=tmp_path, timeout=60)
         assert result.returncode == 2, result.stderr

@@ -9,7 +9,7 @@ Keras 3 backend::
 
 (``python -m ecgcode.bench.model_speed ...`` is the same).  Importing this module imports
 neither Keras nor TensorFlow nor ``ecgcode.bench.measure``: it needs only
-``ecgcode.common`` and ``ecgcode.data``, and ``ecgcode.network`` for the paper's model.  ``--data FILE`` also
+``ecgcode.common`` and ``ecgcode.data``, and ``ecgcode.model.network`` for the paper's model.  ``--data FILE`` also
 feeds each setting from the project's tf.data pipeline (``ecgcode.data.make_dataset``;
 TensorFlow needed for tf.data only, the model may run on any backend), which tells whether
 the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
@@ -26,7 +26,7 @@ import numpy as np
 
 from ecgcode import data as ecg_data
 from ecgcode.common import CLASSES, INPUT_SHAPE, N_CLASSES, atomic_output, first_line, run_cli
-from ecgcode.precision import global_policy
+from ecgcode.model.precision import global_policy
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -37,7 +37,7 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 # --- Models ------------------------------------------------------------------------------
 def paper_model(n_classes=N_CLASSES):
     """The paper's ResNet (``model.get_model``)."""
-    from ecgcode.network import get_model  # deferred: imports Keras and its backend
+    from ecgcode.model.network import get_model  # deferred: imports Keras and its backend
 
     return get_model(n_classes)
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from ecgcode.bench.model_speed import random_ecgs, row
-from ecgcode.precision import describe_bfloat16_support, with_policy
-from ecgcode.thresholds import binarize, fill_missing, read_thresholds
+from ecgcode.model.precision import describe_bfloat16_support, with_policy
+from ecgcode.model.thresholds import binarize, fill_missing, read_thresholds
 from ecgcode.training.run_setup import choose_precision, device_defaults
 
 
@@ -26,9 +26,9 @@ def trained_model(model_path, thresholds_path=None):
     ``model_path`` and ``thresholds_path`` are what predict.py's ``resolve_model`` finds
     for a run folder or a model file.  The thresholds are in the model's class order, 0.5
     for a class without one (and for every class when ``thresholds_path`` is None), with
-    ``ecgcode.thresholds.fill_missing``'s note.
+    ``ecgcode.model.thresholds.fill_missing``'s note.
     """
-    from ecgcode.modelfiles import load_model_and_classes  # imports Keras
+    from ecgcode.model.modelfiles import load_model_and_classes  # imports Keras
 
     model, classes, _ = load_model_and_classes(model_path)
     found = read_thresholds(thresholds_path, classes) if thresholds_path else {}

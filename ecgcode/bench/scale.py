@@ -15,8 +15,8 @@ from ecgcode.common import plain
 from ecgcode.data import load_labels, open_collection
 from ecgcode.data.rows import RowReader
 from ecgcode.evaluation.sweep import parse_factors, scale_sweep, sweep_markdown
-from ecgcode.predictor import at_model_scale, load_predictor, resolve_predictor
-from ecgcode.thresholds import choose_thresholds
+from ecgcode.inference.predictor import at_model_scale, load_predictor, resolve_predictor
+from ecgcode.model.thresholds import choose_thresholds
 
 FACTORS = (0.1, 0.2, 0.5, 1, 2, 5, 10)
 """The factors of the table in docs/data-formats.md."""

@@ -30,7 +30,7 @@ model
     batch sizes, dtype policies and XLA settings, under any Keras 3 backend (no tf.data, no
     TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or
     ``python -m ecgcode.bench.model_speed``, which needs only ``ecgcode.common`` and
-    ``ecgcode.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
+    ``ecgcode.model.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
 one_exam
     Wall time and peak RSS of a fresh ``predict.py EXAM MODEL`` process (median of a few),
     for a ``.keras`` model and its ONNX export (onnxruntime, no TensorFlow), and the
@@ -61,7 +61,6 @@ import time
 
 import numpy as np
 
-from ecgcode.backend import has_gpu
 from ecgcode.bench import fastpath as bench_fastpath
 from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
@@ -100,9 +99,10 @@ from ecgcode.bench.paths import (
 from ecgcode.cli import train
 from ecgcode.common import ECGInputError, run_cli
 from ecgcode.data import make_dataset, open_collection
-from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import resolve_model
+from ecgcode.inference.collection import DEFAULT_BATCH_SIZE, predict_collection
+from ecgcode.model.backend import has_gpu
+from ecgcode.model.quiet import import_tensorflow
+from ecgcode.model.runfolder import resolve_model
 from ecgcode.training.run_setup import device_defaults
 
 
@@ -143,7 +143,7 @@ def predict_default(path, factory, warmup, window, windows, batch_size=None, jit
     """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
 
     ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
-    ``ecgcode.inference.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
+    ``ecgcode.inference.collection.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
     """
     import tensorflow as tf  # deferred: imports TensorFlow, in the measuring process only
 

@@ -2,7 +2,7 @@
 
 The data code itself is ``ecgcode.data`` (open_collection, load_labels, split_indices,
 make_dataset, find_nonfinite; the tf.data pipeline in ``ecgcode/data/pipeline.py``);
-conversion is ``ecgcode.formats.convert``, synthetic ECGs ``ecgcode.synthetic.generate``.
+conversion is ``ecgcode.data.formats.convert``, synthetic ECGs ``ecgcode.data.synthetic.generate``.
 """
 
 import argparse
@@ -20,8 +20,8 @@ COMMANDS = {
     "synthetic": "write a synthetic CODE-style HDF5 file (for tests and demos)",
 }
 
-PROGRAMS = {"inspect": "ecgcode.data.inspection", "convert": "ecgcode.formats.convert",
-            "synthetic": "ecgcode.synthetic.generate"}
+PROGRAMS = {"inspect": "ecgcode.data.inspection", "convert": "ecgcode.data.formats.convert",
+            "synthetic": "ecgcode.data.synthetic.generate"}
 """The module that runs each command."""
 
 

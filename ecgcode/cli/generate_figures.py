@@ -23,8 +23,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from ecgcode import metrics as em
-from ecgcode.classnames import parse_classes
 from ecgcode.common import (
     CLASSES,
     CODE_TEST_DIR,
@@ -33,8 +31,10 @@ from ecgcode.common import (
     atomic_output,
     run_cli,
 )
+from ecgcode.evaluation import metrics as em
 from ecgcode.evaluation.output import markdown_table, new_figure, save_figure
-from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
+from ecgcode.model.metadata import parse_classes
+from ecgcode.model.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ANNOTATOR_FILES = {
     "cardio.": "cardiology_residents.csv",
@@ -45,7 +45,7 @@ ANNOTATOR_FILES = {
 
 PAPER_ANNOTATIONS = os.path.join(CODE_TEST_DIR, "annotations")
 PAPER_PREDICTIONS = os.path.join(CODE_TEST_DIR, "dnn_predicts")
-"""Paper mode's default folders: the CODE-test copy shipped in ``ecgcode/code_test/``."""
+"""Paper mode's default folders: the CODE-test copy shipped in ``ecgcode/evaluation/code_test/``."""
 PAPER_HINT = (f"--annotations and --predictions take folders laid out as the CODE-test release "
               f"(doi:{CODE_TEST_DOI}); leave them out to read the copy shipped with the package")
 """What a missing paper-mode file's error suggests."""
@@ -171,7 +171,7 @@ def load_paper_inputs(annotations, predictions, thresholds_text):
 def load_evaluation_inputs(gold, predictions, annotators, name, thresholds_text, classes=None):
     """Read a user's gold standard, model scores and optional annotators.
 
-    ``classes`` (default: see ``ecgcode.metrics.gold_classes``) are matched by name in the
+    ``classes`` (default: see ``ecgcode.evaluation.metrics.gold_classes``) are matched by name in the
     gold standard, the predictions CSV and each annotator's CSV.
     """
     classes = em.gold_classes(gold, classes)

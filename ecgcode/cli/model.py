@@ -3,31 +3,31 @@
 Ribeiro et al., "Automatic diagnosis of the 12-lead ECG using a deep neural network",
 Nature Communications 11:1760 (2020). The network maps a (4096, 12) tracing to
 independent sigmoid probabilities, one per class (the paper's six by default). It is built
-in ``ecgcode/network.py`` with plain Keras layers (no custom objects); saving and loading
-live in ``ecgcode/modelfiles.py``::
+in ``ecgcode/model/network.py`` with plain Keras layers (no custom objects); saving and loading
+live in ``ecgcode/model/modelfiles.py``::
 
-    from ecgcode.network import get_model
-    from ecgcode.modelfiles import load_model, save_model
+    from ecgcode.model.network import get_model
+    from ecgcode.model.modelfiles import load_model, save_model
     net = get_model()                            # the paper's ResNet, 6,425,638 parameters
     paths = save_model(net, "runs/net")          # runs/net.keras and runs/net.h5
     net = load_model("model.hdf5")               # any format the project knows
 
 ``python model.py`` prints the summary and the parameter count (and, for a saved model,
-the provenance stored in it: ``ecgcode/provenance.py``); ``python model.py export
-MODEL OUT`` exports a model as ONNX, TFLite and SavedModel (``ecgcode/export.py``).
+the provenance stored in it: ``ecgcode/model/provenance.py``); ``python model.py export
+MODEL OUT`` exports a model as ONNX, TFLite and SavedModel (``ecgcode/model/export.py``).
 """
 
 import argparse
 import os
 import sys
 
-from ecgcode import export
-from ecgcode.classnames import default_classes, read_model_scale
 from ecgcode.common import PUBLISHED_WEIGHTS_DOI, ECGInputError, run_cli
-from ecgcode.provenance import describe_provenance, export_source, model_provenance
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import resolve_model
-from ecgcode.thresholds import read_thresholds
+from ecgcode.model import export
+from ecgcode.model.metadata import default_classes, read_model_scale
+from ecgcode.model.provenance import describe_provenance, export_source, model_provenance
+from ecgcode.model.quiet import import_tensorflow
+from ecgcode.model.runfolder import resolve_model
+from ecgcode.model.thresholds import read_thresholds
 
 
 # --- Command line ------------------------------------------------------------------
@@ -47,8 +47,8 @@ def main(argv=None):
     parser.add_argument("model", nargs="?", help="a saved model to describe (default: a new one)")
     args = parser.parse_args(argv)
     import_tensorflow()
-    from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
-    from ecgcode.network import get_model  # deferred: imports Keras
+    from ecgcode.model.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
+    from ecgcode.model.network import get_model  # deferred: imports Keras
 
     if args.model:
         model, classes, _ = load_model_and_classes(args.model)
@@ -70,7 +70,7 @@ def export_main(argv=None):
             f"{args.model}: MODEL not found; give a .keras/.h5 model file or a train.py run folder"
         )
     model_path, thresholds_path = resolve_model(args.model)  # a model file or a run folder
-    from ecgcode.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
+    from ecgcode.model.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
 
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
     args.thresholds = (read_thresholds(thresholds_path, args.classes) if thresholds_path

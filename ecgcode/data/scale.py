@@ -12,7 +12,7 @@ What records a scale, and the rules for what records none:
 * a CODE-style file with no such attribute (CODE-15%, CODE-test, anyone's own file): the
   original scale, unless the user states another with ``--units-per-mv K``;
 * a model this project writes: ``units_per_mv`` next to its class names
-  (``ecgcode.classnames``), copied into every export's metadata;
+  (``ecgcode.model.metadata``), copied into every export's metadata;
 * a model with class names but no scale (an earlier version of this project): 10;
 * a model with no project metadata at all (the original study's published weights): the
   original scale, unless the user states another (``--model-units-per-mv K``).

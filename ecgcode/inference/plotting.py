@@ -9,7 +9,7 @@ at 100 % keeps the true scale.
 
 Usage::
 
-    python -m ecgcode.plotting exams.hdf5 3 -o exam3.png [--predictions dnn_output.npy]
+    python -m ecgcode.inference.plotting exams.hdf5 3 -o exam3.png [--predictions dnn_output.npy]
 
 Only matplotlib, h5py and numpy are needed (no TensorFlow), so this is quick to run.
 """
@@ -33,7 +33,7 @@ from ecgcode.common import (
 )
 from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
 from ecgcode.data.scale import add_units_option, file_scale, recorded_scale
-from ecgcode.thresholds import binarize
+from ecgcode.model.thresholds import binarize
 
 PAPER_SPEED_MM_PER_S = 25.0
 """Horizontal scale: millimetres of paper per second."""
@@ -382,9 +382,9 @@ def read_prediction_row(path, index):
 
 
 def build_parser():
-    """Return the argument parser of ``python -m ecgcode.plotting``."""
+    """Return the argument parser of ``python -m ecgcode.inference.plotting``."""
     parser = argparse.ArgumentParser(
-        prog="python -m ecgcode.plotting",
+        prog="python -m ecgcode.inference.plotting",
         description="Draw one exam of a CODE-style HDF5 file as a standard 12-lead ECG sheet "
         "(25 mm/s, 10 mm/mV, 3x4 layout plus a lead II rhythm strip).",
         allow_abbrev=False,

@@ -3,7 +3,7 @@
 :func:`load_predictor` loads MODEL once and returns a :class:`Predictor`, whose
 ``predict(x)`` maps (n, 4096, 12) float32 tracings at the model's amplitude scale
 (``Predictor.scale``) to (n, n_classes) float32 probabilities. predict.py and the HTTP
-service (``ecgcode.service``) use it; :func:`at_model_scale` brings a collection to that
+service (``ecgcode.inference.service``) use it; :func:`at_model_scale` brings a collection to that
 scale.
 
 An ``.onnx`` export (``model.py export``) runs in onnxruntime with its class names (and the
@@ -22,16 +22,16 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ecgcode.classnames import choose_model_classes, read_model_provenance, read_model_scale
 from ecgcode.common import INPUT_SHAPE, UNITS_PER_MV, ECGInputError, first_line
 from ecgcode.data import RowReader
 from ecgcode.data.scale import SCALE_ATTRIBUTE, bring_to_scale, model_scale
-from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
-from ecgcode.precision import bfloat16_model, with_policy
-from ecgcode.provenance import fingerprint
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import RUN_EXPORT_NAME, resolve_model, run_file
-from ecgcode.runtimes import onnx_session, provenance_in
+from ecgcode.inference.collection import DEFAULT_BATCH_SIZE, predict_collection
+from ecgcode.model.metadata import choose_model_classes, read_model_provenance, read_model_scale
+from ecgcode.model.precision import bfloat16_model, with_policy
+from ecgcode.model.provenance import fingerprint
+from ecgcode.model.quiet import import_tensorflow
+from ecgcode.model.runfolder import RUN_EXPORT_NAME, resolve_model, run_file
+from ecgcode.model.runtimes import onnx_session, provenance_in
 
 ONNX_SUFFIX = ".onnx"
 
@@ -60,7 +60,7 @@ class Predictor:
         A warning for the user (class names guessed).
     provenance : dict or None
         What the model was trained on, as stored in its file or export's metadata
-        (``ecgcode.provenance``); None when it holds none (the original study's weights).
+        (``ecgcode.model.provenance``); None when it holds none (the original study's weights).
     scale : ecgcode.data.scale.Scale or None
         The amplitude scale the model expects (recorded, given or by the rules of
         ``ecgcode.data.scale``).
@@ -86,7 +86,7 @@ def is_onnx(path):
 def resolve_predictor(argument, keras_needed=False):
     """(model path, run thresholds path or None) for MODEL.
 
-    MODEL is an ``.onnx`` file, or as ``ecgcode.runfolder.resolve_model`` a model file or a
+    MODEL is an ``.onnx`` file, or as ``ecgcode.model.runfolder.resolve_model`` a model file or a
     run folder. A run folder that holds an ONNX export of its best model
     (``RUN_EXPORT_NAME``) gives that export unless ``keras_needed`` (``--explain``,
     ``--precision bfloat16``); :func:`load_predictor` runs the Keras model instead when the
@@ -216,7 +216,7 @@ def _onnx_predictor(path, classes, batch_size):
 
 def _keras_predictor(path, classes, precision, batch_size, verbose):
     import_tensorflow(verbose=verbose)
-    from ecgcode.modelfiles import load_model_and_classes  # deferred: imports Keras
+    from ecgcode.model.modelfiles import load_model_and_classes  # deferred: imports Keras
 
     model, names, warning = load_model_and_classes(path, classes)
     if precision == "bfloat16":
@@ -253,7 +253,7 @@ def original_scale_model(predictor):
 def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):
     """Run ``predictor`` over every exam of ``collection``, in file order.
 
-    A Keras model runs over the tf.data pipeline (``ecgcode.inference.predict_collection``,
+    A Keras model runs over the tf.data pipeline (``ecgcode.inference.collection.predict_collection``,
     with its progress bar when ``verbose``), an export batch by batch from the files (with a
     tqdm bar when ``verbose`` and the collection takes more than one batch).
 

@@ -4,12 +4,12 @@ Every export takes float32 ``signal`` (batch, 4096, 12) at the model's amplitude
 (``units_per_mv`` in its metadata) and returns
 ``probabilities`` (batch, n_classes), and carries the same metadata (class names, leads,
 sampling rate, units and the source model's provenance; see :func:`export_metadata`),
-readable with :func:`ecgcode.runtimes.read_metadata`.
+readable with :func:`ecgcode.model.runtimes.read_metadata`.
 
 The conversions are the maintained ones: Keras' ``ExportArchive`` writes the SavedModel,
 ``model.export(format="onnx")`` (tf2onnx underneath) the ONNX file and TensorFlow's
 ``tf.lite.TFLiteConverter`` the flat buffer (from that SavedModel). Running them back is
-:mod:`ecgcode.runtimes`'s job.
+:mod:`ecgcode.model.runtimes`'s job.
 """
 
 import argparse
@@ -23,7 +23,6 @@ import warnings
 
 import numpy as np
 
-from ecgcode.classnames import output_names
 from ecgcode.common import (
     INPUT_SHAPE,
     LEADS,
@@ -33,16 +32,17 @@ from ecgcode.common import (
     atomic_output,
 )
 from ecgcode.data.scale import SCALE_ATTRIBUTE, units_text
-from ecgcode.precision import with_policy
-from ecgcode.runfolder import json_safe
-from ecgcode.runtimes import (
+from ecgcode.data.synthetic.generate import generate
+from ecgcode.model.metadata import output_names
+from ecgcode.model.precision import with_policy
+from ecgcode.model.runfolder import json_safe
+from ecgcode.model.runtimes import (
     INPUT_NAME,
     METADATA_COLLECTION,
     OUTPUT_NAME,
     SIGNATURE,
     predict_export,
 )
-from ecgcode.synthetic.generate import generate
 
 FORMATS = ("onnx", "tflite", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
@@ -52,7 +52,7 @@ SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
 
 # --- What every export carries -----------------------------------------------------
 def class_names(model, classes=None):
-    """The class names of ``model``'s outputs (``ecgcode.classnames.output_names``).
+    """The class names of ``model``'s outputs (``ecgcode.model.metadata.output_names``).
 
     Parameters
     ----------
@@ -78,14 +78,14 @@ def export_metadata(classes, thresholds=None, provenance=None, source=None,
         One name per output, in output order.
     thresholds : dict, optional
         The run's decision thresholds (class -> float or None), stored as the JSON object
-        ``thresholds`` so that predict.py decides with them (``ecgcode.predictor``).
+        ``thresholds`` so that predict.py decides with them (``ecgcode.inference.predictor``).
     provenance : dict, optional
-        The source model's provenance (``ecgcode.provenance.model_provenance``), stored as
+        The source model's provenance (``ecgcode.model.provenance.model_provenance``), stored as
         the JSON string ``provenance``; absent when the model holds none.
     source : dict, optional
-        The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.provenance.
+        The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.model.provenance.
         export_source``), stored as the JSON string ``source_model``: predict.py uses an
-        export next to that file only while the file is unchanged (``ecgcode.predictor``).
+        export next to that file only while the file is unchanged (``ecgcode.inference.predictor``).
     units_per_mv : float
         The amplitude scale the model expects (``ecgcode.data.scale``), stored as
         ``units_per_mv``; predict.py brings every input to it.
@@ -247,7 +247,7 @@ def update_onnx_metadata(path, entries):
     entries : dict
         Key -> JSON-serialisable value, stored as JSON text (None removes the key). This
         is how validate.py's ``--write-thresholds`` stores ``thresholds`` (read by
-        ``ecgcode.predictor``), ``calibration`` and ``thresholds_provenance``.
+        ``ecgcode.inference.predictor``), ``calibration`` and ``thresholds_provenance``.
     """
     try:
         import onnx  # optional extra: pip install .[export]

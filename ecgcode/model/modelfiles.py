@@ -3,7 +3,7 @@
 ``.keras`` (Keras 3) and legacy ``.h5`` files written by :func:`save_model`; full-model
 ``.h5``/``.hdf5`` files of Keras 3, tf.keras 2.x and Keras 2.2.4 (the original study's
 published weights); weights-only ``.h5`` files, whose weights go into
-:func:`ecgcode.network.get_model`.
+:func:`ecgcode.model.network.get_model`.
 """
 
 import contextlib
@@ -14,7 +14,6 @@ import os
 import keras
 import numpy as np
 
-from ecgcode.classnames import model_classes, output_names, write_model_info
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -24,8 +23,9 @@ from ecgcode.common import (
     first_line,
 )
 from ecgcode.data.hdf5 import open_hdf5
-from ecgcode.legacy_h5 import rewrite_for_tf_keras2
-from ecgcode.network import get_model
+from ecgcode.model.legacy_h5 import rewrite_for_tf_keras2
+from ecgcode.model.metadata import model_classes, output_names, write_model_info
+from ecgcode.model.network import get_model
 
 
 # --- Saving ------------------------------------------------------------------------
@@ -34,9 +34,9 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None, provenance=
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
     process and with ``tf_keras.models.load_model`` (tf.keras 2.x), without importing
-    this project (see :mod:`ecgcode.legacy_h5`). Each file is written to a temporary file
+    this project (see :mod:`ecgcode.model.legacy_h5`). Each file is written to a temporary file
     and renamed, so an interrupted save never leaves a partial file. The class names and
-    the provenance go inside each file (see ``ecgcode.classnames``).
+    the provenance go inside each file (see ``ecgcode.model.metadata``).
 
     Parameters
     ----------
@@ -48,7 +48,7 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None, provenance=
     classes : sequence of str, optional
         Names of the outputs; default the paper's six for 6 outputs, else ``class_0..``.
     provenance : dict, optional
-        What the model was trained on (``ecgcode.provenance.training_provenance``).
+        What the model was trained on (``ecgcode.model.provenance.training_provenance``).
 
     Returns
     -------
@@ -135,7 +135,7 @@ def load_model_and_classes(path, classes=None):
         A model file (see :func:`load_model`).
     classes : sequence of str, optional
         Names given by the user (``--classes``); else the names stored in the file, else
-        the defaults (see ``ecgcode.classnames.model_classes``).
+        the defaults (see ``ecgcode.model.metadata.model_classes``).
 
     Returns
     -------

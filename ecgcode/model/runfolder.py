@@ -3,7 +3,7 @@
 Every module that reads or writes a run folder takes the names from here: the best
 epoch's model (``BEST_MODEL`` + .keras/.h5, looked for as ``RUN_MODEL_NAMES``), the last
 epoch's (``LAST_MODEL``), ``FINAL_MODEL_NAME``, ``RUN_THRESHOLDS_NAME`` (read and
-written by ``ecgcode.thresholds``), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
+written by ``ecgcode.model.thresholds``), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
 ``RESUME_DIR`` with its ``STATE_NAME`` and checkpoints (:func:`checkpoint_name`).
 :func:`run_file` joins a folder and a name; :func:`write_json` writes the run's JSON
 files. :func:`resolve_model` turns a MODEL argument (a model file or a run folder) into a
@@ -38,10 +38,10 @@ RUN_MODEL_NAMES = (f"{BEST_MODEL}.keras", f"{BEST_MODEL}.h5")
 RUN_EXPORT_NAME = f"{BEST_MODEL}.onnx"
 """An ONNX export of the best model (``model.py export RUN RUN/model_best --formats onnx``);
 predict.py runs it instead of the Keras model while it is an export of the current best model
-(``ecgcode.predictor``)."""
+(``ecgcode.inference.predictor``)."""
 
 RUN_THRESHOLDS_NAME = "thresholds.json"
-"""The run folder's per-class decision thresholds (``ecgcode.thresholds``)."""
+"""The run folder's per-class decision thresholds (``ecgcode.model.thresholds``)."""
 
 CONFIG_NAME = "config.json"
 """Options, inputs, set-up and versions of the run."""

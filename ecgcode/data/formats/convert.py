@@ -36,11 +36,11 @@ polyphase filter and centred (zero-padded on both sides or centre-cropped) to 40
 samples. With ``--windows``, :func:`to_windows` cuts a longer record at
 :func:`window_starts` instead: every stride, plus a final window ending at the last sample.
 
-Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
-(its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
-and the challenge collections in ``ecgcode.formats.challenge``.
+Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.data.formats.readers``
+(its public readers are re-exported here), the clinical exports in ``ecgcode.data.formats.clinical``
+and the challenge collections in ``ecgcode.data.formats.challenge``.
 
-Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
+Usage: ``python -m ecgcode.data.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
 """
 
 import argparse
@@ -65,10 +65,9 @@ from ecgcode.common import (
     plain,
     run_cli,
 )
-from ecgcode.data.hdf5 import create_tracings
-from ecgcode.formats.ptbxl_labels import LABEL_SETS, PTBXL_TO_CLASSES
-from ecgcode.formats.ptbxl_labels import describe as describe_ptbxl_labels
-from ecgcode.formats.readers import (
+from ecgcode.data.formats.ptbxl_labels import LABEL_SETS, PTBXL_TO_CLASSES
+from ecgcode.data.formats.ptbxl_labels import describe as describe_ptbxl_labels
+from ecgcode.data.formats.readers import (
     PTBXL_DATABASE,
     canonical_lead,
     plan_inputs,
@@ -77,6 +76,7 @@ from ecgcode.formats.readers import (
     read_ptbxl_table,
     read_wfdb,
 )
+from ecgcode.data.hdf5 import create_tracings
 
 __all__ = [  # readers re-exported for existing callers
     "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "add_window_options",
@@ -419,7 +419,7 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     low_rate : bool
         PTB-XL: use the 100 Hz records instead of the 500 Hz ones.
     ptbxl_labels : str
-        PTB-XL: the label set written (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
+        PTB-XL: the label set written (``ecgcode.data.formats.ptbxl_labels.LABEL_SETS``).
     progress : bool
         Show a tqdm progress bar on stderr.
     window_stride : int, optional
@@ -566,7 +566,7 @@ def _append_metadata(metadata, name, fs, n_samples, units, names, derived):
 
 
 _INFO_KEYS = ("format", "device", "statements", "codes")
-"""records/ datasets from each record's RecordInfo (see ecgcode.formats.readers)."""
+"""records/ datasets from each record's RecordInfo (see ecgcode.data.formats.readers)."""
 
 
 def _append_info(metadata, info):

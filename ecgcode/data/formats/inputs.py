@@ -13,7 +13,7 @@ import tempfile
 
 import h5py
 
-from ecgcode.formats.convert import UNIT_CHOICES, convert, units_factor
+from ecgcode.data.formats.convert import UNIT_CHOICES, convert, units_factor
 
 HDF5_EXTENSIONS = (".hdf5", ".h5", ".hdf")
 

@@ -2,7 +2,7 @@
 
 Each exam is built the way a vectorcardiogram (VCG) is: every beat is a sum of Gaussian
 P, Q, R, S, T waves of a 3-D cardiac dipole, projected onto the 12 leads with Dower's
-transform, with noise added at the electrodes (the signal model is in ``ecgcode.synthetic.physiology``).
+transform, with noise added at the electrodes (the signal model is in ``ecgcode.data.synthetic.physiology``).
 This module draws the labels and per-exam rhythm parameters, assembles exams in
 reproducible chunks and writes them to HDF5.
 
@@ -27,7 +27,7 @@ zero-padded on both sides like CODE.
 
 Command line (also ``python datasets.py synthetic ...``)::
 
-    python -m ecgcode.synthetic.generate OUT.hdf5 --n 2000 --seed 1 [--prevalence code]
+    python -m ecgcode.data.synthetic.generate OUT.hdf5 --n 2000 --seed 1 [--prevalence code]
 """
 
 import argparse
@@ -49,7 +49,7 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data.hdf5 import SYNTHETIC_GENERATOR, create_tracings
-from ecgcode.synthetic.physiology import (
+from ecgcode.data.synthetic.physiology import (
     PARTS,
     beat_dipole,
     beat_onsets,
@@ -382,7 +382,7 @@ def build_parser(prog=None):
 
 
 def main(argv=None, prog=None):
-    """Command line: ``python -m ecgcode.synthetic.generate OUT.hdf5 --n N --seed S [options]``.
+    """Command line: ``python -m ecgcode.data.synthetic.generate OUT.hdf5 --n N --seed S [options]``.
 
     ``prog`` names the command in its usage line (``datasets.py synthetic``).
     """
