@@ -1,4 +1,4 @@
-"""The network: ``ecgcode/model/network.py`` (``get_model``); this program: ``ecgcode/cli/model.py``.
+"""The network: ``ecgcode/model/network.py`` (``get_model``); the program: ``ecgcode/cli/``.
 
 As in the original repository, ``from model import get_model`` gives the paper's 1-D ResNet,
 and ``python model.py`` prints its summary and parameter count:

@@ -1,4 +1,4 @@
-"""predict.py --serve: the local HTTP service (ecgcode/inference/service.py) with a small ONNX model.
+"""predict.py --serve: the HTTP service (ecgcode/inference/service.py) with a small ONNX model.
 
 The service runs in a thread of the test process (port 0: any free port); one test runs
 the command line in a subprocess and stops it with Ctrl-C (SIGINT).

@@ -190,15 +190,3 @@ def training_precision_rows(run, path, model_name, rounds, warmup, window, windo
 
 def _span(rates):
     return f"{min(rates):.1f}-{max(rates):.1f}"
-
-
-def add_precision_arguments(parser):
-    """The options of bench.py's ``precision`` section (also in ``all``)."""
-    parser.add_argument("--trained", metavar="RUN",
-                        help="precision: a train.py run folder or model file, predicted in "
-                        "float32 and bfloat16 (default: the --model with random weights)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="precision: alternating rounds of each measurement (default 3)")
-    parser.add_argument("--precision-rows", type=int, default=640,
-                        help="all: exams of the precision section's file, predicted whole "
-                        "each round (default 640)")

@@ -28,9 +28,9 @@ memory
 model
     Training and inference ECGs/s of the model alone on in-memory random ECGs, for given
     batch sizes, dtype policies and XLA settings, under any Keras 3 backend (no tf.data, no
-    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or
-    ``python -m ecgcode.bench.model_speed``, which needs only ``ecgcode.common`` and
-    ``ecgcode.model.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
+    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` runs where TensorFlow is
+    unavailable (importing bench.py imports none; ``ecgcode.bench.model_speed``).  Not
+    part of ``all``.
 one_exam
     Wall time and peak RSS of a fresh ``predict.py EXAM MODEL`` process (median of a few),
     for a ``.keras`` model and its ONNX export (onnxruntime, no TensorFlow), and the
@@ -68,7 +68,6 @@ from ecgcode.bench import scale as bench_scale
 from ecgcode.bench.measure import (
     BASELINE_PREDICT_BATCH,
     RESULT_PREFIX,
-    add_timing_arguments,
     apply_threads,
     batch_timer,
     ensure_bench_file,
@@ -91,14 +90,14 @@ from ecgcode.bench.model_speed import (
     write_table,
 )
 from ecgcode.bench.paths import (
-    add_precision_arguments,
     predict_path_rows,
     trained_model,
     training_precision_rows,
 )
 from ecgcode.cli import train
-from ecgcode.common import ECGInputError, run_cli
+from ecgcode.common import ECGInputError, plain, run_cli
 from ecgcode.data import make_dataset, open_collection
+from ecgcode.evaluation.sweep import parse_factors
 from ecgcode.inference.collection import DEFAULT_BATCH_SIZE, predict_collection
 from ecgcode.model.backend import has_gpu
 from ecgcode.model.quiet import import_tensorflow
@@ -505,20 +504,165 @@ def _fastpath_main(name):
     return fastpath_main
 
 
+# --- Options and mains of the sections whose code is in ecgcode.bench ---------------------
+def pipeline_main(argv=None):
+    """The ``pipeline`` section's raw numbers (``bench.py pipeline``), one per line."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py pipeline",
+        description="ECGs/s of ecgcode.data.make_dataset (shuffled and in order) on a "
+        "page-cached HDF5 file, and the file's raw sequential read speed.")
+    parser.add_argument("file", help="CODE-style HDF5 file (delete it yourself afterwards)")
+    parser.add_argument("--make", type=int, metavar="N",
+                        help="first write a synthetic file of N tracings at FILE")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--block-size", type=int, help="make_dataset block_size")
+    parser.add_argument("--shuffle-buffer", type=int, default=512)
+    parser.add_argument("--num-parallel-reads", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.make:
+        bench_measure.write_bench_file(args.file, args.make)
+    results = bench_measure.bench_pipeline(
+        args.file, args.repeats, args.batch_size, block_size=args.block_size,
+        shuffle_buffer=args.shuffle_buffer, num_parallel_reads=args.num_parallel_reads)
+    for key, value in results.items():
+        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
+    return 0
+
+
+def add_timing_arguments(parser):
+    """The timing options of the bench.py sections that time scripts."""
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="processes per path, interleaved (default 1)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="training batches not timed (compilation, first steps; default 2)")
+    parser.add_argument("--window", type=int, default=2,
+                        help="training batches per timed window (default 2)")
+    parser.add_argument("--windows", type=int, default=3,
+                        help="timed windows per process (default 3)")
+    parser.add_argument("--predict-window-ecgs", type=int, default=256,
+                        help="ECGs per timed prediction window (default 256)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+
+
+def make_main(argv):
+    """``bench.py make``: write a benchmark HDF5 file."""
+    parser = argparse.ArgumentParser(prog="bench.py make",
+                                     description="Write a benchmark HDF5 file (with labels).")
+    parser.add_argument("file")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--gb", type=float, help="about this many GB")
+    size.add_argument("--rows", type=int, help="exactly this many tracings")
+    args = parser.parse_args(argv)
+    bench_measure.write_bench_file(args.file,
+                                   args.rows or bench_measure.rows_for_gigabytes(args.gb))
+    return 0
+
+
+def add_precision_arguments(parser):
+    """The options of bench.py's ``precision`` section (also in ``all``)."""
+    parser.add_argument("--trained", metavar="RUN",
+                        help="precision: a train.py run folder or model file, predicted in "
+                        "float32 and bfloat16 (default: the --model with random weights)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="precision: alternating rounds of each measurement (default 3)")
+    parser.add_argument("--precision-rows", type=int, default=640,
+                        help="all: exams of the precision section's file, predicted whole "
+                        "each round (default 640)")
+
+
+def _comma_list(convert, allowed=None):
+    """An argparse type: "a,b" -> [convert(a), convert(b)], each in ``allowed`` if given."""
+    def parse(text):
+        values = [convert(item) for item in text.split(",") if item.strip()]
+        if not values or (allowed and not set(values) <= set(allowed)):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list"
+                                             + (f" of {', '.join(allowed)}" if allowed else ""))
+        return values
+
+    return parse
+
+
+def model_main(argv=None):
+    """Print (and with ``--out`` write) the ``model`` section's markdown table."""
+    prog = "bench.py model"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Training and inference ECGs/s of the model alone on in-memory random "
+        "ECGs under any Keras 3 backend (no tf.data, no TensorFlow), e.g. KERAS_BACKEND=jax "
+        f"python {prog} --batch-sizes 64,256 --policies float32,mixed_bfloat16")
+    parser.add_argument("--batch-sizes", type=_comma_list(int), default=[PAPER_BATCH],
+                        help=f"comma-separated batch sizes (default {PAPER_BATCH})")
+    parser.add_argument("--policies", type=_comma_list(str, bench_model.DTYPE_POLICIES),
+                        default=["float32"],
+                        help="comma-separated Keras dtype policies (default float32)")
+    parser.add_argument("--jit", type=_comma_list(str, ("on", "off")), default=["on"],
+                        help="XLA compilation: on, off or on,off (default on)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed batches per setting and task (default 20)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--data", metavar="FILE",
+                        help="also feed each setting from make_dataset over this "
+                        "HDF5 file with labels (bench.py make; needs TensorFlow for tf.data, "
+                        "any Keras backend): does the input pipeline keep up?")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    if args.data:
+        bench_model.check_data_file(args.data)
+    rows = bench_model.model_rows(args.batch_sizes, args.policies,
+                                  [j == "on" for j in args.jit], args.steps, MODELS[args.model],
+                                  args.data)
+    text = format_table(rows, bench_model.backend_description())
+    print(text)
+    write_table(text, args.out)
+    return 0
+
+
+def scale_parser():
+    """The argument parser of ``bench.py scale``."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py scale",
+        description="F1 at the model's thresholds and AUROC of every class with the inputs "
+        "multiplied by each factor (after bringing them to the model's amplitude scale).")
+    parser.add_argument("model", help="a train.py run folder (its best model and thresholds), "
+                        "a .keras/.h5 model or an .onnx export")
+    parser.add_argument("tracings", help="labelled HDF5 tracings (a `labels` dataset whose "
+                        "classes are the model's), e.g. the demo's test.hdf5")
+    parser.add_argument("--factors", default=",".join(plain(k) for k in bench_scale.FACTORS),
+                        help="comma-separated multipliers (default: %(default)s)")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    return parser
+
+
+def scale_main(argv=None):
+    """``bench.py scale MODEL TRACINGS``: print (and write) the two tables."""
+    args = scale_parser().parse_args(argv)
+    f1, auroc = bench_scale.scale_tables(args.model, args.tracings,
+                                         parse_factors(args.factors, "--factors"))
+    text = (f"F1 at the model's thresholds, inputs x k ({args.model} on {args.tracings}):\n\n"
+            f"{f1}\n\nAUROC:\n\n{auroc}\n")
+    print(text)
+    write_table(text, args.out)
+    return 0
+
+
 SECTIONS = {
     "all": _all_main,
-    "pipeline": bench_measure.pipeline_main,
+    "pipeline": pipeline_main,
     "peak": _section_main("peak"),
     "flops": _section_main("flops"),
     "speed": _section_main("speed"),
     "precision": _section_main("precision"),
     "memory": _section_main("memory"),
     "one_exam": _fastpath_main("one_exam"),
-    "scale": bench_scale.main,
+    "scale": scale_main,
     "service": _fastpath_main("service"),
-    "make": bench_measure.make_main,
+    "make": make_main,
     "measure": measure_main,
-    "model": lambda argv: bench_model.main(argv, prog="bench.py model"),
+    "model": model_main,
 }
 
 

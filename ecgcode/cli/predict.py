@@ -27,6 +27,12 @@ import sys
 
 import numpy as np
 
+from ecgcode.cli.options import (
+    add_conversion_options,
+    add_units_option,
+    add_window_options,
+    window_stride_option,
+)
 from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
@@ -36,9 +42,7 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data import open_collection
-from ecgcode.data.formats.convert import add_window_options, window_stride_option
-from ecgcode.data.formats.inputs import add_conversion_options, contract_inputs, row_names
-from ecgcode.data.scale import add_units_option
+from ecgcode.data.formats.inputs import contract_inputs, row_names
 from ecgcode.inference import service
 from ecgcode.inference.collection import DEFAULT_BATCH_SIZE
 from ecgcode.inference.explain import explain_and_save

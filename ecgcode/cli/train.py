@@ -17,8 +17,8 @@ Exit status: 0 done, 2 bad input / NaN loss / non-empty output folder, 130 Ctrl-
 
 import argparse
 
+from ecgcode.cli.options import add_units_option
 from ecgcode.common import CLASSES, run_cli
-from ecgcode.data.scale import add_units_option
 from ecgcode.data.screening import screen_rows
 from ecgcode.model.metadata import parse_classes
 from ecgcode.model.precision import global_policy

@@ -18,8 +18,9 @@ import os
 import sys
 import time
 
+from ecgcode.cli.options import add_conversion_options
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, run_cli
-from ecgcode.data.formats.inputs import add_conversion_options, contract_inputs
+from ecgcode.data.formats.inputs import contract_inputs
 from ecgcode.evaluation import validation as ev
 from ecgcode.evaluation.output import markdown_table
 from ecgcode.evaluation.report import interval_frame, write_report

@@ -97,23 +97,6 @@ def check_units_per_mv(value, option="--units-per-mv"):
     return number
 
 
-def add_units_option(parser, model=False):
-    """Add ``--units-per-mv`` (and, with ``model``, ``--model-units-per-mv``) to ``parser``."""
-    parser.add_argument(
-        "--units-per-mv", type=float, metavar="K",
-        help="amplitude scale of HDF5 inputs that record none: tracing units per mV "
-        f"(default: the original study's, {plain(UNITS_PER_MV)}; this project's files record "
-        "theirs, and earlier versions' 1e-4 V files are read as "
-        f"{plain(LEGACY_UNITS_PER_MV)})")
-    if model:
-        parser.add_argument(
-            "--model-units-per-mv", type=float, metavar="K",
-            help="amplitude scale of a MODEL that records none (default: "
-            f"{plain(UNITS_PER_MV)} for the original study's weights; models of earlier "
-            f"versions of this project: {plain(LEGACY_UNITS_PER_MV)}); inputs are brought to "
-            "the model's scale")
-
-
 def recorded_scale(*attribute_sets):
     """The scale recorded in HDF5 attributes, as a :class:`Scale`, or None.
 

@@ -1,11 +1,11 @@
 """Per-class measures of a model's scores with bootstrap 95 % intervals.
 
 Discrimination (AUROC, AUPRC), calibration (expected calibration error, Brier score) and
-the paper's Table-2 metrics at given thresholds (``ecgcode.evaluation.metrics``), each with the
-2.5-97.5 percentile interval over resamples of the exams. The resamples are the original
-study's (``ecgcode.evaluation.metrics.bootstrap_indices``); a resample is held as the number of times
-it draws each exam (its *weights*), so that every measure is computed on all resamples at
-once. On unit weights each measure equals scikit-learn's (``roc_auc_score``,
+the paper's Table-2 metrics at given thresholds (``ecgcode.evaluation.metrics``), each
+with the 2.5-97.5 percentile interval over resamples of the exams. The resamples are the
+original study's (``ecgcode.evaluation.metrics.bootstrap_indices``); a resample is held as
+the number of times it draws each exam (its *weights*), so that every measure is computed
+on all resamples at once. On unit weights each measure equals scikit-learn's (``roc_auc_score``,
 ``average_precision_score``, ``brier_score_loss``; the tests check it on resamples too).
 
 A measure that a set of exams does not define is NaN: AUROC without positive or without
@@ -33,7 +33,8 @@ SCORE_MEASURES = ("auroc", "auprc", "ece", "brier")
 """Measures of the scores themselves, in the report's order."""
 
 THRESHOLD_MEASURES = ("precision", "recall", "specificity", "f1")
-"""Table 2's measures of decisions at thresholds, in ``ecgcode.evaluation.metrics.METRICS`` order."""
+"""Table 2's measures of decisions at thresholds, in ``ecgcode.evaluation.metrics.METRICS``
+order."""
 
 
 # --- Measures on weighted exams --------------------------------------------------------

@@ -12,7 +12,6 @@ The conversions are the maintained ones: Keras' ``ExportArchive`` writes the Sav
 :mod:`ecgcode.model.runtimes`'s job.
 """
 
-import argparse
 import contextlib
 import json
 import logging
@@ -47,7 +46,6 @@ from ecgcode.model.runtimes import (
 FORMATS = ("onnx", "tflite", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
 """File name suffix of each export: ``OUT.onnx``, ``OUT.tflite`` and the folder ``OUT``."""
-
 
 
 # --- What every export carries -----------------------------------------------------
@@ -360,65 +358,9 @@ def _quiet():
             logger.setLevel(level)
 
 
-# --- Command line (python model.py export) -----------------------------------------
+# --- Checking the exports ---------------------------------------------------------
 CHECK_EXAMS = 4
 """Synthetic ECGs on which each export is compared with the Keras model after writing."""
-
-
-def build_parser(prog="model.py export"):
-    """The argument parser of ``python model.py export MODEL OUT``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Export a model for serving: OUT.onnx (onnxruntime), OUT.tflite (LiteRT) "
-        "and the TensorFlow SavedModel folder OUT/ (TF Serving, signature serving_default). "
-        "Each takes float32 'signal' (batch, 4096, 12) at the model's amplitude scale, "
-        "returns 'probabilities' (batch, n_classes) and holds the class names, the scale "
-        "(units_per_mv) and the model's provenance in its metadata. Each export is then "
-        f"run on {CHECK_EXAMS} synthetic ECGs and compared with the Keras model.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("model", metavar="MODEL",
-                        help="a .keras/.h5/.hdf5 model file or a train.py run folder (whose "
-                        "thresholds.json is then stored in the metadata too)")
-    parser.add_argument("out", metavar="OUT",
-                        help="destination stem: writes OUT.onnx, OUT.tflite and OUT/")
-    parser.add_argument(
-        "--formats", default=",".join(FORMATS), type=_comma_list,
-        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)",
-    )
-    parser.add_argument(
-        "--classes", type=_comma_list, default=None,
-        help="comma-separated output names for the metadata (default: the names stored in "
-        "the model; without them the paper's six classes for a six-output model, else "
-        "class_0, class_1, ...)",
-    )
-    parser.add_argument("--no-check", action="store_true",
-                        help="do not run the exports to compare them with the Keras model")
-    return parser
-
-
-def _comma_list(text):
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def export_and_report(model, args, provenance=None, source=None):
-    """Export ``model`` as ``args`` ask, check each export, print one line each; return 0.
-
-    ``args.thresholds`` (a run's thresholds, or None) and ``provenance``, the source model
-    file's record, and ``source`` (:func:`export_metadata`) go into every export's metadata.
-    """
-    paths = export_model(model, args.out, args.formats, args.classes,
-                         getattr(args, "thresholds", None), provenance, source,
-                         getattr(args, "units_per_mv", UNITS_PER_MV))
-    differences = {} if args.no_check else check_exports(model, paths)
-    for kind, path in paths.items():
-        line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"
-        if kind in differences:
-            difference = differences[kind]
-            line += (f", max |diff| vs Keras {difference:.2g}" if isinstance(difference, float)
-                     else f", not checked ({difference})")
-        print(line)
-    return 0
 
 
 def check_exports(model, paths, x=None):
@@ -448,12 +390,3 @@ def check_exports(model, paths, x=None):
             continue
         differences[kind] = float(np.max(np.abs(predicted - expected)))
     return differences
-
-
-def _size_mb(path):
-    if os.path.isdir(path):
-        return sum(
-            os.path.getsize(os.path.join(folder, name))
-            for folder, _, names in os.walk(path) for name in names
-        ) / 1e6
-    return os.path.getsize(path) / 1e6

@@ -1,4 +1,5 @@
-"""Read real-world ECG recordings: the sources that ``ecgcode.data.formats.convert`` turns into the data contract.
+"""Read real-world ECG recordings: the sources that ``ecgcode.data.formats.convert`` turns
+into the data contract.
 
 Every reader returns one record as ``(signal, fs, lead_names, units)``: ``signal`` a
 (n_samples, n_channels) float array, ``fs`` the sampling rate in Hz, ``lead_names`` one
@@ -276,7 +277,8 @@ def plan_inputs(inputs, fs, units, leads, low_rate, ptbxl_labels="paper"):
         WFDB records, folders of WFDB records, ``.csv`` and ``.npy`` files, or one PTB-XL
         folder (or its ``ptbxl_database.csv``) alone.
     fs, units, leads : optional
-        As for ``ecgcode.data.formats.convert.convert``: required for CSV/.npy, override WFDB headers.
+        As for ``ecgcode.data.formats.convert.convert``: required for CSV/.npy, override
+        WFDB headers.
     low_rate : bool
         PTB-XL: use the 100 Hz records.
     ptbxl_labels : str
