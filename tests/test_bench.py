@@ -14,7 +14,7 @@ from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
 from ecgcode.cli import bench
 from ecgcode.common import CLASSES, INPUT_SHAPE, UNITS_PER_MV
-from ecgcode.model.runfolder import resolve_model
+from ecgcode.model.modelfiles import resolve_model
 
 keras = pytest.importorskip("keras")
 REPO = Path(__file__).resolve().parents[1]

@@ -214,7 +214,7 @@ def test_plots_draw_every_file_at_its_own_scale(tmp_path):
 def test_training_brings_every_file_to_the_runs_scale_and_records_it(tmp_path, capsys):
     from ecgcode.cli import train
     from ecgcode.model.metadata import read_model_provenance, read_model_scale
-    from ecgcode.model.runfolder import model_file
+    from ecgcode.model.modelfiles import model_file
 
     x = synthetic_tracings(24)
     new = write_hdf5(tmp_path / "new.hdf5", 12, data=x[:12], labels=True)

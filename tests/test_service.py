@@ -112,10 +112,10 @@ def test_a_clinical_file_named_by_header(server, onnx_model):
     expected = load_predictor(onnx_model)  # the same file through predict.py's conversion
     from ecgcode.data import open_collection
     from ecgcode.data.formats.inputs import contract_inputs
-    from ecgcode.inference.predictor import predict_rows
+    from ecgcode.inference.predictor import predict_collection
 
     with contract_inputs([MUSE]) as (paths, _):
-        scores = predict_rows(expected, open_collection(paths))[0]
+        scores = predict_collection(expected, open_collection(paths))[0]
     assert [result["probabilities"][name] for name in CLASSES] == pytest.approx(scores, abs=1e-6)
 
 
@@ -127,7 +127,7 @@ CINC = SHARED / "ecg-samples" / "cinc2021" / "G12EC"
 def test_a_wfdb_record_sent_as_header_and_signal_is_one_record(server, onnx_model):
     from ecgcode.data import open_collection
     from ecgcode.data.formats.inputs import contract_inputs
-    from ecgcode.inference.predictor import predict_rows
+    from ecgcode.inference.predictor import predict_collection
 
     files = [(name, (CINC / name).read_bytes()) for name in ("E00001.hea", "E00001.mat")]
     files.append(("E00002.mat", (CINC / "E00002.mat").read_bytes()))  # without its header
@@ -137,7 +137,7 @@ def test_a_wfdb_record_sent_as_header_and_signal_is_one_record(server, onnx_mode
     record, lone = answer["results"]
     assert record["file"] == "E00001.hea" and lone["file"] == "E00002.mat"
     with contract_inputs([CINC / "E00001.hea"]) as (paths, _):
-        scores = predict_rows(load_predictor(onnx_model), open_collection(paths))[0]
+        scores = predict_collection(load_predictor(onnx_model), open_collection(paths))[0]
     assert [record["probabilities"][name] for name in CLASSES] == pytest.approx(scores,
                                                                               abs=1e-6)
     assert lone["error"].startswith("E00002.mat: ") and "ecg-service" not in lone["error"]

@@ -14,7 +14,8 @@ flops
 speed
     Steady-state training ECGs/s at batch 64 through ``train.main`` (the project's default
     path: make_dataset, Adam, binary cross-entropy) and inference ECGs/s through
-    predict.py's path (make_dataset + model.predict at predict.py's batch size),
+    predict.py's path (``predict_collection``: RowReader batches + predict_on_batch at
+    predict.py's batch size),
     next to the BASELINE of the original study: a ``keras.utils.PyDataset`` reading h5py
     slices batch by batch, ``model.fit``/``model.predict`` with default settings.
 precision
@@ -51,6 +52,7 @@ section adds mixed-precision and XLA variants.
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -96,12 +98,13 @@ from ecgcode.bench.paths import (
 )
 from ecgcode.cli import train
 from ecgcode.common import ECGInputError, plain, run_cli
-from ecgcode.data import make_dataset, open_collection
+from ecgcode.data import open_collection
 from ecgcode.evaluation.sweep import parse_factors
-from ecgcode.inference.collection import DEFAULT_BATCH_SIZE, predict_collection
+from ecgcode.inference.predictor import DEFAULT_BATCH_SIZE, keras_predictor, predict_collection
 from ecgcode.model.backend import has_gpu
+from ecgcode.model.metadata import default_classes
+from ecgcode.model.modelfiles import resolve_model
 from ecgcode.model.quiet import import_tensorflow
-from ecgcode.model.runfolder import resolve_model
 from ecgcode.training.run_setup import device_defaults
 
 
@@ -139,13 +142,12 @@ def _quiet_stdout():
         yield
 
 def predict_default(path, factory, warmup, window, windows, batch_size=None, jit=False):
-    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
+    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s batches).
 
-    ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
-    ``ecgcode.inference.collection.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
+    ``ecgcode.inference.predictor.predict_collection`` (rows read by ``RowReader``,
+    ``predict_on_batch``) at ``ecgcode.inference.predictor.DEFAULT_BATCH_SIZE``, over just
+    enough rows for the timed batches.
     """
-    import tensorflow as tf  # deferred: imports TensorFlow, in the measuring process only
-
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     model = factory()
     if jit:
@@ -153,19 +155,28 @@ def predict_default(path, factory, warmup, window, windows, batch_size=None, jit
     batches = timed_batches(warmup, window, windows)
     collection = open_collection(path)
     rows = np.arange(min(collection.n, batches * batch_size))
-    dataset = make_dataset(
-        collection, None, batch_size=batch_size, shuffle=False, indices=rows,
-        dataset_name=collection.dataset_name, check_values=False)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
-    timer = batch_timer()
-    model.predict(dataset, verbose=0, callbacks=[timer])
-    return window_rates(timer.times, batch_size, warmup, window)
+    predictor = keras_predictor(model, default_classes(int(model.outputs[0].shape[-1])),
+                                "(bench model)", batch_size)
+    times = []
+
+    def timed(x):  # the end time of every batch, as a Keras callback would record it
+        probabilities = predictor.predict(x)
+        times.append(time.perf_counter())
+        return probabilities
+
+    predict_collection(dataclasses.replace(predictor, predict=timed), collection, batch_size,
+                       rows=rows)
+    return window_rates(times, batch_size, warmup, window)
 
 def predict_full_pass(path, factory, batch_size=None):
     """Run predict.py's ``predict_collection`` over the whole file (for peak memory)."""
     collection = open_collection(path)
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    model = factory()
+    predictor = keras_predictor(model, default_classes(int(model.outputs[0].shape[-1])),
+                                "(bench model)", batch_size)
     start = time.perf_counter()
-    predict_collection(factory(), collection, batch_size or DEFAULT_BATCH_SIZE, verbose=0)
+    predict_collection(predictor, collection, batch_size)
     return [collection.n / (time.perf_counter() - start)]
 
 
@@ -324,8 +335,8 @@ def precision_rows(path, trained=None, rounds=3, model_name="paper", warmup=2, w
     else:
         model, label = MODELS[model_name](), f"{model_name} model, random weights"
         thresholds = [0.5] * int(model.outputs[0].shape[-1])
-    rows = predict_path_rows(predict_collection, model, open_collection(path),
-                             DEFAULT_BATCH_SIZE, thresholds, label, rounds)
+    rows = predict_path_rows(model, open_collection(path), DEFAULT_BATCH_SIZE, thresholds,
+                             label, rounds)
     return rows + training_precision_rows(measure_in_subprocess, path, model_name, rounds,
                                           warmup, window, windows)
 

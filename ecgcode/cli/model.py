@@ -24,9 +24,9 @@ import sys
 from ecgcode.common import PUBLISHED_WEIGHTS_DOI, UNITS_PER_MV, ECGInputError, run_cli
 from ecgcode.model import export
 from ecgcode.model.metadata import default_classes, read_model_scale
+from ecgcode.model.modelfiles import load_model_and_classes, resolve_model
 from ecgcode.model.provenance import describe_provenance, export_source, model_provenance
 from ecgcode.model.quiet import import_tensorflow
-from ecgcode.model.runfolder import resolve_model
 from ecgcode.model.thresholds import read_thresholds
 
 
@@ -47,7 +47,6 @@ def main(argv=None):
     parser.add_argument("model", nargs="?", help="a saved model to describe (default: a new one)")
     args = parser.parse_args(argv)
     import_tensorflow()
-    from ecgcode.model.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
     from ecgcode.model.network import get_model  # deferred: imports Keras
 
     if args.model:
@@ -70,7 +69,6 @@ def export_main(argv=None):
             f"{args.model}: MODEL not found; give a .keras/.h5 model file or a train.py run folder"
         )
     model_path, thresholds_path = resolve_model(args.model)  # a model file or a run folder
-    from ecgcode.model.modelfiles import load_model_and_classes  # deferred: Keras, after the checks
 
     model, args.classes, _ = load_model_and_classes(model_path, args.classes)
     args.thresholds = (read_thresholds(thresholds_path, args.classes) if thresholds_path

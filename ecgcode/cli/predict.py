@@ -44,7 +44,6 @@ from ecgcode.common import (
 from ecgcode.data import open_collection
 from ecgcode.data.formats.inputs import contract_inputs, row_names
 from ecgcode.inference import service
-from ecgcode.inference.collection import DEFAULT_BATCH_SIZE
 from ecgcode.inference.explain import explain_and_save
 from ecgcode.inference.outputs import (
     exams_to_explain,
@@ -56,10 +55,11 @@ from ecgcode.inference.outputs import (
     write_predictions,
 )
 from ecgcode.inference.predictor import (
+    DEFAULT_BATCH_SIZE,
     at_model_scale,
     load_predictor,
     original_scale_model,
-    predict_collection_with,
+    predict_collection,
     print_warning,
     refuse_keras_options,
     resolve_predictor,
@@ -320,9 +320,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     at_scale, notes = at_model_scale(predictor, collection)
     for note in notes:  # one line per rescaled file
         print(f"note: {note}", file=sys.stderr)
-    probabilities = predict_collection_with(
-        predictor, at_scale, args.batch_size, verbose=0 if args.quiet else 1
-    )
+    probabilities = predict_collection(predictor, at_scale, args.batch_size,
+                                       progress=not args.quiet)
     nonfinite = nonfinite_warning(probabilities, collection)
     if nonfinite:
         print(f"warning: {nonfinite}", file=sys.stderr)

@@ -26,9 +26,9 @@ from ecgcode.evaluation.output import markdown_table
 from ecgcode.evaluation.report import interval_frame, write_report
 from ecgcode.evaluation.subgroups import DEFAULT_AGE_EDGES, MIN_SUBGROUP_EXAMS, parse_age_edges
 from ecgcode.evaluation.sweep import DEFAULT_FACTORS, parse_factors, sweep_markdown
-from ecgcode.inference.collection import DEFAULT_BATCH_SIZE
 from ecgcode.inference.outputs import input_warnings
 from ecgcode.inference.predictor import (
+    DEFAULT_BATCH_SIZE,
     at_model_scale,
     is_onnx,
     load_predictor,

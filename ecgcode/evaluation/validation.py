@@ -51,7 +51,7 @@ from ecgcode.evaluation.subgroups import (
     subgroup_table,
 )
 from ecgcode.evaluation.sweep import scale_sweep
-from ecgcode.inference.predictor import predict_rows
+from ecgcode.inference.predictor import predict_collection
 from ecgcode.model.calibration import apply_calibration, fit_calibration
 from ecgcode.model.export import update_onnx_metadata
 from ecgcode.model.metadata import utc_now
@@ -334,7 +334,7 @@ def predict_labelled(predictor, data, batch_size, progress=True):
     """The model's probabilities of every exam: (n, n_classes) float32, in the order of
     ``data.classes`` (the model's other outputs dropped)."""
     model = dataclasses.replace(predictor, predict=model_function(predictor, data.collection))
-    probabilities = predict_rows(model, data.collection, batch_size, progress=progress)
+    probabilities = predict_collection(model, data.collection, batch_size, progress=progress)
     if not np.isfinite(probabilities).all():
         rows = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
         raise ECGInputError(f"{len(rows)} exams give no probability (first: row {rows[0]}): "

@@ -47,7 +47,7 @@ from ecgcode.common import ECGInputError, first_line
 from ecgcode.data import open_collection
 from ecgcode.data.formats.inputs import contract_inputs
 from ecgcode.inference.outputs import input_warnings
-from ecgcode.inference.predictor import at_model_scale, predict_rows
+from ecgcode.inference.predictor import at_model_scale, predict_collection
 from ecgcode.model.calibration import calibrate_outputs
 from ecgcode.model.provenance import synthetic_model_warning
 from ecgcode.model.thresholds import binarize
@@ -198,8 +198,8 @@ class Service:
                 warnings += [synthetic] if synthetic else []
                 collection, notes = at_model_scale(self.predictor, collection)
                 warnings += notes  # a rescaled file says so
-                with self._lock:
-                    probabilities = predict_rows(self.predictor, collection)  # (n, classes)
+                with self._lock:  # (n, n_classes)
+                    probabilities = predict_collection(self.predictor, collection)
         except ECGInputError as error:
             return [{"file": shown, "error": _without_folder(first_line(error), path, shown)}]
         except Exception as error:  # noqa: BLE001 a file must never stop the service

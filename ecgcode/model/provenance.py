@@ -36,7 +36,7 @@ from ecgcode import __version__
 from ecgcode.data.hdf5 import is_synthetic_file
 from ecgcode.data.scale import SCALE_ATTRIBUTE, read_units_per_mv
 from ecgcode.model.metadata import read_model_provenance
-from ecgcode.model.runfolder import model_file
+from ecgcode.model.modelfiles import model_file
 from ecgcode.model.runtimes import read_provenance
 
 PROVENANCE_FORMAT = 1

@@ -1,27 +1,22 @@
-"""A train.py run folder: the name of every file in it, and the model a MODEL argument names.
+"""A train.py run folder: the name of every file in it.
 
 Every module that reads or writes a run folder takes the names from here: the best
 epoch's model (``BEST_MODEL`` + .keras/.h5, looked for as ``RUN_MODEL_NAMES``), the last
 epoch's (``LAST_MODEL``), ``FINAL_MODEL_NAME``, ``RUN_THRESHOLDS_NAME`` (read and
-written by ``ecgcode.model.thresholds``), ``CONFIG_NAME``, ``HISTORY_NAME``, ``TENSORBOARD_DIR`` and
-``RESUME_DIR`` with its ``STATE_NAME`` and checkpoints (:func:`checkpoint_name`).
-:func:`run_file` joins a folder and a name; :func:`write_json` writes the run's JSON
-files. :func:`resolve_model` turns a MODEL argument (a model file or a run folder) into a
-model file and its thresholds file. Free of TensorFlow and Keras.
+written by ``ecgcode.model.thresholds``), ``CONFIG_NAME``, ``HISTORY_NAME``,
+``TENSORBOARD_DIR`` and ``RESUME_DIR`` with its ``STATE_NAME`` and checkpoints
+(:func:`checkpoint_name`). :func:`run_file` joins a folder and a name; :func:`write_json`
+writes the run's JSON files. Which model file a MODEL argument (a model file or a run
+folder) names is ``ecgcode.model.modelfiles.resolve_model``'s. Free of TensorFlow and Keras.
 """
 
 import json
 import math
 import os
-import zipfile
 
 import numpy as np
 
-from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, atomic_output
-from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
-
-MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
-"""File extensions of a model file."""
+from ecgcode.common import atomic_output
 
 BEST_MODEL = "model_best"
 """Stem of the best epoch's model, saved as .keras and .h5."""
@@ -98,77 +93,3 @@ def write_json(path, data):
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(json_safe(data), handle, indent=2, allow_nan=False)
         handle.write("\n")
-
-
-def find_run_model(folder, fix="give a train.py run folder or a model file"):
-    """The best model file of a train.py run folder; ECGInputError (ending with ``fix``) if none."""
-    for name in RUN_MODEL_NAMES:
-        candidate = run_file(folder, name)
-        if os.path.isfile(candidate):
-            return candidate
-    raise ECGInputError(f"{folder}: folder has no {' or '.join(RUN_MODEL_NAMES)}; {fix}")
-
-
-def model_file(path):
-    """The model file named by ``path``: the file itself, or a run folder's best model."""
-    path = os.fspath(path)
-    return find_run_model(path) if os.path.isdir(path) else path
-
-
-def resolve_model(path):
-    """Find the model file and the thresholds file named by MODEL.
-
-    Parameters
-    ----------
-    path : str
-        A model file, or a train.py run folder.
-
-    Returns
-    -------
-    model_path : str
-    thresholds_path : str or None
-        The run folder's ``thresholds.json`` when there is one.
-    """
-    if os.path.isdir(path):
-        model_path = find_run_model(
-            path, "give a train.py run folder or a model file as the last argument")
-        thresholds_path = run_file(path, RUN_THRESHOLDS_NAME)
-        return model_path, (thresholds_path if os.path.isfile(thresholds_path) else None)
-    if not os.path.exists(path):
-        raise ECGInputError(
-            f"{path}: MODEL not found; the last argument must be a .keras/.h5 model file or a "
-            "train.py run folder"
-        )
-    if os.path.splitext(path)[1].lower() not in MODEL_EXTENSIONS:
-        raise ECGInputError(
-            f"{path}: MODEL must be a .keras, .h5 or .hdf5 file or a run folder (the last "
-            "argument is the model)"
-        )
-    refuse_tracings_as_model(path)
-    return path, None
-
-
-def refuse_tracings_as_model(path):
-    """Refuse, before TensorFlow is imported, a MODEL file that cannot be a model.
-
-    An unreadable file (truncated download, wrong file) and the usual mistake of giving
-    tracing files only (the last one is then taken as MODEL) are explained here; the
-    model loader reports the remaining problems.
-    """
-    if path.lower().endswith(".keras"):
-        if not zipfile.is_zipfile(path):
-            raise ECGInputError(
-                f"{path}: not a readable .keras model (a .keras file is a zip archive); the "
-                "file is truncated or not a model: save or download it again"
-            )
-        return
-    unreadable = ("not a readable HDF5 model file ({reason}); the file may be truncated: "
-                  "download or save it again")
-    with open_hdf5(path, unreadable) as handle, corrupt_hdf5_errors(path):
-        is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
-        looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
-    if looks_like_tracings and not is_model:
-        raise ECGInputError(
-            f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
-            "a run folder) must be the last argument: predict.py TRACINGS... MODEL"
-        )

@@ -213,7 +213,7 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES, stored=
     path : str or None
         ``--thresholds FILE.json``.
     run_thresholds_path : str or None
-        The run folder's thresholds file (``ecgcode.model.runfolder.resolve_model``).
+        The run folder's thresholds file (``ecgcode.model.modelfiles.resolve_model``).
     classes : sequence of str
         The model's classes.
     stored : dict, optional

@@ -7,6 +7,7 @@ Each function takes the ``Run`` of ``train.py`` (its ``state``, ``model``, ``cla
 import os
 import sys
 
+from ecgcode.model.modelfiles import save_model
 from ecgcode.model.runfolder import (
     BEST_MODEL,
     CONFIG_NAME,
@@ -40,8 +41,6 @@ def report_nan(run, epoch, out, cause=None):
 
 def report_interrupt(run, epoch, out):
     """Save the last model at the interruption, say how to resume; return status 130."""
-    from ecgcode.model.modelfiles import save_model  # deferred: imports Keras
-
     if run.writes:
         save_model(run.model, run_file(out, LAST_MODEL), formats=(".keras",),
                    classes=run.classes, provenance=run.provenance)  # with the optimizer

@@ -34,8 +34,9 @@ from ecgcode.data.labels import parse_where, row_values, rows_where
 from ecgcode.data.scale import Scale, bring_to_scale, read_units_per_mv
 from ecgcode.model import backend as kb
 from ecgcode.model.metadata import read_model_scale
+from ecgcode.model.modelfiles import model_file
 from ecgcode.model.precision import default_cpu_precision
-from ecgcode.model.runfolder import CONFIG_NAME, HISTORY_NAME, model_file, run_file, write_json
+from ecgcode.model.runfolder import CONFIG_NAME, HISTORY_NAME, run_file, write_json
 from ecgcode.training import recipe
 from ecgcode.training import state as ts
 

@@ -15,8 +15,7 @@ runs in inference mode, with the source's statistics).
 import numpy as np
 
 from ecgcode.common import ECGInputError
-from ecgcode.model.modelfiles import load_model_and_classes
-from ecgcode.model.runfolder import model_file
+from ecgcode.model.modelfiles import load_model_and_classes, model_file
 
 
 def weighted_layers(model):
