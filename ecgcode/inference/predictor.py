@@ -11,9 +11,9 @@ runs the predictor over it. predict.py, the HTTP service (``ecgcode.inference.se
 validate.py and bench.py's measured path all predict through :func:`predict_collection`.
 
 A Keras model runs ``predict_on_batch`` batch by batch on rows read by
-``ecgcode.data.RowReader``: on 2,000 exams of a 2-core CPU it is as fast as tf.data with
-``model.predict`` (30.3 against 30.5 ECGs/s, the same probabilities; issue 30), and it
-spares each request of the service ``model.predict``'s ~0.2 s of per-call set-up.
+``ecgcode.data.RowReader``: over 2,000 exams on a 2-core CPU it is as fast as tf.data with
+``model.predict`` (within 3 %, the same probabilities to the bit), and on one exam it takes
+27 ms against 66 (PERFORMANCE.md, issue 30 item 4).
 
 An ``.onnx`` export (``model.py export``) runs in onnxruntime with its class names (and the
 run's thresholds, when the export stored them) from its metadata: neither TensorFlow nor
