@@ -1,4 +1,4 @@
-"""The program: ``ecgcode/cli/generate_figures.py``; the statistics: ``ecgcode/metrics.py``.
+"""The program: ``ecgcode/cli/generate_figures.py``; its tables: ``ecgcode/evaluation/paper.py``.
 
 Reproduce the paper's tables and figures on CODE-test (shipped with the package), or evaluate
 your own predictions:

@@ -1,4 +1,4 @@
-"""The network: ``ecgcode/network.py`` (``get_model``); this program: ``ecgcode/cli/model.py``.
+"""The network: ``ecgcode/model/network.py`` (``get_model``); the program: ``ecgcode/cli/``.
 
 As in the original repository, ``from model import get_model`` gives the paper's 1-D ResNet,
 and ``python model.py`` prints its summary and parameter count:
@@ -15,7 +15,7 @@ from ecgcode.cli.model import cli
 def __getattr__(name):
     """``from model import get_model``: Keras is imported then, not for ``--help``."""
     if name == "get_model":
-        from ecgcode.network import get_model  # deferred: imports Keras
+        from ecgcode.model.network import get_model  # deferred: imports Keras
 
         return get_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The program: ``ecgcode/cli/predict.py``; the model that predicts: ``ecgcode/predictor.py``.
+"""The program: ``ecgcode/cli/predict.py``; the predictor: ``ecgcode/inference/predictor.py``.
 
 Run a trained or published model on ECG tracings and write its class probabilities:
 

@@ -68,7 +68,7 @@ CODE_TEST_DOI = "10.5281/zenodo.3625006"
 PUBLISHED_WEIGHTS_DOI = "10.5281/zenodo.3625017"
 CODE15_DOI = "10.5281/zenodo.4916206"
 
-CODE_TEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "code_test")
+CODE_TEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluation", "code_test")
 """The CODE-test annotations and the original network's scores, shipped inside the package
 (``annotations/*.csv``, ``attributes.csv``, ``dnn_predicts/``; CC BY 4.0, sources and
 contents in its README.md): the one place every user of these files finds them."""

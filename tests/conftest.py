@@ -142,7 +142,7 @@ def distinctive_paper_model(seed):
     """
     import keras
 
-    from ecgcode.network import get_model
+    from ecgcode.model.network import get_model
 
     keras.utils.set_random_seed(seed)
     net = get_model()
@@ -184,8 +184,8 @@ def small_model_and_export(folder, seed=0, thresholds=None):
     """
     import keras
 
-    from ecgcode.export import export_model
-    from ecgcode.modelfiles import save_model
+    from ecgcode.model.export import export_model
+    from ecgcode.model.modelfiles import save_model
 
     keras.utils.set_random_seed(seed)
     signal = keras.Input((N_SAMPLES, 12), name="signal")  # (batch, 4096, 12)

@@ -21,12 +21,13 @@ from conftest import run_main as status_of
 from conftest import synthetic_tracings, write_hdf5
 
 from ecgcode import data as datasets
-from ecgcode import outputs, quiet
 from ecgcode.cli import datasets as datasets_cli
 from ecgcode.cli import predict, train
 from ecgcode.common import CLASSES, plain
 from ecgcode.data.hdf5 import Collection
 from ecgcode.data.screening import input_error_in_pipeline
+from ecgcode.inference import outputs
+from ecgcode.model import quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--epochs", "1", "--batch-size", "8", "--val-split", "0.25", "--no-jit"]

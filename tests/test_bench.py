@@ -14,7 +14,7 @@ from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
 from ecgcode.cli import bench
 from ecgcode.common import CLASSES, INPUT_SHAPE, UNITS_PER_MV
-from ecgcode.runfolder import resolve_model
+from ecgcode.model.modelfiles import resolve_model
 
 keras = pytest.importorskip("keras")
 REPO = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_trained_model_takes_the_run_folders_thresholds(tmp_path, capsys):
     import json
 
     from ecgcode.bench.paths import trained_model
-    from ecgcode.modelfiles import save_model
+    from ecgcode.model.modelfiles import save_model
 
     save_model(bench_model.tiny_model(2), tmp_path / "model_best", classes=["a", "b"])
     (tmp_path / "thresholds.json").write_text(json.dumps(

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
+from ecgcode.cli import convert as convert_cli
 from ecgcode.common import CLASSES, UNITS_PER_MV, ECGInputError, run_cli
+from ecgcode.data.formats import convert as ecg_convert
+from ecgcode.data.formats.challenge import SNOMED_TO_CLASSES, dx_codes
 from ecgcode.data.scale import Scale, scale_warning
-from ecgcode.formats import convert as ecg_convert
-from ecgcode.formats.challenge import SNOMED_TO_CLASSES, dx_codes
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples"
 CINC = SAMPLES / "cinc2021"
@@ -173,7 +174,7 @@ def test_malformed_records_give_the_one_line_error(case, tmp_path, capsys):
     with pytest.raises(ECGInputError, match=re.escape(message)):
         ecg_convert.convert([bad], output, progress=False)
     with pytest.raises(SystemExit) as stop:
-        run_cli(ecg_convert.main, [str(bad), "-o", str(output), "-q"])
+        run_cli(convert_cli.main, [str(bad), "-o", str(output), "-q"])
     assert stop.value.code == 2 and not output.exists()
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: ") and "fix:" in lines[-1]

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from test_train import BASE, tiny_model, train_tiny
 
-from ecgcode import classnames, modelfiles
 from ecgcode.cli import model as model_module
 from ecgcode.cli import predict, train
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data import load_labels, open_collection
 from ecgcode.data.labels import LabelColumnsError
+from ecgcode.model import metadata, modelfiles
 from ecgcode.training.transfer import freeze_backbone, transfer_weights, weighted_layers
 
 
@@ -79,10 +79,10 @@ def test_hdf5_labels_with_other_classes(make_hdf5):
 
 
 def test_parse_classes_refuses_empty_and_repeated_names():
-    assert classnames.parse_classes("NORM, MI,CD") == ("NORM", "MI", "CD")
+    assert metadata.parse_classes("NORM, MI,CD") == ("NORM", "MI", "CD")
     for bad in ("", "A,,B", "A,B,A"):
         with pytest.raises(ECGInputError):
-            classnames.parse_classes(bad)
+            metadata.parse_classes(bad)
 
 
 # --- Class names inside the model files ----------------------------------------------------
@@ -91,12 +91,12 @@ def test_class_names_are_stored_in_every_model_file_and_plain_keras_still_loads(
     keras_path, h5_path = modelfiles.save_model(net, tmp_path / "m", classes=("x", "y", "z"))
     with h5py.File(h5_path) as handle:
         assert list(handle.attrs["classes"]) == ["x", "y", "z"]
-    assert classnames.KERAS_ENTRY in zipfile.ZipFile(keras_path).namelist()
+    assert metadata.KERAS_ENTRY in zipfile.ZipFile(keras_path).namelist()
     for path in (keras_path, h5_path):
-        assert classnames.read_model_classes(path) == ("x", "y", "z")
+        assert metadata.read_model_classes(path) == ("x", "y", "z")
         loaded = keras.models.load_model(path, compile=False)
         assert loaded.outputs[0].shape[-1] == 3
-    assert classnames.read_model_classes(modelfiles.save_model(tiny_model(), tmp_path / "p")[1]) \
+    assert metadata.read_model_classes(modelfiles.save_model(tiny_model(), tmp_path / "p")[1]) \
         == CLASSES
 
 
@@ -115,7 +115,7 @@ def test_run_on_own_classes_names_everything(make_hdf5, tmp_path):
     assert not any("1dAVb" in column for column in history.columns)
     for name in ("model_best.keras", "model_best.h5", "model_last.keras", "model_last.h5",
                  "final_model.h5"):
-        assert classnames.read_model_classes(str(out / name)) == ("MI", "NORM"), name
+        assert metadata.read_model_classes(str(out / name)) == ("MI", "NORM"), name
     assert train_tiny(["--resume", "--out", str(out), "--epochs", "3"]) == 0  # classes kept
     assert train_tiny(["--resume", "--out", str(out), "--classes", "CD"]) == 2
     scores = tmp_path / "scores.csv"  # predict.py on the run folder: its names and thresholds
@@ -267,7 +267,7 @@ def _run(argv):
 def test_fine_tuned_model_beats_a_fresh_one_on_held_out_exams(tmp_path, capsys):
     from sklearn.metrics import roc_auc_score
 
-    from ecgcode.synthetic.generate import write_synthetic
+    from ecgcode.data.synthetic.generate import write_synthetic
 
     pretrain = write_synthetic(tmp_path / "pre.hdf5", 600, seed=1, progress=False,
                                prevalence="balanced")
@@ -302,8 +302,7 @@ def test_fine_tuned_model_beats_a_fresh_one_on_held_out_exams(tmp_path, capsys):
 
 # --- The class names in the other tools ------------------------------------------------------
 def test_explain_and_export_use_the_stored_class_names(make_hdf5, tmp_path, capsys):
-    from ecgcode import runtimes
-
+    from ecgcode.model import runtimes
     data = make_hdf5("x.hdf5", 3)
     keras_path, _ = modelfiles.save_model(tiny_model(3), tmp_path / "own", classes=("a", "b", "c"))
     out = tmp_path / "p.npy"

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from ecgcode.cli import convert as convert_cli
 from ecgcode.common import LEADS, UNITS_PER_MV, ECGInputError, run_cli
-from ecgcode.formats import convert as ecg_convert
-from ecgcode.formats.clinical import read_clinical
+from ecgcode.data.formats import convert as ecg_convert
+from ecgcode.data.formats.clinical import read_clinical
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples" / "formats"
 pytestmark = pytest.mark.skipif(not FORMATS.is_dir(),
@@ -281,7 +282,7 @@ def test_malformed_variants_give_the_one_line_error(name, variant, tmp_path, cap
         read_clinical(bad)
     output = tmp_path / "out.hdf5"
     with pytest.raises(SystemExit) as stop:
-        run_cli(ecg_convert.main, [str(bad), "-o", str(output), "-q"])
+        run_cli(convert_cli.main, [str(bad), "-o", str(output), "-q"])
     assert stop.value.code == 2 and not output.exists()
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"error: {bad}: ") and "fix:" in error

@@ -1,4 +1,4 @@
-"""Tests of ecgcode.formats.convert: real-world ECG records into the HDF5 data contract."""
+"""Tests of ecgcode.data.formats.convert: real-world ECG records into the HDF5 data contract."""
 
 import tracemalloc
 from pathlib import Path
@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy.signal import resample_poly
 
+from ecgcode.cli import convert as convert_cli
 from ecgcode.common import CLASSES, LEADS, N_SAMPLES, UNITS_PER_MV, ECGInputError, run_cli
-from ecgcode.formats import convert as ecg_convert
+from ecgcode.data.formats import convert as ecg_convert
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PTB_RECORD = SHARED / "ecg-samples" / "s0010_re"
@@ -174,7 +175,7 @@ def test_csv_with_extra_columns_and_cli(tmp_path):
     frame.insert(0, "time", np.arange(2500) / 500)
     frame.to_csv(tmp_path / "rec.csv", index=False)
     output = tmp_path / "out.hdf5"
-    status = run_cli(ecg_convert.main, [str(tmp_path / "rec.csv"), "-o", str(output),
+    status = run_cli(convert_cli.main, [str(tmp_path / "rec.csv"), "-o", str(output),
                                         "--fs", "500", "--units", "uV", "-q"])
     assert status == 0
     with h5py.File(output) as file:
@@ -227,7 +228,7 @@ def test_wfdb_millivolt_record_is_written_at_exactly_2_units_per_mv(tmp_path):
     decoded, fields = wfdb.rdsamp(str(tmp_path / "mv"))  # (4000, 12) in mV
     assert fields["units"] == ["mV"] * 12 and fields["fs"] == 400
     output = tmp_path / "mv.hdf5"
-    assert run_cli(ecg_convert.main, [str(tmp_path / "mv.hea"), "-o", str(output), "-q"]) == 0
+    assert run_cli(convert_cli.main, [str(tmp_path / "mv.hea"), "-o", str(output), "-q"]) == 0
     with h5py.File(output) as file:
         tracing = file["tracings"][0]  # (4096, 12)
         for attrs in (file["tracings"].attrs, file.attrs):
@@ -266,7 +267,7 @@ def test_ptbxl_folder(tmp_path, low_rate):
     output = tmp_path / "ptbxl.hdf5"
     given = folder / "ptbxl_database.csv" if low_rate else folder  # the table names its folder
     argv = [str(given), "-o", str(output), "-q"] + (["--ptbxl-100hz"] if low_rate else [])
-    assert run_cli(ecg_convert.main, argv) == 0
+    assert run_cli(convert_cli.main, argv) == 0
     with h5py.File(output) as file:
         assert file["tracings"].shape == (4, N_SAMPLES, 12)
         assert file["exam_id"][()].tolist() == [7, 3, 42, 9]
@@ -312,7 +313,7 @@ def test_ptbxl_label_sets(tmp_path, label_set, classes, positives):
     write_scp_statements(folder)
     output = tmp_path / "out.hdf5"
     argv = [str(folder), "-o", str(output), "-q", "--ptbxl-labels", label_set]
-    assert run_cli(ecg_convert.main, argv) == 0
+    assert run_cli(convert_cli.main, argv) == 0
     with h5py.File(output) as file:
         assert [c.decode() if isinstance(c, bytes) else c
                 for c in file["labels"].attrs["classes"]] == classes
@@ -329,7 +330,7 @@ def test_ptbxl_label_set_needs_the_statements_table(tmp_path, capsys):
     folder = make_ptbxl(tmp_path / "ptbxl")
     output = tmp_path / "out.hdf5"
     with pytest.raises(SystemExit) as stop:
-        run_cli(ecg_convert.main, [str(folder), "-o", str(output), "-q",
+        run_cli(convert_cli.main, [str(folder), "-o", str(output), "-q",
                                    "--ptbxl-labels", "superdiagnostic"])
     assert stop.value.code == 2
     assert "scp_statements.csv" in capsys.readouterr().err and not output.exists()
@@ -372,7 +373,7 @@ def test_bad_inputs_exit_2_and_keep_existing_output(tmp_path, capsys, case):
     output = tmp_path / "out.hdf5"
     output.write_bytes(b"earlier result")
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(ecg_convert.main, [str(arg) for arg in args] + ["-o", str(output), "-q"])
+        run_cli(convert_cli.main, [str(arg) for arg in args] + ["-o", str(output), "-q"])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and message in error and "fix:" in error

@@ -458,7 +458,7 @@ def test_bench_pipeline_section_runs(make_hdf5):
 def test_writers_share_the_contract_layout(tmp_path):
     import h5py
 
-    from ecgcode.synthetic import generate as ecg_synthetic
+    from ecgcode.data.synthetic import generate as ecg_synthetic
     path = ecg_synthetic.write_synthetic(tmp_path / "s.hdf5", 3, seed=0, progress=False)
     with h5py.File(path) as handle:
         tracings = handle["tracings"]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ecgcode.common import LEADS, ECGInputError
-from ecgcode.formats import convert as ecg_convert
-from ecgcode.formats.clinical import read_clinical
+from ecgcode.data.formats import convert as ecg_convert
+from ecgcode.data.formats.clinical import read_clinical
 
 FORMATS = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples" / "formats"
 pytestmark = pytest.mark.skipif(not FORMATS.is_dir(),

@@ -156,7 +156,7 @@ def test_the_architecture_page_lists_every_module():
     actual = {
         p.relative_to(ROOT).as_posix()
         for p in (ROOT / "ecgcode").rglob("*.py")
-        if p.name != "__init__.py"
+        if p.name != "__init__.py" or p.parent == ROOT / "ecgcode"  # the root's is listed
     }
     listed = _architecture_tree()
     assert sorted(actual - listed) == [], "modules missing from docs/ARCHITECTURE.md's layout"

@@ -1,12 +1,14 @@
-"""Tests of ecgcode/plotting.py: sheet geometry, true mm scale, file formats, command line."""
+"""Tests of ecgcode/inference/plotting.py and ecgcode/cli/plot.py: sheet geometry, true mm
+scale, file formats, command line."""
 
 import h5py
 import numpy as np
 import pytest
 from conftest import synthetic_tracings, write_hdf5
 
-from ecgcode import plotting as ecg_plot
+from ecgcode.cli import plot as plot_cli
 from ecgcode.common import CLASSES, LEADS, SAMPLING_RATE, UNITS_PER_MV, ECGInputError, run_cli
+from ecgcode.inference import plotting as ecg_plot
 
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG\r\n\x1a\n", b"%PDF"
 
@@ -93,7 +95,7 @@ def test_command_line_with_predictions(tmp_path, capsys):
     np.save(predictions, np.linspace(0, 1, 18, dtype=np.float32).reshape(3, 6))
     out = tmp_path / "exam2.png"
     argv = [path, "2", "-o", str(out), "--predictions", str(predictions)]
-    assert run_cli(ecg_plot.main, argv) == 0
+    assert run_cli(plot_cli.main, argv) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
     np.testing.assert_allclose(ecg_plot.read_prediction_row(str(predictions), 2),
                                np.linspace(0, 1, 18)[12:], atol=1e-6)
@@ -106,7 +108,7 @@ def test_command_line_bad_input_exits_2(tmp_path, capsys, index, fragment):
     if fragment == "no dataset":
         argv += ["--dataset-name", "signals"]
     with pytest.raises(SystemExit) as stop:
-        run_cli(ecg_plot.main, argv)
+        run_cli(plot_cli.main, argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and "exams.hdf5" in err

@@ -6,18 +6,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from ecgcode import metrics as em
 from ecgcode.common import ECGInputError
 from ecgcode.evaluation import measures
-from ecgcode.evaluation.calibration import (
+from ecgcode.evaluation import metrics as em
+from ecgcode.evaluation.subgroups import age_bands, parse_age_edges, sex_values, subgroup_table
+from ecgcode.evaluation.sweep import COLUMNS, scale_sweep, sweep_markdown
+from ecgcode.evaluation.validation import LabelledECGs, make_split
+from ecgcode.model.calibration import (
     apply_calibration,
     calibrate_outputs,
     fit_calibration,
 )
-from ecgcode.evaluation.subgroups import age_bands, parse_age_edges, sex_values, subgroup_table
-from ecgcode.evaluation.sweep import COLUMNS, scale_sweep, sweep_markdown
-from ecgcode.evaluation.validation import LabelledECGs, make_split
-from ecgcode.thresholds import (
+from ecgcode.model.thresholds import (
     binarize,
     f1_optimal_thresholds,
     parse_rule,

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import run_main, write_hdf5
 
-from ecgcode import explain, plotting
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, INPUT_SHAPE, LEADS, UNITS_PER_MV
-from ecgcode.network import get_model
-from ecgcode.synthetic.generate import generate
+from ecgcode.data.synthetic.generate import generate
+from ecgcode.inference import explain, plotting
+from ecgcode.model.network import get_model
 
 WINDOW = (1000, 1400)
 """Samples [1000, 1400) (2.5 s to 3.5 s) of lead DII: all the window model looks at."""

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import distinctive_paper_model
 
-from ecgcode import export, runtimes
 from ecgcode.cli import model as model_module
 from ecgcode.common import CLASSES, INPUT_SHAPE, UNITS_PER_MV, ECGInputError, run_cli
-from ecgcode.modelfiles import save_model
-from ecgcode.synthetic.generate import generate
+from ecgcode.data.synthetic.generate import generate
+from ecgcode.model import export, runtimes
+from ecgcode.model.modelfiles import save_model
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")

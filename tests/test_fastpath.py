@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 from conftest import ROOT, SHARED, run_main, small_model_and_export
 
-from ecgcode import outputs, runtimes
 from ecgcode.cli import model as model_module
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS
-from ecgcode.thresholds import binarize
+from ecgcode.inference import outputs
+from ecgcode.model import runtimes
+from ecgcode.model.thresholds import binarize
 
 # --- predict.py with an ONNX export ------------------------------------------------
 FORMATS = SHARED / "ecg-samples" / "formats"

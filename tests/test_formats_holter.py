@@ -14,7 +14,7 @@ from holter_files import TWELVE, WRITERS, twelve_lead_counts, write_edf, write_i
 from scipy.signal import resample_poly
 
 from ecgcode.common import N_SAMPLES, UNITS_PER_MV
-from ecgcode.formats import convert as ecg_convert
+from ecgcode.data.formats import convert as ecg_convert
 
 NAMES = list(WRITERS)
 UNITS_PER_COUNT = 2.5e-3 * UNITS_PER_MV

@@ -1,12 +1,12 @@
-"""generate_figures.py / ecgcode/metrics.py: the paper's numbers from CODE-test, and the metrics.
+"""generate_figures.py / ecgcode/evaluation/: the paper's numbers from CODE-test, and the metrics.
 
 The reference values are the published ones: Table 2 of Ribeiro et al., Nat Commun 11:1760
-(2020) (``ecgcode.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
+(2020) (``ecgcode.evaluation.metrics.PUBLISHED_TABLE2``, which the demo prints too), and its
 supplementary tables, as released with the study (companion repository
 antonior92/automatic-ecg-diagnosis, outputs/tables/*.csv; its confusion matrices are
-``ecgcode.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped with the
-package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a fresh clone; one
-checks that copy byte for byte against ``../shared/code-test`` when present.
+``ecgcode.evaluation.metrics.PUBLISHED_CONFUSION``). The CODE-test files are the copy shipped
+with the package (``ecgcode.common.CODE_TEST_DIR``), so none of these tests skips in a fresh
+clone; one checks that copy byte for byte against ``../shared/code-test`` when present.
 
 306 published values are checked, each to the digits published (the bootstrap fingerprint
 to 1e-12): Table 2 (6 diagnoses x 4 metrics x 4 predictors = 96), McNemar p-values (6 pairs
@@ -25,10 +25,11 @@ import pytest
 from scipy.stats import chi2
 from sklearn.metrics import precision_recall_fscore_support
 
-from ecgcode import metrics as em
 from ecgcode.cli import generate_figures as gf
 from ecgcode.common import CLASSES, CODE_TEST_DIR, CODE_TEST_DOI, ECGInputError, run_cli
-from ecgcode.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
+from ecgcode.evaluation import metrics as em
+from ecgcode.evaluation import paper
+from ecgcode.model.thresholds import binarize, f1_optimal_thresholds, parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,14 +82,14 @@ SHIPPED = sorted(p.relative_to(CODE_TEST).as_posix() for p in CODE_TEST.rglob("*
 
 def test_the_shipped_files_are_complete_and_attributed():
     expected = {f"annotations/{name}" for name in (
-        "gold_standard.csv", *gf.ANNOTATOR_FILES.values(), *gf.CARDIOLOGIST_FILES.values(),
+        "gold_standard.csv", *paper.ANNOTATOR_FILES.values(), *paper.CARDIOLOGIST_FILES.values(),
         "dnn.csv")}
     expected |= {"attributes.csv", "dnn_predicts/model.npy"}
-    expected |= {f"dnn_predicts/other_seeds/model_{i}.npy" for i in range(1, gf.N_SEEDS + 1)}
-    expected |= {f"dnn_predicts/other_splits/model_{s}.npy" for s in gf.SPLITS.values()}
+    expected |= {f"dnn_predicts/other_seeds/model_{i}.npy" for i in range(1, paper.N_SEEDS + 1)}
+    expected |= {f"dnn_predicts/other_splits/model_{s}.npy" for s in paper.SPLITS.values()}
     assert set(SHIPPED) == expected
-    assert Path(gf.PAPER_ANNOTATIONS) == CODE_TEST / "annotations"
-    assert Path(gf.PAPER_PREDICTIONS) == CODE_TEST / "dnn_predicts"
+    assert Path(paper.PAPER_ANNOTATIONS) == CODE_TEST / "annotations"
+    assert Path(paper.PAPER_PREDICTIONS) == CODE_TEST / "dnn_predicts"
     readme = (CODE_TEST / "README.md").read_text(encoding="utf-8")
     described = [p for p in SHIPPED if not p.startswith("dnn_predicts/other_")]
     for needed in (CODE_TEST_DOI, "CC BY 4.0", "10.1038/s41467-020-15432-4", "other_seeds",
@@ -157,7 +158,7 @@ def test_published_confusion_matrices_give_published_table2():
 
 def test_the_confusion_comparison_sees_every_predictor():
     """It can fail: one exam's decision changed, for any of the four predictors, is caught."""
-    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
+    data = paper.load_paper_inputs(paper.PAPER_ANNOTATIONS, paper.PAPER_PREDICTIONS, "paper")
     published = em.published_confusion()
     pd.testing.assert_frame_equal(em.confusion_frame(data["y_true"], data["predictors"]),
                                   published, check_exact=True)
@@ -171,7 +172,7 @@ def test_the_confusion_comparison_sees_every_predictor():
 
 def test_selected_seed_reproduces_released_dnn_predictions():
     gold, _ = em.read_labels(str(CODE_TEST / "annotations" / "gold_standard.csv"))
-    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
+    data = paper.load_paper_inputs(paper.PAPER_ANNOTATIONS, paper.PAPER_PREDICTIONS, "paper")
     released = pd.read_csv(CODE_TEST / "annotations" / "dnn.csv", index_col=0)[list(CLASSES)]
     assert data["selected"] == 0  # model_1 is 6th of 10 by micro-averaged average precision
     assert np.array_equal(data["predictors"]["DNN"], released.to_numpy())
@@ -181,7 +182,7 @@ def test_selected_seed_reproduces_released_dnn_predictions():
 
 
 def test_bootstrap_reproduces_the_original_resamples(paper_run):
-    data = gf.load_paper_inputs(gf.PAPER_ANNOTATIONS, gf.PAPER_PREDICTIONS, "paper")
+    data = paper.load_paper_inputs(paper.PAPER_ANNOTATIONS, paper.PAPER_PREDICTIONS, "paper")
     indices = em.bootstrap_indices(827, 1000, 123)
     resampled = em.bootstrap_scores(data["y_true"], data["predictors"]["DNN"], indices)
     np.testing.assert_allclose(resampled.min(axis=0), PUBLISHED_DNN_BOOTSTRAP_MIN,
@@ -318,11 +319,11 @@ def test_evaluation_thresholds_from_columns_and_json(tmp_path):
     decisions = {f"{c}_pred": y_true[:, k] for k, c in enumerate(CLASSES)}  # perfect
     gold = write_csv(tmp_path / "gold.csv", y_true)
     predictions = write_csv(tmp_path / "pred.csv", scores, extra=decisions)
-    data = gf.load_evaluation_inputs(gold, predictions, [], "m", "columns")
+    data = paper.load_evaluation_inputs(gold, predictions, [], "m", "columns")
     assert np.array_equal(data["predictors"]["m"], y_true)
     (tmp_path / "t.json").write_text(json.dumps(
         {"thresholds": {c: {"threshold": 0.5} for c in CLASSES}}))
-    data = gf.load_evaluation_inputs(gold, predictions, [], "m", str(tmp_path / "t.json"))
+    data = paper.load_evaluation_inputs(gold, predictions, [], "m", str(tmp_path / "t.json"))
     assert np.array_equal(data["predictors"]["m"], (scores > 0.5).astype(int))
 
 
@@ -382,8 +383,8 @@ def test_evaluation_of_another_class_set_matches_columns_by_name(tmp_path):
     assert set(intervals["diagnosis"]) == set(classes)
     assert (out / "figures" / "figure2_precision_recall.png").is_file()
     with pytest.raises(ECGInputError, match="paper"):
-        gf.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
+        paper.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
                                   "m", "paper")
-    only = gf.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
+    only = paper.load_evaluation_inputs(str(tmp_path / "gold.csv"), str(tmp_path / "pred.csv"), [],
                                      "m", "f1", classes=("MI",))
     assert only["y_true"].shape == (n, 1)

@@ -9,7 +9,7 @@ each, ~10 s) that run several jobs in turn and record their exit statuses:
    model saved by this (TensorFlow) process.
 
 The tests then compare run folders, weights and predictions. The unit tests of
-``ecgcode.backend`` at the end need neither JAX nor a GPU.
+``ecgcode.model.backend`` at the end need neither JAX nor a GPU.
 """
 
 import json
@@ -27,10 +27,10 @@ import pandas as pd
 import pytest
 from test_train import BASE, train_tiny, weights_of
 
-from ecgcode import backend as kb
-from ecgcode import modelfiles, network
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, ECGInputError, run_cli
+from ecgcode.model import backend as kb
+from ecgcode.model import modelfiles, network
 from ecgcode.training import state as ts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_model_saved_under_tensorflow_predicts_the_same_under_jax(jax_runs):
     np.testing.assert_allclose(jax_scores, tf_scores, rtol=0, atol=1e-4)
 
 
-# --- ecgcode.backend without JAX: refusals, GPU descriptions, determinism ---------------
+# --- ecgcode.model.backend without JAX: refusals, GPU descriptions, determinism ---------------
 def test_tf_strategies_refused_under_jax_naming_the_alternative(monkeypatch):
     for name in ("mirrored", "multi-worker"):
         with pytest.raises(ECGInputError, match="keras.distribution.DataParallel") as error:

@@ -12,8 +12,8 @@ import pytest
 from conftest import distinctive_paper_model
 
 from ecgcode.common import INPUT_SHAPE
-from ecgcode.legacy_h5 import tf_keras2_model_config, tf_keras2_training_config
-from ecgcode.modelfiles import load_model, save_model
+from ecgcode.model.legacy_h5 import tf_keras2_model_config, tf_keras2_training_config
+from ecgcode.model.modelfiles import load_model, save_model
 
 tf_keras = pytest.importorskip("tf_keras")
 

@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from ecgcode import modelfiles, network
 from ecgcode.cli import model as model_module
 from ecgcode.common import CLASSES, INPUT_SHAPE, ECGInputError
-from ecgcode.modelfiles import load_model, save_model
-from ecgcode.network import get_model
+from ecgcode.model import modelfiles, network
+from ecgcode.model.modelfiles import load_model, save_model
+from ecgcode.model.network import get_model
 from ecgcode.training.transfer import transfer_weights
 
 keras = pytest.importorskip("keras")

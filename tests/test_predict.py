@@ -13,10 +13,11 @@ import pytest
 from conftest import run_main as run_script
 from conftest import synthetic_tracings, write_hdf5
 
-from ecgcode import modelfiles, network, outputs
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, ECGInputError
-from ecgcode.thresholds import FALLBACK_THRESHOLD, fill_missing, read_thresholds
+from ecgcode.inference import outputs
+from ecgcode.model import modelfiles, network
+from ecgcode.model.thresholds import FALLBACK_THRESHOLD, fill_missing, read_thresholds
 
 keras = pytest.importorskip("keras")
 
@@ -395,7 +396,7 @@ def test_bfloat16_precision_is_opt_in_and_close_to_float32(models, exams, tmp_pa
 
 def test_a_model_saved_in_mixed_precision_predicts_in_float32_by_default(models, exams,
                                                                           tmp_path, capsys):
-    from ecgcode.precision import with_policy
+    from ecgcode.model.precision import with_policy
 
     model, paths = models
     path, _ = exams
@@ -412,7 +413,7 @@ def test_a_model_saved_in_mixed_precision_predicts_in_float32_by_default(models,
 
 
 def test_with_policy_keeps_the_output_layer_in_float32(models):
-    from ecgcode.precision import native_bfloat16_cpu, with_policy
+    from ecgcode.model.precision import native_bfloat16_cpu, with_policy
 
     model, _ = models
     mixed = with_policy(model, "mixed_bfloat16")

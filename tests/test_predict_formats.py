@@ -10,7 +10,7 @@ from conftest import write_hdf5
 
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, run_cli
-from ecgcode.formats import convert as ecg_convert
+from ecgcode.data.formats import convert as ecg_convert
 
 keras = pytest.importorskip("keras")
 
@@ -120,8 +120,7 @@ def test_csv_recordings_take_the_conversion_options(model_path, tmp_path, capsys
 
 def test_plot_of_a_converted_row_is_titled_by_its_file(model_path, tmp_path, capsys,
                                                        monkeypatch):
-    from ecgcode import plotting
-
+    from ecgcode.inference import plotting
     titles = []
     monkeypatch.setattr(plotting, "save_ecg_sheet",
                         lambda tracing, path, title, **kwargs: titles.append(title))

@@ -21,15 +21,15 @@ from conftest import write_hdf5
 from test_train import BASE, tiny_model, train_tiny
 
 import ecgcode
-from ecgcode import provenance as prov
-from ecgcode.classnames import read_model_provenance
 from ecgcode.cli import model as model_module
 from ecgcode.cli import predict
 from ecgcode.common import CLASSES, run_cli
 from ecgcode.data.hdf5 import is_synthetic_file
-from ecgcode.modelfiles import save_model
-from ecgcode.runtimes import read_metadata, read_provenance
-from ecgcode.synthetic.generate import write_synthetic
+from ecgcode.data.synthetic.generate import write_synthetic
+from ecgcode.model import provenance as prov
+from ecgcode.model.metadata import read_model_provenance
+from ecgcode.model.modelfiles import save_model
+from ecgcode.model.runtimes import read_metadata, read_provenance
 from ecgcode.training import state as ts
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "ecg-samples"
@@ -252,8 +252,8 @@ def test_onnx_export_warns_once_for_real_inputs(synthetic_run, synthetic_onnx, t
 
 def test_service_repeats_the_warning_in_each_real_result(synthetic_run, synthetic_onnx,
                                                          tmp_path):
-    from ecgcode import service
-    from ecgcode.predictor import load_predictor
+    from ecgcode.inference import service
+    from ecgcode.inference.predictor import load_predictor
 
     _, data = synthetic_run
     answering = service.Service(load_predictor(synthetic_onnx))

@@ -57,7 +57,7 @@ def test_the_converter_writes_twice_the_millivolts_of_an_independent_decoding(tm
         pytest.skip(f"{record}.hea is absent (PTB record s0010_re, physionet.org/content/ptbdb)")
     from scipy.signal import resample_poly
 
-    from ecgcode.formats.convert import convert
+    from ecgcode.data.formats.convert import convert
 
     output = tmp_path / "ptb.hdf5"
     convert([os.fspath(record) + ".hea"], os.fspath(output), progress=False)
@@ -74,7 +74,7 @@ def test_the_converter_writes_twice_the_millivolts_of_an_independent_decoding(tm
 
 # --- Item 2: every file and model records its scale; the rules for what records none ------
 def test_files_record_their_scale_and_old_files_are_recognised(tmp_path):
-    from ecgcode.synthetic.generate import write_synthetic
+    from ecgcode.data.synthetic.generate import write_synthetic
 
     new = write_synthetic(tmp_path / "new.hdf5", 2, progress=False)
     plain = write_hdf5(tmp_path / "plain.hdf5", 2)
@@ -90,9 +90,9 @@ def test_files_record_their_scale_and_old_files_are_recognised(tmp_path):
 
 
 def test_models_record_their_scale_and_old_models_are_recognised(tmp_path):
-    from ecgcode.classnames import H5_ATTRIBUTE, KERAS_ENTRY, read_model_scale
-    from ecgcode.modelfiles import save_model
-    from ecgcode.network import get_model
+    from ecgcode.model.metadata import H5_ATTRIBUTE, KERAS_ENTRY, read_model_scale
+    from ecgcode.model.modelfiles import save_model
+    from ecgcode.model.network import get_model
 
     keras_path, h5_path = save_model(get_model(), tmp_path / "net")
     assert read_model_scale(keras_path)[0] == Scale(2.0, "recorded")
@@ -119,8 +119,8 @@ def test_exports_carry_the_models_scale(tmp_path):
     pytest.importorskip("onnxruntime")
     from conftest import small_model_and_export
 
-    from ecgcode.predictor import load_predictor
-    from ecgcode.runtimes import read_metadata
+    from ecgcode.inference.predictor import load_predictor
+    from ecgcode.model.runtimes import read_metadata
 
     _, onnx_path = small_model_and_export(tmp_path)
     assert read_metadata(onnx_path)["units_per_mv"] == "2"
@@ -174,7 +174,7 @@ def test_a_legacy_model_gets_inputs_at_10_units_per_mv(tmp_path, capsys):
     from conftest import small_model_and_export
 
     from ecgcode.cli import predict
-    from ecgcode.predictor import load_predictor, original_scale_model
+    from ecgcode.inference.predictor import load_predictor, original_scale_model
 
     keras_path, _ = small_model_and_export(tmp_path)
     legacy = tmp_path / "legacy.keras"
@@ -200,7 +200,7 @@ def test_a_legacy_model_gets_inputs_at_10_units_per_mv(tmp_path, capsys):
 
 
 def test_plots_draw_every_file_at_its_own_scale(tmp_path):
-    from ecgcode.plotting import read_exams
+    from ecgcode.inference.plotting import read_exams
 
     x = synthetic_tracings(2)
     new = write_hdf5(tmp_path / "new.hdf5", 2, data=x)
@@ -212,9 +212,9 @@ def test_plots_draw_every_file_at_its_own_scale(tmp_path):
 
 
 def test_training_brings_every_file_to_the_runs_scale_and_records_it(tmp_path, capsys):
-    from ecgcode.classnames import read_model_provenance, read_model_scale
     from ecgcode.cli import train
-    from ecgcode.runfolder import model_file
+    from ecgcode.model.metadata import read_model_provenance, read_model_scale
+    from ecgcode.model.modelfiles import model_file
 
     x = synthetic_tracings(24)
     new = write_hdf5(tmp_path / "new.hdf5", 12, data=x[:12], labels=True)
@@ -246,7 +246,7 @@ def test_likely_factor_snaps_to_one_two_five():
 
 @needs_cinc
 def test_the_shared_cinc_records_at_each_scale(tmp_path):
-    from ecgcode.formats.convert import convert
+    from ecgcode.data.formats.convert import convert
 
     output = tmp_path / "cinc.hdf5"
     convert([os.fspath(folder) for folder in sorted(CINC.iterdir()) if folder.is_dir()],
@@ -279,7 +279,7 @@ def clinical_files():
 def test_converted_clinical_files_raise_no_scale_warning_but_x5_does(tmp_path, path):
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared clinical samples)")
-    from ecgcode.formats.convert import convert
+    from ecgcode.data.formats.convert import convert
 
     output = tmp_path / "one.hdf5"
     convert([os.fspath(path)], os.fspath(output), progress=False)
@@ -310,8 +310,8 @@ def test_the_service_rescales_and_says_so(tmp_path):
     pytest.importorskip("onnxruntime")
     from conftest import small_model_and_export
 
-    from ecgcode import service
-    from ecgcode.predictor import load_predictor
+    from ecgcode.inference import service
+    from ecgcode.inference.predictor import load_predictor
 
     _, onnx_path = small_model_and_export(tmp_path)
     answering = service.Service(load_predictor(onnx_path))

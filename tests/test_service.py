@@ -1,4 +1,4 @@
-"""predict.py --serve: the local HTTP service (ecgcode/service.py) with a small ONNX model.
+"""predict.py --serve: the HTTP service (ecgcode/inference/service.py) with a small ONNX model.
 
 The service runs in a thread of the test process (port 0: any free port); one test runs
 the command line in a subprocess and stops it with Ctrl-C (SIGINT).
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, SHARED
 
-from ecgcode import service
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS
-from ecgcode.predictor import load_predictor
+from ecgcode.inference import service
+from ecgcode.inference.predictor import load_predictor
 
 MUSE = SHARED / "ecg-samples" / "formats" / "ge-muse" / "guangxi_teaching_sinus_rhythm.xml"
 
@@ -111,11 +111,11 @@ def test_a_clinical_file_named_by_header(server, onnx_model):
     assert result["file"] == MUSE.name and "row" not in result
     expected = load_predictor(onnx_model)  # the same file through predict.py's conversion
     from ecgcode.data import open_collection
-    from ecgcode.formats.inputs import contract_inputs
-    from ecgcode.predictor import predict_rows
+    from ecgcode.data.formats.inputs import contract_inputs
+    from ecgcode.inference.predictor import predict_collection
 
     with contract_inputs([MUSE]) as (paths, _):
-        scores = predict_rows(expected, open_collection(paths))[0]
+        scores = predict_collection(expected, open_collection(paths))[0]
     assert [result["probabilities"][name] for name in CLASSES] == pytest.approx(scores, abs=1e-6)
 
 
@@ -126,8 +126,8 @@ CINC = SHARED / "ecg-samples" / "cinc2021" / "G12EC"
                     reason=f"the example CinC 2021 records are not in {CINC}")
 def test_a_wfdb_record_sent_as_header_and_signal_is_one_record(server, onnx_model):
     from ecgcode.data import open_collection
-    from ecgcode.formats.inputs import contract_inputs
-    from ecgcode.predictor import predict_rows
+    from ecgcode.data.formats.inputs import contract_inputs
+    from ecgcode.inference.predictor import predict_collection
 
     files = [(name, (CINC / name).read_bytes()) for name in ("E00001.hea", "E00001.mat")]
     files.append(("E00002.mat", (CINC / "E00002.mat").read_bytes()))  # without its header
@@ -137,7 +137,7 @@ def test_a_wfdb_record_sent_as_header_and_signal_is_one_record(server, onnx_mode
     record, lone = answer["results"]
     assert record["file"] == "E00001.hea" and lone["file"] == "E00002.mat"
     with contract_inputs([CINC / "E00001.hea"]) as (paths, _):
-        scores = predict_rows(load_predictor(onnx_model), open_collection(paths))[0]
+        scores = predict_collection(load_predictor(onnx_model), open_collection(paths))[0]
     assert [record["probabilities"][name] for name in CLASSES] == pytest.approx(scores,
                                                                               abs=1e-6)
     assert lone["error"].startswith("E00002.mat: ") and "ecg-service" not in lone["error"]

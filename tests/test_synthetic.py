@@ -6,6 +6,7 @@ components (onset/offset where the largest lead exceeds 3 % of the wave's peak),
 rate and RR irregularity with an R-peak detector on the noisy tracings.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
+from ecgcode.cli import synthetic as synthetic_cli
 from ecgcode.common import (
     CLASSES,
     LEADS,
@@ -24,7 +26,7 @@ from ecgcode.common import (
     ECGInputError,
     run_cli,
 )
-from ecgcode.synthetic import generate as ecg_synthetic
+from ecgcode.data.synthetic import generate as ecg_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = SAMPLING_RATE
@@ -255,7 +257,7 @@ def test_prevalence_parsing_and_errors():
 # --- Files and command line ----------------------------------------------------------
 def test_cli_writes_a_valid_code_file(tmp_path, capsys):
     path = tmp_path / "synthetic.hdf5"
-    assert run_cli(ecg_synthetic.main, [str(path), "--n", "5", "--seed", "2", "--quiet",
+    assert run_cli(synthetic_cli.main, [str(path), "--n", "5", "--seed", "2", "--quiet",
                                         "--prevalence", "code,AF=0.5"]) == 0
     assert "wrote 5 synthetic exams" in capsys.readouterr().out
     tracings, labels, _ = ecg_synthetic.generate(5, seed=2, prevalence="code,AF=0.5")
@@ -291,9 +293,10 @@ def test_write_in_several_chunks_matches_generate(tmp_path):
 def test_script_bad_input_exits_2_without_traceback(tmp_path):
     out = tmp_path / "x.hdf5"
     for args in (["--n", "0"], ["--n", "3", "--prevalence", "AF=1.5"]):
-        command = [sys.executable, "-m", "ecgcode.synthetic.generate", str(out), *args]
+        command = [sys.executable, "-m", "ecgcode.cli.synthetic", str(out), *args]
         result = subprocess.run(command, check=False, capture_output=True, text=True,
-                                cwd=tmp_path, timeout=60)
+                                cwd=tmp_path, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
         assert not out.exists()

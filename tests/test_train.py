@@ -20,10 +20,10 @@ import pytest
 from conftest import row_ids
 
 from ecgcode import data as ecg_data
-from ecgcode import modelfiles
 from ecgcode.cli import train
 from ecgcode.common import CLASSES, N_CLASSES, ECGInputError, run_cli
-from ecgcode.thresholds import f1_max_thresholds, f1_optimal_thresholds
+from ecgcode.model import modelfiles
+from ecgcode.model.thresholds import f1_max_thresholds, f1_optimal_thresholds
 from ecgcode.training import recipe, run_setup
 from ecgcode.training import run as training_run
 from ecgcode.training import state as ts
@@ -482,9 +482,9 @@ def test_two_workers_read_disjoint_shares_of_the_rows(make_hdf5):
 # --- Precision and the paper's model --------------------------------------------------
 def pin_cpu_flags(monkeypatch, *flags):
     """Make this CPU look as if it had exactly ``flags`` (e.g. ``avx512_bf16``)."""
-    import ecgcode.precision
+    import ecgcode.model.precision
 
-    monkeypatch.setattr(ecgcode.precision, "cpu_flags", lambda path=None: set(flags))
+    monkeypatch.setattr(ecgcode.model.precision, "cpu_flags", lambda path=None: set(flags))
 
 
 def test_native_bfloat16_cpu_trains_in_mixed_bfloat16_by_default(data, tmp_path, capsys,
@@ -509,7 +509,7 @@ def test_native_bfloat16_cpu_trains_in_mixed_bfloat16_by_default(data, tmp_path,
 
 
 def test_amx_cpu_trains_in_float32_by_default(data, tmp_path, capsys, monkeypatch):
-    """TensorFlow's bfloat16 convolutions are wrong on AMX (ecgcode.precision)."""
+    """TensorFlow's bfloat16 convolutions are wrong on AMX (ecgcode.model.precision)."""
     pin_cpu_flags(monkeypatch, "avx2", "avx512_bf16", "amx_bf16")
     assert train_tiny([data, *BASE, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
     assert "precision float32 (default: TensorFlow's bfloat16 convolutions are wrong on this " \
@@ -517,7 +517,7 @@ def test_amx_cpu_trains_in_float32_by_default(data, tmp_path, capsys, monkeypatc
 
 
 def test_onednn_is_kept_off_amx_unless_the_user_chose():
-    from ecgcode.precision import ONEDNN_ISA_WITHOUT_AMX, keep_onednn_off_amx
+    from ecgcode.model.precision import ONEDNN_ISA_WITHOUT_AMX, keep_onednn_off_amx
 
     environ = {}
     assert keep_onednn_off_amx({"avx512_bf16", "amx_bf16"}, environ)

@@ -12,13 +12,13 @@ import pytest
 from conftest import SHARED, run_main, synthetic_tracings, write_hdf5
 from sklearn.metrics import roc_auc_score
 
-from ecgcode import service
 from ecgcode.cli import predict, validate
 from ecgcode.common import CLASSES
-from ecgcode.evaluation.calibration import apply_calibration
-from ecgcode.predictor import load_predictor
-from ecgcode.runtimes import read_metadata
-from ecgcode.thresholds import binarize, read_thresholds
+from ecgcode.inference import service
+from ecgcode.inference.predictor import load_predictor
+from ecgcode.model.calibration import apply_calibration
+from ecgcode.model.runtimes import read_metadata
+from ecgcode.model.thresholds import binarize, read_thresholds
 
 CINC = SHARED / "ecg-samples" / "cinc2021"
 N = 80

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_main, write_hdf5
 
 from ecgcode.common import CLASSES, LEADS, N_SAMPLES, UNITS_PER_MV, ECGInputError
-from ecgcode.formats import convert as ecg_convert
+from ecgcode.data.formats import convert as ecg_convert
 
 keras = pytest.importorskip("keras")
 

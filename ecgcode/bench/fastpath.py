@@ -27,7 +27,8 @@ import numpy as np
 
 from ecgcode.bench.measure import PROJECT_ROOT
 from ecgcode.bench.model_speed import MODELS, row
-from ecgcode.export import export_model
+from ecgcode.model.export import export_model
+from ecgcode.model.modelfiles import save_model
 
 PREDICT_SCRIPT = os.path.join(PROJECT_ROOT, "predict.py")
 
@@ -182,8 +183,6 @@ def saved_models(folder, model_name="paper", seed=0):
     """A bench model (``ecgcode.bench.model_speed.MODELS``: random weights, fixed seed)
     saved as ``NAME.keras`` and exported as ``NAME.onnx`` in ``folder``; the two paths."""
     import keras  # deferred: imports TensorFlow
-
-    from ecgcode.modelfiles import save_model  # deferred: imports Keras
 
     keras.utils.set_random_seed(seed)
     model = MODELS[model_name]()

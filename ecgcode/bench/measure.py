@@ -14,7 +14,6 @@ nor TensorFlow, live in ``model_speed``.  Importing this module imports neither 
 nor TensorFlow; each function imports what it needs.
 """
 
-import argparse
 import contextlib
 import json
 import math
@@ -52,8 +51,8 @@ def write_bench_file(path, n, rows_per_write=256, seed=0):
 
     One random block of ``rows_per_write`` tracings is drawn and written repeatedly, each
     copy shifted by a different offset, so that multi-GB files are written at disk speed.
-    The file has ``tracings`` (n, 4096, 12) float32 at ``UNITS_PER_MV``, ``labels`` (n, 6) with attribute
-    ``classes``, and ``exam_id`` (n,).
+    The file has ``tracings`` (n, 4096, 12) float32 at ``UNITS_PER_MV``, ``labels`` (n, 6)
+    with attribute ``classes``, and ``exam_id`` (n,).
     """
     rng = np.random.default_rng(seed)
     block = rng.standard_normal((rows_per_write,) + INPUT_SHAPE,
@@ -134,31 +133,6 @@ def bench_pipeline(path, repeats=2, batch_size=64, **options):
             results[f"{name}_ecg_per_s_{repeat}"] = speed
             results[f"{name}_ecg_per_cpu_s_{repeat}"] = per_cpu_second  # all threads
     return results
-
-
-def pipeline_main(argv=None):
-    """The ``pipeline`` section's raw numbers (``bench.py pipeline``), one per line."""
-    parser = argparse.ArgumentParser(
-        prog="bench.py pipeline",
-        description="ECGs/s of ecgcode.data.make_dataset (shuffled and in order) on a "
-        "page-cached HDF5 file, and the file's raw sequential read speed.")
-    parser.add_argument("file", help="CODE-style HDF5 file (delete it yourself afterwards)")
-    parser.add_argument("--make", type=int, metavar="N",
-                        help="first write a synthetic file of N tracings at FILE")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--block-size", type=int, help="make_dataset block_size")
-    parser.add_argument("--shuffle-buffer", type=int, default=512)
-    parser.add_argument("--num-parallel-reads", type=int, default=3)
-    args = parser.parse_args(argv)
-    if args.make:
-        write_bench_file(args.file, args.make)
-    results = bench_pipeline(args.file, args.repeats, args.batch_size,
-                             block_size=args.block_size, shuffle_buffer=args.shuffle_buffer,
-                             num_parallel_reads=args.num_parallel_reads)
-    for key, value in results.items():
-        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
-    return 0
 
 
 # --- Machine, peak and FLOPs -------------------------------------------------------------
@@ -471,33 +445,3 @@ def memory_rows(files, run, model_name="paper"):
             rows.append(row("memory", f"peak RSS, {label}, {size_label} file", value, "MB",
                             note))
     return rows
-
-
-def add_timing_arguments(parser):
-    """The timing options of the bench.py sections that time scripts."""
-    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
-                        help="paper (default) or tiny (a quick check of the script)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="processes per path, interleaved (default 1)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="training batches not timed (compilation, first steps; default 2)")
-    parser.add_argument("--window", type=int, default=2,
-                        help="training batches per timed window (default 2)")
-    parser.add_argument("--windows", type=int, default=3,
-                        help="timed windows per process (default 3)")
-    parser.add_argument("--predict-window-ecgs", type=int, default=256,
-                        help="ECGs per timed prediction window (default 256)")
-    parser.add_argument("--out", help="also write the markdown table to this file")
-
-
-def make_main(argv):
-    """``bench.py make``: write a benchmark HDF5 file."""
-    parser = argparse.ArgumentParser(prog="bench.py make",
-                                     description="Write a benchmark HDF5 file (with labels).")
-    parser.add_argument("file")
-    size = parser.add_mutually_exclusive_group(required=True)
-    size.add_argument("--gb", type=float, help="about this many GB")
-    size.add_argument("--rows", type=int, help="exactly this many tracings")
-    args = parser.parse_args(argv)
-    write_bench_file(args.file, args.rows or rows_for_gigabytes(args.gb))
-    return 0

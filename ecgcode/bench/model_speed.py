@@ -7,16 +7,16 @@ Keras 3 backend::
 
     KERAS_BACKEND=jax python bench.py model --batch-sizes 64,256 --policies float32,mixed_bfloat16
 
-(``python -m ecgcode.bench.model_speed ...`` is the same).  Importing this module imports
+(its options are in ``ecgcode.cli.bench``).  Importing this module imports
 neither Keras nor TensorFlow nor ``ecgcode.bench.measure``: it needs only
-``ecgcode.common`` and ``ecgcode.data``, and ``ecgcode.network`` for the paper's model.  ``--data FILE`` also
-feeds each setting from the project's tf.data pipeline (``ecgcode.data.make_dataset``;
-TensorFlow needed for tf.data only, the model may run on any backend), which tells whether
-the pipeline keeps a GPU busy.  It also holds the table helpers (``row``,
-``format_table``, ``write_table``) and model factories that ``bench.py`` shares.
+``ecgcode.common`` and ``ecgcode.data``, and ``ecgcode.model.network`` for the paper's
+model.  ``--data FILE`` also feeds each setting from the project's tf.data pipeline
+(``ecgcode.data.make_dataset``; TensorFlow needed for tf.data only, the model may run on
+any backend), which tells whether the pipeline keeps a GPU busy.  It also holds the table
+helpers (``row``, ``format_table``, ``write_table``) and model factories that ``bench.py``
+shares.
 """
 
-import argparse
 import contextlib
 import itertools
 import platform
@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from ecgcode import data as ecg_data
-from ecgcode.common import CLASSES, INPUT_SHAPE, N_CLASSES, atomic_output, first_line, run_cli
-from ecgcode.precision import global_policy
+from ecgcode.common import CLASSES, INPUT_SHAPE, N_CLASSES, atomic_output, first_line
+from ecgcode.model.precision import global_policy
 
 PAPER_BATCH = 64
 """The paper's training batch size."""
@@ -37,7 +37,7 @@ DTYPE_POLICIES = ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bflo
 # --- Models ------------------------------------------------------------------------------
 def paper_model(n_classes=N_CLASSES):
     """The paper's ResNet (``model.get_model``)."""
-    from ecgcode.network import get_model  # deferred: imports Keras and its backend
+    from ecgcode.model.network import get_model  # deferred: imports Keras and its backend
 
     return get_model(n_classes)
 
@@ -300,54 +300,3 @@ def write_table(text, path):
     if path:
         with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
-
-
-# --- Command line ---------------------------------------------------------------------------
-def _comma_list(convert, allowed=None):
-    """An argparse type: "a,b" -> [convert(a), convert(b)], each in ``allowed`` if given."""
-    def parse(text):
-        values = [convert(item) for item in text.split(",") if item.strip()]
-        if not values or (allowed and not set(values) <= set(allowed)):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list"
-                                             + (f" of {', '.join(allowed)}" if allowed else ""))
-        return values
-
-    return parse
-
-
-def main(argv=None, prog="python -m ecgcode.bench.model_speed"):
-    """Print (and with ``--out`` write) the ``model`` section's markdown table."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Training and inference ECGs/s of the model alone on in-memory random "
-        "ECGs under any Keras 3 backend (no tf.data, no TensorFlow), e.g. KERAS_BACKEND=jax "
-        f"python {prog} --batch-sizes 64,256 --policies float32,mixed_bfloat16")
-    parser.add_argument("--batch-sizes", type=_comma_list(int), default=[PAPER_BATCH],
-                        help=f"comma-separated batch sizes (default {PAPER_BATCH})")
-    parser.add_argument("--policies", type=_comma_list(str, DTYPE_POLICIES),
-                        default=["float32"],
-                        help="comma-separated Keras dtype policies (default float32)")
-    parser.add_argument("--jit", type=_comma_list(str, ("on", "off")), default=["on"],
-                        help="XLA compilation: on, off or on,off (default on)")
-    parser.add_argument("--steps", type=int, default=20,
-                        help="timed batches per setting and task (default 20)")
-    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
-                        help="paper (default) or tiny (a quick check of the script)")
-    parser.add_argument("--data", metavar="FILE",
-                        help="also feed each setting from make_dataset over this "
-                        "HDF5 file with labels (bench.py make; needs TensorFlow for tf.data, "
-                        "any Keras backend): does the input pipeline keep up?")
-    parser.add_argument("--out", help="also write the markdown table to this file")
-    args = parser.parse_args(argv)
-    if args.data:
-        check_data_file(args.data)
-    rows = model_rows(args.batch_sizes, args.policies, [j == "on" for j in args.jit],
-                      args.steps, MODELS[args.model], args.data)
-    text = format_table(rows, backend_description())
-    print(text)
-    write_table(text, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main))

@@ -1,12 +1,11 @@
 """predict.py's whole path against a bare forward pass, in float32 and mixed bfloat16.
 
 Issue 15's items 1 and 2 in one process: the ECGs/s of a complete ``predict_collection``
-pass (reading, the pipeline, Keras' predict loop, the output array: everything but the
-command line) next to the bare compiled forward pass of the same model at the same batch
-size on one in-memory batch, alternated round by round so that both see the same machine
-state; then the same in mixed bfloat16, with the agreement of its probabilities and
-thresholded decisions with float32.  The functions take predict.py's ``predict_collection``
-as an argument (the package never imports the root scripts).
+pass (``ecgcode.inference.predictor``: reading the rows, the batches' forward passes, the
+output array: everything but the command line) next to the bare compiled forward pass of
+the same model at the same batch size on one in-memory batch, alternated round by round so
+that both see the same machine state; then the same in mixed bfloat16, with the agreement
+of its probabilities and thresholded decisions with float32.
 """
 
 import statistics
@@ -15,21 +14,22 @@ import time
 import numpy as np
 
 from ecgcode.bench.model_speed import random_ecgs, row
-from ecgcode.precision import describe_bfloat16_support, with_policy
-from ecgcode.thresholds import binarize, fill_missing, read_thresholds
+from ecgcode.inference.predictor import keras_predictor, predict_collection
+from ecgcode.model.metadata import default_classes
+from ecgcode.model.modelfiles import load_model_and_classes
+from ecgcode.model.precision import describe_bfloat16_support, with_policy
+from ecgcode.model.thresholds import binarize, fill_missing, read_thresholds
 from ecgcode.training.run_setup import choose_precision, device_defaults
 
 
 def trained_model(model_path, thresholds_path=None):
     """(model, thresholds, label) of a model file and its run's ``thresholds.json``.
 
-    ``model_path`` and ``thresholds_path`` are what predict.py's ``resolve_model`` finds
-    for a run folder or a model file.  The thresholds are in the model's class order, 0.5
-    for a class without one (and for every class when ``thresholds_path`` is None), with
-    ``ecgcode.thresholds.fill_missing``'s note.
+    ``model_path`` and ``thresholds_path`` are what ``ecgcode.model.modelfiles.resolve_model``
+    finds for a run folder or a model file.  The thresholds are in the model's class order,
+    0.5 for a class without one (and for every class when ``thresholds_path`` is None), with
+    ``ecgcode.model.thresholds.fill_missing``'s note.
     """
-    from ecgcode.modelfiles import load_model_and_classes  # imports Keras
-
     model, classes, _ = load_model_and_classes(model_path)
     found = read_thresholds(thresholds_path, classes) if thresholds_path else {}
     thresholds, _ = fill_missing(found, classes)
@@ -58,14 +58,16 @@ def bare_forward_rate(model, batch_size, batches=3):
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def full_pass(predict_collection, model, collection, batch_size):
-    """(ECGs/s, probabilities) of one complete ``predict_collection`` pass."""
+def full_pass(model, collection, batch_size):
+    """(ECGs/s, probabilities) of one complete ``predict_collection`` pass of ``model``."""
+    predictor = keras_predictor(model, default_classes(int(model.outputs[0].shape[-1])),
+                                "(bench model)", batch_size)
     start = time.perf_counter()
-    probabilities = predict_collection(model, collection, batch_size, verbose=0)
+    probabilities = predict_collection(predictor, collection, batch_size)
     return collection.n / (time.perf_counter() - start), probabilities
 
 
-def compare_paths(predict_collection, model, collection, batch_size, rounds=3):
+def compare_paths(model, collection, batch_size, rounds=3):
     """Alternate bare forward passes and whole predict.py passes, ``rounds`` of each.
 
     One untimed pass first compiles every batch shape (the last batch may be smaller).
@@ -76,11 +78,11 @@ def compare_paths(predict_collection, model, collection, batch_size, rounds=3):
         ``bare`` and ``path``: lists of ECGs/s; ``probabilities``: (n, n_classes) float32 of
         the last pass.
     """
-    _, probabilities = full_pass(predict_collection, model, collection, batch_size)
+    _, probabilities = full_pass(model, collection, batch_size)
     bare, path = [], []
     for _ in range(rounds):
         bare.append(bare_forward_rate(model, batch_size))
-        rate, probabilities = full_pass(predict_collection, model, collection, batch_size)
+        rate, probabilities = full_pass(model, collection, batch_size)
         path.append(rate)
     return {"bare": bare, "path": path, "probabilities": probabilities}
 
@@ -109,14 +111,11 @@ def agreement(reference, other, thresholds):
             "decisions_agree": float(same.mean()), "decisions": int(same.size)}
 
 
-def predict_path_rows(predict_collection, model, collection, batch_size, thresholds,
-                      model_label, rounds=3):
+def predict_path_rows(model, collection, batch_size, thresholds, model_label, rounds=3):
     """Rows of issue 15's items 1 and 2: float32 and bfloat16 paths against bare passes.
 
     Parameters
     ----------
-    predict_collection : callable
-        predict.py's ``predict_collection(model, collection, batch_size, verbose)``.
     model : keras.Model
         In float32.
     collection : ecgcode.data.Collection
@@ -134,8 +133,8 @@ def predict_path_rows(predict_collection, model, collection, batch_size, thresho
     """
     results = {}
     for policy in ("float32", "mixed_bfloat16"):
-        results[policy] = compare_paths(predict_collection, with_policy(model, policy),
-                                        collection, batch_size, rounds)
+        results[policy] = compare_paths(with_policy(model, policy), collection, batch_size,
+                                        rounds)
     medians = {policy: {key: statistics.median(result[key]) for key in ("bare", "path")}
                for policy, result in results.items()}
     common = f"batch {batch_size}, {collection.n} exams, {rounds} alternating rounds"
@@ -190,15 +189,3 @@ def training_precision_rows(run, path, model_name, rounds, warmup, window, windo
 
 def _span(rates):
     return f"{min(rates):.1f}-{max(rates):.1f}"
-
-
-def add_precision_arguments(parser):
-    """The options of bench.py's ``precision`` section (also in ``all``)."""
-    parser.add_argument("--trained", metavar="RUN",
-                        help="precision: a train.py run folder or model file, predicted in "
-                        "float32 and bfloat16 (default: the --model with random weights)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="precision: alternating rounds of each measurement (default 3)")
-    parser.add_argument("--precision-rows", type=int, default=640,
-                        help="all: exams of the precision section's file, predicted whole "
-                        "each round (default 640)")

@@ -14,7 +14,8 @@ flops
 speed
     Steady-state training ECGs/s at batch 64 through ``train.main`` (the project's default
     path: make_dataset, Adam, binary cross-entropy) and inference ECGs/s through
-    predict.py's path (make_dataset + model.predict at predict.py's batch size),
+    predict.py's path (``predict_collection``: RowReader batches + predict_on_batch at
+    predict.py's batch size),
     next to the BASELINE of the original study: a ``keras.utils.PyDataset`` reading h5py
     slices batch by batch, ``model.fit``/``model.predict`` with default settings.
 precision
@@ -28,9 +29,9 @@ memory
 model
     Training and inference ECGs/s of the model alone on in-memory random ECGs, for given
     batch sizes, dtype policies and XLA settings, under any Keras 3 backend (no tf.data, no
-    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` (or
-    ``python -m ecgcode.bench.model_speed``, which needs only ``ecgcode.common`` and
-    ``ecgcode.network``) runs where TensorFlow is unavailable.  Not part of ``all``.
+    TensorFlow): ``KERAS_BACKEND=jax python bench.py model ...`` runs where TensorFlow is
+    unavailable (importing bench.py imports none; ``ecgcode.bench.model_speed``).  Not
+    part of ``all``.
 one_exam
     Wall time and peak RSS of a fresh ``predict.py EXAM MODEL`` process (median of a few),
     for a ``.keras`` model and its ONNX export (onnxruntime, no TensorFlow), and the
@@ -51,6 +52,7 @@ section adds mixed-precision and XLA variants.
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -61,7 +63,6 @@ import time
 
 import numpy as np
 
-from ecgcode.backend import has_gpu
 from ecgcode.bench import fastpath as bench_fastpath
 from ecgcode.bench import measure as bench_measure
 from ecgcode.bench import model_speed as bench_model
@@ -69,7 +70,6 @@ from ecgcode.bench import scale as bench_scale
 from ecgcode.bench.measure import (
     BASELINE_PREDICT_BATCH,
     RESULT_PREFIX,
-    add_timing_arguments,
     apply_threads,
     batch_timer,
     ensure_bench_file,
@@ -92,17 +92,19 @@ from ecgcode.bench.model_speed import (
     write_table,
 )
 from ecgcode.bench.paths import (
-    add_precision_arguments,
     predict_path_rows,
     trained_model,
     training_precision_rows,
 )
 from ecgcode.cli import train
-from ecgcode.common import ECGInputError, run_cli
-from ecgcode.data import make_dataset, open_collection
-from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import resolve_model
+from ecgcode.common import ECGInputError, plain, run_cli
+from ecgcode.data import open_collection
+from ecgcode.evaluation.sweep import parse_factors
+from ecgcode.inference.predictor import DEFAULT_BATCH_SIZE, keras_predictor, predict_collection
+from ecgcode.model.backend import has_gpu
+from ecgcode.model.metadata import default_classes
+from ecgcode.model.modelfiles import resolve_model
+from ecgcode.model.quiet import import_tensorflow
 from ecgcode.training.run_setup import device_defaults
 
 
@@ -140,13 +142,12 @@ def _quiet_stdout():
         yield
 
 def predict_default(path, factory, warmup, window, windows, batch_size=None, jit=False):
-    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s calls).
+    """Steady-state inference ECGs/s of predict.py's path (``predict_collection``'s batches).
 
-    ``make_dataset(shuffle=False, check_values=False)`` + ``model.predict`` at
-    ``ecgcode.inference.DEFAULT_BATCH_SIZE``, over just enough rows for the timed batches.
+    ``ecgcode.inference.predictor.predict_collection`` (rows read by ``RowReader``,
+    ``predict_on_batch``) at ``ecgcode.inference.predictor.DEFAULT_BATCH_SIZE``, over just
+    enough rows for the timed batches.
     """
-    import tensorflow as tf  # deferred: imports TensorFlow, in the measuring process only
-
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     model = factory()
     if jit:
@@ -154,19 +155,28 @@ def predict_default(path, factory, warmup, window, windows, batch_size=None, jit
     batches = timed_batches(warmup, window, windows)
     collection = open_collection(path)
     rows = np.arange(min(collection.n, batches * batch_size))
-    dataset = make_dataset(
-        collection, None, batch_size=batch_size, shuffle=False, indices=rows,
-        dataset_name=collection.dataset_name, check_values=False)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(rows) // batch_size)))
-    timer = batch_timer()
-    model.predict(dataset, verbose=0, callbacks=[timer])
-    return window_rates(timer.times, batch_size, warmup, window)
+    predictor = keras_predictor(model, default_classes(int(model.outputs[0].shape[-1])),
+                                "(bench model)", batch_size)
+    times = []
+
+    def timed(x):  # the end time of every batch, as a Keras callback would record it
+        probabilities = predictor.predict(x)
+        times.append(time.perf_counter())
+        return probabilities
+
+    predict_collection(dataclasses.replace(predictor, predict=timed), collection, batch_size,
+                       rows=rows)
+    return window_rates(times, batch_size, warmup, window)
 
 def predict_full_pass(path, factory, batch_size=None):
     """Run predict.py's ``predict_collection`` over the whole file (for peak memory)."""
     collection = open_collection(path)
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    model = factory()
+    predictor = keras_predictor(model, default_classes(int(model.outputs[0].shape[-1])),
+                                "(bench model)", batch_size)
     start = time.perf_counter()
-    predict_collection(factory(), collection, batch_size or DEFAULT_BATCH_SIZE, verbose=0)
+    predict_collection(predictor, collection, batch_size)
     return [collection.n / (time.perf_counter() - start)]
 
 
@@ -325,8 +335,8 @@ def precision_rows(path, trained=None, rounds=3, model_name="paper", warmup=2, w
     else:
         model, label = MODELS[model_name](), f"{model_name} model, random weights"
         thresholds = [0.5] * int(model.outputs[0].shape[-1])
-    rows = predict_path_rows(predict_collection, model, open_collection(path),
-                             DEFAULT_BATCH_SIZE, thresholds, label, rounds)
+    rows = predict_path_rows(model, open_collection(path), DEFAULT_BATCH_SIZE, thresholds,
+                             label, rounds)
     return rows + training_precision_rows(measure_in_subprocess, path, model_name, rounds,
                                           warmup, window, windows)
 
@@ -505,20 +515,165 @@ def _fastpath_main(name):
     return fastpath_main
 
 
+# --- Options and mains of the sections whose code is in ecgcode.bench ---------------------
+def pipeline_main(argv=None):
+    """The ``pipeline`` section's raw numbers (``bench.py pipeline``), one per line."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py pipeline",
+        description="ECGs/s of ecgcode.data.make_dataset (shuffled and in order) on a "
+        "page-cached HDF5 file, and the file's raw sequential read speed.")
+    parser.add_argument("file", help="CODE-style HDF5 file (delete it yourself afterwards)")
+    parser.add_argument("--make", type=int, metavar="N",
+                        help="first write a synthetic file of N tracings at FILE")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--block-size", type=int, help="make_dataset block_size")
+    parser.add_argument("--shuffle-buffer", type=int, default=512)
+    parser.add_argument("--num-parallel-reads", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.make:
+        bench_measure.write_bench_file(args.file, args.make)
+    results = bench_measure.bench_pipeline(
+        args.file, args.repeats, args.batch_size, block_size=args.block_size,
+        shuffle_buffer=args.shuffle_buffer, num_parallel_reads=args.num_parallel_reads)
+    for key, value in results.items():
+        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
+    return 0
+
+
+def add_timing_arguments(parser):
+    """The timing options of the bench.py sections that time scripts."""
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="processes per path, interleaved (default 1)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="training batches not timed (compilation, first steps; default 2)")
+    parser.add_argument("--window", type=int, default=2,
+                        help="training batches per timed window (default 2)")
+    parser.add_argument("--windows", type=int, default=3,
+                        help="timed windows per process (default 3)")
+    parser.add_argument("--predict-window-ecgs", type=int, default=256,
+                        help="ECGs per timed prediction window (default 256)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+
+
+def make_main(argv):
+    """``bench.py make``: write a benchmark HDF5 file."""
+    parser = argparse.ArgumentParser(prog="bench.py make",
+                                     description="Write a benchmark HDF5 file (with labels).")
+    parser.add_argument("file")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--gb", type=float, help="about this many GB")
+    size.add_argument("--rows", type=int, help="exactly this many tracings")
+    args = parser.parse_args(argv)
+    bench_measure.write_bench_file(args.file,
+                                   args.rows or bench_measure.rows_for_gigabytes(args.gb))
+    return 0
+
+
+def add_precision_arguments(parser):
+    """The options of bench.py's ``precision`` section (also in ``all``)."""
+    parser.add_argument("--trained", metavar="RUN",
+                        help="precision: a train.py run folder or model file, predicted in "
+                        "float32 and bfloat16 (default: the --model with random weights)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="precision: alternating rounds of each measurement (default 3)")
+    parser.add_argument("--precision-rows", type=int, default=640,
+                        help="all: exams of the precision section's file, predicted whole "
+                        "each round (default 640)")
+
+
+def _comma_list(convert, allowed=None):
+    """An argparse type: "a,b" -> [convert(a), convert(b)], each in ``allowed`` if given."""
+    def parse(text):
+        values = [convert(item) for item in text.split(",") if item.strip()]
+        if not values or (allowed and not set(values) <= set(allowed)):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list"
+                                             + (f" of {', '.join(allowed)}" if allowed else ""))
+        return values
+
+    return parse
+
+
+def model_main(argv=None):
+    """Print (and with ``--out`` write) the ``model`` section's markdown table."""
+    prog = "bench.py model"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Training and inference ECGs/s of the model alone on in-memory random "
+        "ECGs under any Keras 3 backend (no tf.data, no TensorFlow), e.g. KERAS_BACKEND=jax "
+        f"python {prog} --batch-sizes 64,256 --policies float32,mixed_bfloat16")
+    parser.add_argument("--batch-sizes", type=_comma_list(int), default=[PAPER_BATCH],
+                        help=f"comma-separated batch sizes (default {PAPER_BATCH})")
+    parser.add_argument("--policies", type=_comma_list(str, bench_model.DTYPE_POLICIES),
+                        default=["float32"],
+                        help="comma-separated Keras dtype policies (default float32)")
+    parser.add_argument("--jit", type=_comma_list(str, ("on", "off")), default=["on"],
+                        help="XLA compilation: on, off or on,off (default on)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed batches per setting and task (default 20)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="paper",
+                        help="paper (default) or tiny (a quick check of the script)")
+    parser.add_argument("--data", metavar="FILE",
+                        help="also feed each setting from make_dataset over this "
+                        "HDF5 file with labels (bench.py make; needs TensorFlow for tf.data, "
+                        "any Keras backend): does the input pipeline keep up?")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    if args.data:
+        bench_model.check_data_file(args.data)
+    rows = bench_model.model_rows(args.batch_sizes, args.policies,
+                                  [j == "on" for j in args.jit], args.steps, MODELS[args.model],
+                                  args.data)
+    text = format_table(rows, bench_model.backend_description())
+    print(text)
+    write_table(text, args.out)
+    return 0
+
+
+def scale_parser():
+    """The argument parser of ``bench.py scale``."""
+    parser = argparse.ArgumentParser(
+        prog="bench.py scale",
+        description="F1 at the model's thresholds and AUROC of every class with the inputs "
+        "multiplied by each factor (after bringing them to the model's amplitude scale).")
+    parser.add_argument("model", help="a train.py run folder (its best model and thresholds), "
+                        "a .keras/.h5 model or an .onnx export")
+    parser.add_argument("tracings", help="labelled HDF5 tracings (a `labels` dataset whose "
+                        "classes are the model's), e.g. the demo's test.hdf5")
+    parser.add_argument("--factors", default=",".join(plain(k) for k in bench_scale.FACTORS),
+                        help="comma-separated multipliers (default: %(default)s)")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    return parser
+
+
+def scale_main(argv=None):
+    """``bench.py scale MODEL TRACINGS``: print (and write) the two tables."""
+    args = scale_parser().parse_args(argv)
+    f1, auroc = bench_scale.scale_tables(args.model, args.tracings,
+                                         parse_factors(args.factors, "--factors"))
+    text = (f"F1 at the model's thresholds, inputs x k ({args.model} on {args.tracings}):\n\n"
+            f"{f1}\n\nAUROC:\n\n{auroc}\n")
+    print(text)
+    write_table(text, args.out)
+    return 0
+
+
 SECTIONS = {
     "all": _all_main,
-    "pipeline": bench_measure.pipeline_main,
+    "pipeline": pipeline_main,
     "peak": _section_main("peak"),
     "flops": _section_main("flops"),
     "speed": _section_main("speed"),
     "precision": _section_main("precision"),
     "memory": _section_main("memory"),
     "one_exam": _fastpath_main("one_exam"),
-    "scale": bench_scale.main,
+    "scale": scale_main,
     "service": _fastpath_main("service"),
-    "make": bench_measure.make_main,
+    "make": make_main,
     "measure": measure_main,
-    "model": lambda argv: bench_model.main(argv, prog="bench.py model"),
+    "model": model_main,
 }
 
 

@@ -2,7 +2,9 @@
 
 The data code itself is ``ecgcode.data`` (open_collection, load_labels, split_indices,
 make_dataset, find_nonfinite; the tf.data pipeline in ``ecgcode/data/pipeline.py``);
-conversion is ``ecgcode.formats.convert``, synthetic ECGs ``ecgcode.synthetic.generate``.
+conversion is ``ecgcode.data.formats.convert``, synthetic ECGs ``ecgcode.data.synthetic.generate``.
+Each command's parser and ``main`` is a module beside this one (``ecgcode.cli.inspect``,
+``ecgcode.cli.convert``, ``ecgcode.cli.synthetic``).
 """
 
 import argparse
@@ -20,8 +22,8 @@ COMMANDS = {
     "synthetic": "write a synthetic CODE-style HDF5 file (for tests and demos)",
 }
 
-PROGRAMS = {"inspect": "ecgcode.data.inspection", "convert": "ecgcode.formats.convert",
-            "synthetic": "ecgcode.synthetic.generate"}
+PROGRAMS = {"inspect": "ecgcode.cli.inspect", "convert": "ecgcode.cli.convert",
+            "synthetic": "ecgcode.cli.synthetic"}
 """The module that runs each command."""
 
 

@@ -26,12 +26,12 @@ import time
 
 import pandas as pd
 
-from ecgcode import metrics as em
 from ecgcode.cli import datasets, generate_figures, predict, train, validate
 from ecgcode.common import CLASSES, ECGInputError, run_cli
 from ecgcode.data.labels import load_labels
-from ecgcode.runfolder import BEST_MODEL, HISTORY_NAME, RUN_THRESHOLDS_NAME, run_file
-from ecgcode.thresholds import fill_missing, read_thresholds
+from ecgcode.evaluation import metrics as em
+from ecgcode.model.runfolder import BEST_MODEL, HISTORY_NAME, RUN_THRESHOLDS_NAME, run_file
+from ecgcode.model.thresholds import fill_missing, read_thresholds
 
 DEMO_DEFAULTS = {"n_train": 1400, "n_test": 400, "epochs": 3, "batch_size": 16, "val_split": 0.1}
 

@@ -6,20 +6,20 @@ MODEL (always the last positional argument) is a ``.keras`` or ``.h5``/``.hdf5``
 file (Keras 3, tf.keras 2.x or the original study's Keras 2.2.4 weights), a run folder
 written by train.py, whose best model and thresholds are then used, or an ``.onnx`` export
 (``model.py export``), run by onnxruntime without importing TensorFlow
-(``ecgcode.predictor``). The original study's form ``python predict.py tracings.hdf5
+(``ecgcode.inference.predictor``). The original study's form ``python predict.py tracings.hdf5
 model.hdf5 --output_file out.npy`` still works. ``predict.py --serve MODEL`` instead keeps
-MODEL loaded behind a local HTTP service (``ecgcode.service``).
+MODEL loaded behind a local HTTP service (``ecgcode.inference.service``).
 
 Outputs: ``.npy`` holds float32 (N, n_classes) probabilities in file order (the original
 study's format); ``.csv`` holds one row per exam: ``exam_id`` (or ``row`` when the files
 have no ids), one probability column per class, named from the classes stored in the model,
 and, when thresholds are known, one 0/1 ``<class>_pred`` column per class. ``--plot N`` also
 draws exam N as a 12-lead ECG sheet; ``--explain N`` adds integrated-gradients attributions
-of exam N (``ecgcode/explain.py``). Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
+of exam N (``ecgcode/inference/explain.py``). Inputs other than HDF5 (clinical XML/DICOM/SCP-ECG
 exports, WFDB records, ...) are converted into the data contract on the fly
-(``ecgcode.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
+(``ecgcode.data.formats.inputs``); the ``.csv`` then names each row's file in a first ``record``
 column. ``--windows`` scores every 4096-sample window of a long recording instead of its
-centre: one ``.csv`` row per window and a per-record summary (``ecgcode/windows.py``).
+centre: one ``.csv`` row per window and a per-record summary (``ecgcode/inference/windows.py``).
 """
 
 import argparse
@@ -27,8 +27,12 @@ import sys
 
 import numpy as np
 
-from ecgcode import service
-from ecgcode.classnames import parse_classes
+from ecgcode.cli.options import (
+    add_conversion_options,
+    add_units_option,
+    add_window_options,
+    window_stride_option,
+)
 from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
@@ -38,13 +42,10 @@ from ecgcode.common import (
     run_cli,
 )
 from ecgcode.data import open_collection
-from ecgcode.data.scale import add_units_option
-from ecgcode.evaluation.calibration import calibrate_outputs, describe_calibration
-from ecgcode.explain import explain_and_save
-from ecgcode.formats.convert import add_window_options, window_stride_option
-from ecgcode.formats.inputs import add_conversion_options, contract_inputs, row_names
-from ecgcode.inference import DEFAULT_BATCH_SIZE
-from ecgcode.outputs import (
+from ecgcode.data.formats.inputs import contract_inputs, row_names
+from ecgcode.inference import service
+from ecgcode.inference.explain import explain_and_save
+from ecgcode.inference.outputs import (
     exams_to_explain,
     input_warnings,
     locate_row,
@@ -53,19 +54,22 @@ from ecgcode.outputs import (
     plot_exams,
     write_predictions,
 )
-from ecgcode.predictor import (
+from ecgcode.inference.predictor import (
+    DEFAULT_BATCH_SIZE,
     at_model_scale,
     load_predictor,
     original_scale_model,
-    predict_collection_with,
+    predict_collection,
     print_warning,
     refuse_keras_options,
     resolve_predictor,
 )
-from ecgcode.provenance import synthetic_model_warning, synthetic_only_warning
-from ecgcode.runfolder import RUN_EXPORT_NAME, RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
-from ecgcode.thresholds import choose_calibration, choose_thresholds, read_thresholds
-from ecgcode.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
+from ecgcode.inference.windows import SUMMARY_SUFFIX, window_rows, write_window_outputs
+from ecgcode.model.calibration import calibrate_outputs, describe_calibration
+from ecgcode.model.metadata import parse_classes
+from ecgcode.model.provenance import synthetic_model_warning, synthetic_only_warning
+from ecgcode.model.runfolder import RUN_EXPORT_NAME, RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME
+from ecgcode.model.thresholds import choose_calibration, choose_thresholds, read_thresholds
 
 DEFAULT_OUTPUT = "./dnn_output.npy"
 """Default output file, as in the original study's predict.py."""
@@ -316,9 +320,8 @@ def _predict_and_write(args, tracing_paths, converted, model_path, run_threshold
     at_scale, notes = at_model_scale(predictor, collection)
     for note in notes:  # one line per rescaled file
         print(f"note: {note}", file=sys.stderr)
-    probabilities = predict_collection_with(
-        predictor, at_scale, args.batch_size, verbose=0 if args.quiet else 1
-    )
+    probabilities = predict_collection(predictor, at_scale, args.batch_size,
+                                       progress=not args.quiet)
     nonfinite = nonfinite_warning(probabilities, collection)
     if nonfinite:
         print(f"warning: {nonfinite}", file=sys.stderr)

@@ -17,14 +17,14 @@ Exit status: 0 done, 2 bad input / NaN loss / non-empty output folder, 130 Ctrl-
 
 import argparse
 
-from ecgcode.classnames import parse_classes
+from ecgcode.cli.options import add_units_option
 from ecgcode.common import CLASSES, run_cli
-from ecgcode.data.scale import add_units_option
 from ecgcode.data.screening import screen_rows
-from ecgcode.precision import global_policy
-from ecgcode.provenance import training_provenance
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, LAST_MODEL, RUN_THRESHOLDS_NAME
+from ecgcode.model.metadata import parse_classes
+from ecgcode.model.precision import global_policy
+from ecgcode.model.provenance import training_provenance
+from ecgcode.model.quiet import import_tensorflow
+from ecgcode.model.runfolder import CONFIG_NAME, HISTORY_NAME, LAST_MODEL, RUN_THRESHOLDS_NAME
 from ecgcode.training import recipe
 from ecgcode.training import state as ts
 from ecgcode.training.run_setup import (
@@ -50,7 +50,7 @@ def main(argv=None, *, model_factory=None, extra_callbacks=()):
     model_factory : callable, optional
         ``model_factory(n_classes)`` returns a new, uncompiled keras.Model with input
         (4096, 12) and n_classes sigmoid outputs (a factory without parameters is called
-        as ``model_factory()``); the paper's ResNet (``ecgcode.network.get_model``) when
+        as ``model_factory()``); the paper's ResNet (``ecgcode.model.network.get_model``) when
         None. Tests pass tiny models here.
     extra_callbacks : sequence of keras.callbacks.Callback
         Appended to the training callbacks (tests use this to kill a run mid-epoch).

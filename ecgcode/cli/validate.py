@@ -18,26 +18,27 @@ import os
 import sys
 import time
 
-from ecgcode.classnames import parse_classes, read_model_classes
+from ecgcode.cli.options import add_conversion_options
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, run_cli
+from ecgcode.data.formats.inputs import contract_inputs
 from ecgcode.evaluation import validation as ev
-from ecgcode.evaluation.calibration import METHODS
 from ecgcode.evaluation.output import markdown_table
 from ecgcode.evaluation.report import interval_frame, write_report
 from ecgcode.evaluation.subgroups import DEFAULT_AGE_EDGES, MIN_SUBGROUP_EXAMS, parse_age_edges
 from ecgcode.evaluation.sweep import DEFAULT_FACTORS, parse_factors, sweep_markdown
-from ecgcode.formats.inputs import add_conversion_options, contract_inputs
-from ecgcode.inference import DEFAULT_BATCH_SIZE
-from ecgcode.outputs import input_warnings
-from ecgcode.predictor import (
+from ecgcode.inference.outputs import input_warnings
+from ecgcode.inference.predictor import (
+    DEFAULT_BATCH_SIZE,
     at_model_scale,
     is_onnx,
     load_predictor,
     print_warning,
     resolve_predictor,
 )
-from ecgcode.provenance import synthetic_model_warning
-from ecgcode.thresholds import (
+from ecgcode.model.calibration import METHODS
+from ecgcode.model.metadata import parse_classes, read_model_classes
+from ecgcode.model.provenance import synthetic_model_warning
+from ecgcode.model.thresholds import (
     DEFAULT_RULES,
     choose_thresholds,
     fill_missing,

@@ -14,7 +14,7 @@ open_collection(paths, dataset_name,
                                              reads its amplitude scale)
 open_hdf5(path, unreadable)               -> h5py.File, or a one-line ECGInputError (every
                                              user-given HDF5 file is opened with it)
-is_synthetic_file(path)                   -> bool: written by ``ecgcode.synthetic.generate``
+is_synthetic_file(path)                   -> bool: written by ``ecgcode.data.synthetic.generate``
 
 Reading rows and checking their values (``RowReader``, ``find_nonfinite``,
 ``check_finite``) live in ``ecgcode.data.rows``.
@@ -43,7 +43,7 @@ from ecgcode.common import (
 from ecgcode.data.scale import declare_scale, file_scale, recorded_scale
 
 SYNTHETIC_GENERATOR = "ecg_synthetic"
-"""Root attribute ``generator`` of the files ``ecgcode.synthetic.generate`` writes."""
+"""Root attribute ``generator`` of the files ``ecgcode.data.synthetic.generate`` writes."""
 
 
 # --- Errors: one subclass of ECGInputError per bad-data case -------------------------
@@ -222,7 +222,7 @@ def open_hdf5(path, unreadable=None):
 
 
 def is_synthetic_file(path):
-    """True when ``path`` is a collection of synthetic ECGs (``ecgcode.synthetic.generate``).
+    """True when ``path`` is a collection of synthetic ECGs (``ecgcode.data.synthetic.generate``).
 
     The one test of "synthetic": the HDF5 root attribute ``generator`` equals
     :data:`SYNTHETIC_GENERATOR`. Any other file (a converted clinical or WFDB record, a

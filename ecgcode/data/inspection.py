@@ -12,10 +12,10 @@ signal_warnings(x, scale, name)    -> all of them: the amplitude scale's check
 collection_warnings(collection)    -> signal_warnings of a few records, each file's scale
                                       checked against its own declared scale
 inspect_collection(paths, ...)     -> prints a summary, returns the warnings
-main(argv)                         -> the ``inspect`` command line
+
+The ``inspect`` command line is ``ecgcode.cli.inspect``.
 """
 
-import argparse
 import dataclasses
 import sys
 
@@ -28,7 +28,6 @@ from ecgcode.common import (
     N_LEADS,
     N_SAMPLES,
     UNITS_PER_MV,
-    run_cli,
 )
 from ecgcode.data.hdf5 import open_collection
 from ecgcode.data.labels import LabelError, load_labels
@@ -39,7 +38,7 @@ from ecgcode.data.leadchecks import (
     normalised_fraction,
 )
 from ecgcode.data.rows import RowReader, check_finite
-from ecgcode.data.scale import Scale, add_units_option, bring_to_scale, scale_warning
+from ecgcode.data.scale import Scale, bring_to_scale, scale_warning
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""
@@ -257,43 +256,3 @@ def inspect_collection(
         check_finite(collection)
         print("no NaN/inf values", file=out)
     return warnings
-
-
-def main(argv=None, prog=None):
-    """The ``inspect`` command line (``python datasets.py inspect FILE... [options]``).
-
-    ``prog`` names the command in its usage line (``datasets.py inspect``).
-    """
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Summarise CODE-style HDF5 file(s): size, labels, amplitude scale, "
-        "amplitudes in mV; warn when the QRS amplitudes do not fit the declared scale (the "
-        f"original study's: 1 mV = {UNITS_PER_MV:g} units) or the lead order looks wrong.",
-    )
-    parser.add_argument("files", nargs="+", help="HDF5 file(s), read as one collection")
-    parser.add_argument("--labels", help="label CSV (else a 'labels' dataset in the HDF5)")
-    parser.add_argument(
-        "--dataset-name",
-        default=DEFAULT_DATASET_NAME,
-        help="signal dataset name (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-records",
-        type=int,
-        default=1000,
-        help="records sampled for amplitude statistics (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-scan", action="store_true", help="skip scanning every record for NaN/inf"
-    )
-    add_units_option(parser)
-    args = parser.parse_args(argv)
-    inspect_collection(
-        args.files, args.labels, args.dataset_name, args.max_records, scan=not args.no_scan,
-        units_per_mv=args.units_per_mv,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main))

@@ -12,7 +12,7 @@ What records a scale, and the rules for what records none:
 * a CODE-style file with no such attribute (CODE-15%, CODE-test, anyone's own file): the
   original scale, unless the user states another with ``--units-per-mv K``;
 * a model this project writes: ``units_per_mv`` next to its class names
-  (``ecgcode.classnames``), copied into every export's metadata;
+  (``ecgcode.model.metadata``), copied into every export's metadata;
 * a model with class names but no scale (an earlier version of this project): 10;
 * a model with no project metadata at all (the original study's published weights): the
   original scale, unless the user states another (``--model-units-per-mv K``).
@@ -95,23 +95,6 @@ def check_units_per_mv(value, option="--units-per-mv"):
                             f"{plain(UNITS_PER_MV)}; this project's earlier 1e-4 V is "
                             f"{plain(LEGACY_UNITS_PER_MV)})")
     return number
-
-
-def add_units_option(parser, model=False):
-    """Add ``--units-per-mv`` (and, with ``model``, ``--model-units-per-mv``) to ``parser``."""
-    parser.add_argument(
-        "--units-per-mv", type=float, metavar="K",
-        help="amplitude scale of HDF5 inputs that record none: tracing units per mV "
-        f"(default: the original study's, {plain(UNITS_PER_MV)}; this project's files record "
-        "theirs, and earlier versions' 1e-4 V files are read as "
-        f"{plain(LEGACY_UNITS_PER_MV)})")
-    if model:
-        parser.add_argument(
-            "--model-units-per-mv", type=float, metavar="K",
-            help="amplitude scale of a MODEL that records none (default: "
-            f"{plain(UNITS_PER_MV)} for the original study's weights; models of earlier "
-            f"versions of this project: {plain(LEGACY_UNITS_PER_MV)}); inputs are brought to "
-            "the model's scale")
 
 
 def recorded_scale(*attribute_sets):

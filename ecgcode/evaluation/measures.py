@@ -1,11 +1,11 @@
 """Per-class measures of a model's scores with bootstrap 95 % intervals.
 
 Discrimination (AUROC, AUPRC), calibration (expected calibration error, Brier score) and
-the paper's Table-2 metrics at given thresholds (``ecgcode.metrics``), each with the
-2.5-97.5 percentile interval over resamples of the exams. The resamples are the original
-study's (``ecgcode.metrics.bootstrap_indices``); a resample is held as the number of times
-it draws each exam (its *weights*), so that every measure is computed on all resamples at
-once. On unit weights each measure equals scikit-learn's (``roc_auc_score``,
+the paper's Table-2 metrics at given thresholds (``ecgcode.evaluation.metrics``), each
+with the 2.5-97.5 percentile interval over resamples of the exams. The resamples are the
+original study's (``ecgcode.evaluation.metrics.bootstrap_indices``); a resample is held as
+the number of times it draws each exam (its *weights*), so that every measure is computed
+on all resamples at once. On unit weights each measure equals scikit-learn's (``roc_auc_score``,
 ``average_precision_score``, ``brier_score_loss``; the tests check it on resamples too).
 
 A measure that a set of exams does not define is NaN: AUROC without positive or without
@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from ecgcode import metrics as em
+from ecgcode.evaluation import metrics as em
 
 N_BINS = 10
 """Equal-width probability bins of the reliability diagram and of the calibration error."""
@@ -33,7 +33,8 @@ SCORE_MEASURES = ("auroc", "auprc", "ece", "brier")
 """Measures of the scores themselves, in the report's order."""
 
 THRESHOLD_MEASURES = ("precision", "recall", "specificity", "f1")
-"""Table 2's measures of decisions at thresholds, in ``ecgcode.metrics.METRICS`` order."""
+"""Table 2's measures of decisions at thresholds, in ``ecgcode.evaluation.metrics.METRICS``
+order."""
 
 
 # --- Measures on weighted exams --------------------------------------------------------
@@ -176,7 +177,7 @@ def resampled_measures(y_true, scores, indices):
 def interval(resampled):
     """The 95 % bootstrap interval of one measure: (low, high), NaN when too often undefined.
 
-    The percentiles are the original study's (``ecgcode.metrics.bootstrap_interval``),
+    The percentiles are the original study's (``ecgcode.evaluation.metrics.bootstrap_interval``),
     taken over the resamples on which the measure is defined.
     """
     values = np.asarray(resampled, dtype=np.float64)
@@ -240,7 +241,7 @@ def threshold_table(y_true, scores, thresholds, classes, indices=None):
     values = np.array([np.nan if thresholds.get(name) is None else thresholds[name]
                        for name in classes], dtype=np.float64)
     decided = np.isfinite(values)
-    predicted = (scores > np.where(decided, values, np.inf)).astype(int)  # ecgcode.thresholds
+    predicted = (scores > np.where(decided, values, np.inf)).astype(int)  # ecgcode.model.thresholds
     points = em.scores_table(y_true, predicted)  # (n_classes, 4)
     if indices is not None:
         lows, highs = em.bootstrap_interval(em.bootstrap_scores(y_true, predicted, indices))

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from ecgcode.evaluation.calibration import describe_calibration
 from ecgcode.evaluation.measures import (
     N_BINS,
     SCORE_MEASURES,
@@ -21,6 +20,7 @@ from ecgcode.evaluation.measures import (
 )
 from ecgcode.evaluation.output import markdown_table, new_figure, save_figure, write_text
 from ecgcode.evaluation.sweep import sweep_markdown
+from ecgcode.model.calibration import describe_calibration
 
 NAMES = {"auroc": "AUROC", "auprc": "AUPRC", "ece": "ECE", "brier": "Brier",
          "precision": "precision", "recall": "sensitivity", "specificity": "specificity",

@@ -11,8 +11,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from ecgcode import metrics as em
 from ecgcode.common import ECGInputError
+from ecgcode.evaluation import metrics as em
 from ecgcode.evaluation.measures import score_table
 
 DEFAULT_AGE_EDGES = (40, 60, 80)
@@ -100,7 +100,7 @@ def subgroup_table(y_true, scores, attributes, classes, n_bootstrap=1000, seed=1
         Attribute name -> (n_exams,) text values (``""``: unknown, left out).
     classes : sequence of str
     n_bootstrap, seed : int
-        The bootstrap of each subgroup (``ecgcode.metrics.bootstrap_indices``).
+        The bootstrap of each subgroup (``ecgcode.evaluation.metrics.bootstrap_indices``).
     min_exams : int
         Smaller subgroups get no intervals.
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from ecgcode.common import ECGInputError
 from ecgcode.evaluation.measures import point_measures
+from ecgcode.evaluation.metrics import scores_table
 from ecgcode.evaluation.output import markdown_table
-from ecgcode.metrics import scores_table
 
 DEFAULT_FACTORS = (0.2, 0.5, 1, 2, 5)
 """The factors of :func:`scale_sweep` and of validate.py's ``--scale-sweep``."""
@@ -34,7 +34,7 @@ def scale_sweep(predict, tracings, labels, classes, thresholds=None,
     ----------
     predict : callable
         Maps (n, 4096, 12) float32 tracings to (n, n_classes) float32 probabilities
-        (``ecgcode.predictor.Predictor.predict``, for instance).
+        (``ecgcode.inference.predictor.Predictor.predict``, for instance).
     tracings : array_like
         (n, 4096, 12) float32: a numpy array, or anything sliced the same way (an h5py
         dataset); read :data:`BATCH` exams at a time.

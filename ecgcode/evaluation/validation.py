@@ -3,7 +3,7 @@
 The steps, each a function:
 
 1. :func:`load_labelled`: the ECGs (HDF5 files, and recordings converted on the fly by
-   ``ecgcode.formats.inputs.contract_inputs``), their labels (the files' ``labels``, the
+   ``ecgcode.data.formats.inputs.contract_inputs``), their labels (the files' ``labels``, the
    converter's CinC ``#Dx``/CPSC/PTB-XL labels, or a gold CSV joined on ``exam_id``, on a
    ``record`` column or by row order) and what the data say about each exam for subgroups
    (age, sex, source database or site);
@@ -23,10 +23,10 @@ import h5py
 import numpy as np
 
 from ecgcode import __version__
-from ecgcode import metrics as em
-from ecgcode.classnames import utc_now
 from ecgcode.common import ECGInputError
 from ecgcode.data import RowReader, open_collection
+from ecgcode.data.formats.challenge import read_cinc_demographics
+from ecgcode.data.formats.inputs import row_names
 from ecgcode.data.hdf5 import open_hdf5
 from ecgcode.data.labels import (
     LabelColumnsError,
@@ -40,7 +40,7 @@ from ecgcode.data.labels import (
     rows_where,
     split_indices,
 )
-from ecgcode.evaluation.calibration import apply_calibration, fit_calibration
+from ecgcode.evaluation import metrics as em
 from ecgcode.evaluation.measures import score_table, threshold_table
 from ecgcode.evaluation.subgroups import (
     DEFAULT_AGE_EDGES,
@@ -51,13 +51,13 @@ from ecgcode.evaluation.subgroups import (
     subgroup_table,
 )
 from ecgcode.evaluation.sweep import scale_sweep
-from ecgcode.export import update_onnx_metadata
-from ecgcode.formats.challenge import read_cinc_demographics
-from ecgcode.formats.inputs import row_names
-from ecgcode.predictor import predict_rows
-from ecgcode.provenance import PROJECT, fingerprint
-from ecgcode.runfolder import RUN_THRESHOLDS_NAME, run_file
-from ecgcode.thresholds import rule_text, rule_thresholds, write_chosen_thresholds
+from ecgcode.inference.predictor import predict_collection
+from ecgcode.model.calibration import apply_calibration, fit_calibration
+from ecgcode.model.export import update_onnx_metadata
+from ecgcode.model.metadata import utc_now
+from ecgcode.model.provenance import PROJECT, fingerprint
+from ecgcode.model.runfolder import RUN_THRESHOLDS_NAME, run_file
+from ecgcode.model.thresholds import rule_text, rule_thresholds, write_chosen_thresholds
 
 DEFAULT_TUNE_SPLIT = "0.5"
 """validate.py's ``--tune-split``: a random half of the exams chooses, the other measures."""
@@ -111,7 +111,7 @@ def load_labelled(hdf5_paths, converted, model_classes, labels_csv=None, classes
     Parameters
     ----------
     hdf5_paths, converted :
-        As ``ecgcode.formats.inputs.contract_inputs`` yields them.
+        As ``ecgcode.data.formats.inputs.contract_inputs`` yields them.
     model_classes : sequence of str
         The model's output names.
     labels_csv : str, optional
@@ -326,7 +326,7 @@ def model_function(predictor, collection):
     function returned here, for the ECGs of ``collection``.
     """
     # The amplitude scale: validate.py brings ``collection`` to the model's scale first
-    # (ecgcode.predictor.at_model_scale), so its rows are read as the model expects them.
+    # (ecgcode.inference.predictor.at_model_scale), so its rows are read as the model expects them.
     return predictor.predict
 
 
@@ -334,7 +334,7 @@ def predict_labelled(predictor, data, batch_size, progress=True):
     """The model's probabilities of every exam: (n, n_classes) float32, in the order of
     ``data.classes`` (the model's other outputs dropped)."""
     model = dataclasses.replace(predictor, predict=model_function(predictor, data.collection))
-    probabilities = predict_rows(model, data.collection, batch_size, progress=progress)
+    probabilities = predict_collection(model, data.collection, batch_size, progress=progress)
     if not np.isfinite(probabilities).all():
         rows = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
         raise ECGInputError(f"{len(rows)} exams give no probability (first: row {rows[0]}): "
@@ -506,11 +506,11 @@ def validate(data, probabilities, thresholds, thresholds_source, split, rules, *
         Where they come from, for the report.
     split : Split
     rules : sequence of str
-        Threshold rules (``ecgcode.thresholds.parse_rule``).
+        Threshold rules (``ecgcode.model.thresholds.parse_rule``).
     calibrate : str, optional
         ``platt`` or ``temperature``: fit one on the tuning exams.
     n_bootstrap, seed : int
-        The bootstrap (``ecgcode.metrics.bootstrap_indices``).
+        The bootstrap (``ecgcode.evaluation.metrics.bootstrap_indices``).
     min_subgroup : int
         Smallest subgroup with intervals.
     sweep : pandas.DataFrame, optional
@@ -680,9 +680,9 @@ def destination(model_argument, given):
 def write_back(where, record):
     """Write ``record`` (:func:`threshold_record`) to ``where`` (:func:`destination`).
 
-    A JSON file is ``ecgcode.thresholds.write_chosen_thresholds``'s (keeping the file it
+    A JSON file is ``ecgcode.model.thresholds.write_chosen_thresholds``'s (keeping the file it
     replaces); an ONNX export gets the metadata predict.py reads
-    (``ecgcode.export.update_onnx_metadata``).
+    (``ecgcode.model.export.update_onnx_metadata``).
     """
     kind, path = where
     if kind == "json":

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ecgcode.common import INPUT_SHAPE
-from ecgcode.runfolder import json_safe
+from ecgcode.model.runfolder import json_safe
 
 
 class ValidationMetrics(keras.callbacks.Callback):

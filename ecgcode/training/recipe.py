@@ -23,7 +23,7 @@ import math
 import time
 
 from ecgcode.data.screening import input_error_in_pipeline
-from ecgcode.runfolder import HISTORY_NAME, TENSORBOARD_DIR, run_file
+from ecgcode.model.runfolder import HISTORY_NAME, TENSORBOARD_DIR, run_file
 from ecgcode.training.report import print_summary, report_interrupt, report_nan
 from ecgcode.training.workarounds import prepare_fit
 
@@ -42,7 +42,7 @@ EARLY_STOPPING = {"patience": 9, "min_delta": 1e-5}
 # --- Compile ------------------------------------------------------------------------------
 def paper_model(n_classes):
     """The paper's ResNet with ``n_classes`` outputs (train.py's default model factory)."""
-    from ecgcode.network import get_model  # deferred: imports Keras
+    from ecgcode.model.network import get_model  # deferred: imports Keras
 
     return get_model(n_classes)
 

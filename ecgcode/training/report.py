@@ -7,7 +7,8 @@ Each function takes the ``Run`` of ``train.py`` (its ``state``, ``model``, ``cla
 import os
 import sys
 
-from ecgcode.runfolder import (
+from ecgcode.model.modelfiles import save_model
+from ecgcode.model.runfolder import (
     BEST_MODEL,
     CONFIG_NAME,
     FINAL_MODEL_NAME,
@@ -18,7 +19,7 @@ from ecgcode.runfolder import (
     TENSORBOARD_DIR,
     run_file,
 )
-from ecgcode.thresholds import read_validation_f1
+from ecgcode.model.thresholds import read_validation_f1
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -40,8 +41,6 @@ def report_nan(run, epoch, out, cause=None):
 
 def report_interrupt(run, epoch, out):
     """Save the last model at the interruption, say how to resume; return status 130."""
-    from ecgcode.modelfiles import save_model  # deferred: imports Keras
-
     if run.writes:
         save_model(run.model, run_file(out, LAST_MODEL), formats=(".keras",),
                    classes=run.classes, provenance=run.provenance)  # with the optimizer

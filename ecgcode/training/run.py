@@ -3,7 +3,7 @@
 The recipe (``ecgcode/training/recipe.py``) fits the model epoch by epoch; a :class:`Run`
 gives it each epoch's batches, in an order set by (seed, epoch) alone, and records each
 completed epoch in the run folder (best model, thresholds, history, resume checkpoint).
-Every file the run writes is named in ``ecgcode.runfolder``. This module imports Keras:
+Every file the run writes is named in ``ecgcode.model.runfolder``. This module imports Keras:
 train.py imports it once the inputs are validated.
 """
 
@@ -17,16 +17,16 @@ import numpy as np
 
 from ecgcode import data as ecg_data
 from ecgcode.common import ECGInputError, atomic_output
-from ecgcode.modelfiles import save_model
-from ecgcode.precision import with_policy
-from ecgcode.runfolder import (
+from ecgcode.model.modelfiles import save_model
+from ecgcode.model.precision import with_policy
+from ecgcode.model.runfolder import (
     BEST_MODEL,
     FINAL_MODEL_NAME,
     LAST_MODEL,
     RUN_THRESHOLDS_NAME,
     run_file,
 )
-from ecgcode.thresholds import f1_max_thresholds, write_thresholds
+from ecgcode.model.thresholds import f1_max_thresholds, write_thresholds
 from ecgcode.training import state as ts
 from ecgcode.training.run_setup import Device, TrainingData, write_history
 from ecgcode.training.transfer import freeze_backbone, transfer_weights

@@ -22,9 +22,7 @@ import tempfile
 
 import numpy as np
 
-from ecgcode import backend as kb
 from ecgcode import data
-from ecgcode.classnames import read_model_scale
 from ecgcode.common import (
     CLASSES,
     DEFAULT_DATASET_NAME,
@@ -34,8 +32,11 @@ from ecgcode.common import (
 )
 from ecgcode.data.labels import parse_where, row_values, rows_where
 from ecgcode.data.scale import Scale, bring_to_scale, read_units_per_mv
-from ecgcode.precision import default_cpu_precision
-from ecgcode.runfolder import CONFIG_NAME, HISTORY_NAME, model_file, run_file, write_json
+from ecgcode.model import backend as kb
+from ecgcode.model.metadata import read_model_scale
+from ecgcode.model.modelfiles import model_file
+from ecgcode.model.precision import default_cpu_precision
+from ecgcode.model.runfolder import CONFIG_NAME, HISTORY_NAME, run_file, write_json
 from ecgcode.training import recipe
 from ecgcode.training import state as ts
 
@@ -186,7 +187,7 @@ class TrainingData:
     train_rows: np.ndarray
     val_rows: np.ndarray
     test_rows: np.ndarray  # held out (--test-where): in neither training nor validation
-    provenance: dict = None  # ecgcode.provenance.training_provenance, set by train.py
+    provenance: dict = None  # ecgcode.model.provenance.training_provenance, set by train.py
 
 
 def load_data(options):
@@ -245,9 +246,9 @@ def run_scale(options):
 def make_strategy(name, backend=None):
     """Return (strategy, kind) for --distribute ``name`` under the Keras ``backend``.
 
-    Under JAX the strategy is an ``ecgcode.backend.LocalDevices`` (kind "none" or
+    Under JAX the strategy is an ``ecgcode.model.backend.LocalDevices`` (kind "none" or
     "data-parallel"); the tf.distribute strategies are refused there (see
-    ``ecgcode.backend.jax_strategy``).
+    ``ecgcode.model.backend.jax_strategy``).
     """
     backend = backend or kb.name()
     kb.check_training_backend(backend)
@@ -306,7 +307,7 @@ def choose_precision(requested, device, mixed_policy, backend="tensorflow"):
         ``--mixed-precision`` (True), ``--no-mixed-precision`` (False), or None: mixed
         bfloat16 where the device computes bfloat16 natively (CPUs with AVX512-BF16 and
         no AMX, GPUs from Ampere on), float32 elsewhere (see
-        ``ecgcode.precision.default_cpu_precision``).
+        ``ecgcode.model.precision.default_cpu_precision``).
     device : str
         ``"CPU"`` or a GPU description, from ``device_defaults``.
     mixed_policy : str
@@ -361,7 +362,7 @@ class Device:
 def set_up_device(options, resumed):
     """Choose the backend's strategy, precision and XLA for ``options``; seed the run.
 
-    Call after TensorFlow was imported (``ecgcode.quiet.import_tensorflow``); the precision
+    Call after TensorFlow was imported (``ecgcode.model.quiet.import_tensorflow``); the precision
     chosen is the Device's ``mixed_precision``.
     """
     import keras  # TensorFlow is already imported quietly by the caller

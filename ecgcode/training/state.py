@@ -13,9 +13,9 @@ import shutil
 
 import numpy as np
 
-from ecgcode.classnames import output_names, write_model_info
 from ecgcode.common import ECGInputError, atomic_output
-from ecgcode.runfolder import (
+from ecgcode.model.metadata import output_names, write_model_info
+from ecgcode.model.runfolder import (
     CHECKPOINT_PREFIX,
     LAST_MODEL,
     RESUME_DIR,
@@ -67,7 +67,7 @@ def commit_epoch(out_dir, model, state, classes=None, provenance=None):
     state : dict
         Must hold ``completed_epochs``; ``checkpoint`` is set here.
     classes : sequence of str, optional
-        Class names stored inside the checkpoint (``ecgcode.classnames``).
+        Class names stored inside the checkpoint (``ecgcode.model.metadata``).
     provenance : dict, optional
         What the model was trained on, stored inside the checkpoint too.
 

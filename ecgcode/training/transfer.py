@@ -15,8 +15,7 @@ runs in inference mode, with the source's statistics).
 import numpy as np
 
 from ecgcode.common import ECGInputError
-from ecgcode.modelfiles import load_model_and_classes
-from ecgcode.runfolder import model_file
+from ecgcode.model.modelfiles import load_model_and_classes, model_file
 
 
 def weighted_layers(model):
@@ -32,7 +31,7 @@ def transfer_weights(model, source_path, classes, prevalence=None):
     model : keras.Model
         The new model, with one output per class of ``classes``.
     source_path : str
-        A model file or run folder that ``ecgcode.modelfiles.load_model`` reads.
+        A model file or run folder that ``ecgcode.model.modelfiles.load_model`` reads.
     classes : sequence of str
         The class names of ``model``'s outputs.
     prevalence : array_like, optional

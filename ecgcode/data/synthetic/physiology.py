@@ -11,7 +11,7 @@ This module turns per-exam parameters (labels, heart rate, PR interval, RR irreg
 beat weights, recording length) into tracings: per-class wave morphology (``wave_table``),
 beat timing and AF (``beat_onsets``, ``fibrillatory_waves``), beat placement
 (``beat_dipole``), noise (``electrode_noise``) and lead derivation (``to_tracings``).
-Label sampling, parameter drawing and file writing live in ``ecgcode.synthetic.generate``.
+Label sampling, parameter drawing and file writing live in ``ecgcode.data.synthetic.generate``.
 """
 
 import numpy as np

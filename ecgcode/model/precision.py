@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 
-from ecgcode.backend import has_gpu
+from ecgcode.model.backend import has_gpu
 
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """Linux /proc/cpuinfo flags of CPUs that compute bfloat16 in hardware."""

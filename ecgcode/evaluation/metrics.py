@@ -3,7 +3,7 @@
 The functions here reproduce the evaluation of Ribeiro et al., Nat Commun 11:1760 (2020):
 per-class precision, recall, specificity and F1 score against a gold standard, bootstrap
 percentiles over resampled exams, McNemar's test, Cohen's kappa and the choice of the
-representative network among several seeds (the thresholds are ``ecgcode.thresholds``').
+representative network among several seeds (the thresholds are ``ecgcode.model.thresholds``').
 
 Label and score arrays are ``(n_exams, n_classes)``, their columns in the order of
 ``classes`` (the paper's ``CLASSES`` by default; any class set can be evaluated).

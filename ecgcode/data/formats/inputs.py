@@ -13,7 +13,7 @@ import tempfile
 
 import h5py
 
-from ecgcode.formats.convert import UNIT_CHOICES, convert, units_factor
+from ecgcode.data.formats.convert import convert, units_factor
 
 HDF5_EXTENSIONS = (".hdf5", ".h5", ".hdf")
 
@@ -27,16 +27,6 @@ def is_tracings_file(path):
     if os.path.splitext(path)[1].lower() in HDF5_EXTENSIONS or not os.path.exists(path):
         return True
     return os.path.isfile(path) and h5py.is_hdf5(path)
-
-
-def add_conversion_options(parser):
-    """Add ``--fs``, ``--units`` and ``--leads`` (for CSV/.npy inputs; override WFDB headers)."""
-    group = parser.add_argument_group(
-        "converting non-HDF5 inputs (as `datasets.py convert`; needed for CSV and .npy only)")
-    group.add_argument("--fs", type=float, help="sampling rate in Hz")
-    group.add_argument("--units", help=f"signal units: {UNIT_CHOICES}")
-    group.add_argument("--leads", type=lambda text: text.split(","), metavar="I,II,...",
-                       help="comma-separated channel names")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """predict.py ``--windows``: one output row per window of a long recording, and a summary.
 
-The windows themselves are cut by the conversion (``ecgcode.formats.convert.window_starts``:
+The windows themselves are cut by the conversion (``ecgcode.data.formats.convert.window_starts``:
 4096 samples every stride, plus a final window ending at the last sample). A converted file
 names each row's record, window number and start/end time in its ``records/`` group
 (``record``, ``window``, ``start_s``, ``end_s``); :func:`window_rows` reads them back. A row of
@@ -18,14 +18,14 @@ import h5py
 import numpy as np
 
 from ecgcode.common import CLASSES, N_SAMPLES, SAMPLING_RATE
-from ecgcode.outputs import csv_cell, predictions_table, write_table
-from ecgcode.thresholds import binarize
+from ecgcode.inference.outputs import csv_cell, predictions_table, write_table
+from ecgcode.model.thresholds import binarize
 
 SUMMARY_SUFFIX = "_records.csv"
 """The per-record summary is written next to the output as ``<OUT stem>_records.csv``."""
 
 _WINDOW_KEYS = ("record", "window", "start_s", "end_s")
-"""records/ datasets that a conversion with windows writes (ecgcode.formats.convert)."""
+"""records/ datasets that a conversion with windows writes (ecgcode.data.formats.convert)."""
 
 
 @dataclass
@@ -90,7 +90,7 @@ def windows_table(rows, probabilities, thresholds=None, classes=CLASSES):
     Returns
     -------
     (header, rows)
-        As :func:`ecgcode.outputs.predictions_table`, whose ``row`` column gives way to
+        As :func:`ecgcode.inference.outputs.predictions_table`, whose ``row`` column gives way to
         ``window``, ``start_s`` and ``end_s``.
     """
     header, cells = predictions_table(probabilities, None, thresholds, classes, rows.names)
@@ -111,7 +111,7 @@ def records_table(rows, probabilities, thresholds=None, classes=CLASSES):
     Returns
     -------
     (header, rows)
-        Cells as str, as :func:`ecgcode.outputs.predictions_table` writes them.
+        Cells as str, as :func:`ecgcode.inference.outputs.predictions_table` writes them.
     """
     first = {}  # record key -> its first row
     for row, key in enumerate(rows.keys):

@@ -19,7 +19,6 @@ import os
 
 import numpy as np
 
-from ecgcode import plotting
 from ecgcode.common import (
     CLASSES,
     INPUT_SHAPE,
@@ -28,7 +27,8 @@ from ecgcode.common import (
     ECGInputError,
     atomic_output,
 )
-from ecgcode.export import float32_model
+from ecgcode.inference import plotting
+from ecgcode.model.export import float32_model
 
 DEFAULT_STEPS = 64
 """Intervals of the trapezoidal path integral (the completeness gap shrinks with more)."""
@@ -88,7 +88,7 @@ def integrated_gradients(model, tracings, class_indices, steps=DEFAULT_STEPS):
         mixed-precision model is explained through a float32 copy.
     tracings : array_like, shape (n, 4096, 12)
         Exams at the amplitude scale ``model`` expects (predict.py gives
-        ``ecgcode.predictor.original_scale_model`` tracings at ``UNITS_PER_MV``).
+        ``ecgcode.inference.predictor.original_scale_model`` tracings at ``UNITS_PER_MV``).
     class_indices : sequence of int, length n
         Output explained for each exam.
     steps : int
@@ -174,7 +174,7 @@ def draw_saliency_sheet(tracing, attribution, class_name, **sheet_options):
     class_name : str
         The explained class, named in the caption.
     **sheet_options
-        Passed to :func:`ecgcode.plotting.draw_ecg_sheet` (title, probabilities,
+        Passed to :func:`ecgcode.inference.plotting.draw_ecg_sheet` (title, probabilities,
         thresholds).
 
     Returns

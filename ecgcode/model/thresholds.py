@@ -19,9 +19,9 @@ import json
 
 import numpy as np
 
-from ecgcode.classnames import is_paper_set
 from ecgcode.common import CLASSES, PAPER_THRESHOLDS, ECGInputError
-from ecgcode.runfolder import write_json
+from ecgcode.model.metadata import is_paper_set
+from ecgcode.model.runfolder import write_json
 
 RULE = "positive when score > threshold"
 """The decision rule, as train.py's thresholds.json states it."""
@@ -184,7 +184,7 @@ def write_chosen_thresholds(path, record):
 
 def read_calibration(path):
     """The recalibration stored in a thresholds file (``--write-thresholds`` with
-    ``--calibrate``), or None (``ecgcode.evaluation.calibration`` applies it)."""
+    ``--calibrate``), or None (``ecgcode.model.calibration`` applies it)."""
     content = _load_json(path)
     calibration = content.get("calibration") if isinstance(content, dict) else None
     return calibration if isinstance(calibration, dict) else None
@@ -213,7 +213,7 @@ def choose_thresholds(paper, path, run_thresholds_path, classes=CLASSES, stored=
     path : str or None
         ``--thresholds FILE.json``.
     run_thresholds_path : str or None
-        The run folder's thresholds file (``ecgcode.runfolder.resolve_model``).
+        The run folder's thresholds file (``ecgcode.model.modelfiles.resolve_model``).
     classes : sequence of str
         The model's classes.
     stored : dict, optional

@@ -2,9 +2,9 @@
 
 Each exam is built the way a vectorcardiogram (VCG) is: every beat is a sum of Gaussian
 P, Q, R, S, T waves of a 3-D cardiac dipole, projected onto the 12 leads with Dower's
-transform, with noise added at the electrodes (the signal model is in ``ecgcode.synthetic.physiology``).
-This module draws the labels and per-exam rhythm parameters, assembles exams in
-reproducible chunks and writes them to HDF5.
+transform, with noise added at the electrodes (the signal model is in
+``ecgcode.data.synthetic.physiology``). This module draws the labels and per-exam rhythm
+parameters, assembles exams in reproducible chunks and writes them to HDF5.
 
 The six CODE classes follow their clinical definitions, with margins away from the
 thresholds so that the labels are unambiguous:
@@ -25,12 +25,10 @@ SB, ST and 1dAVb; SB excludes ST; RBBB excludes LBBB.  Tracings are float32 at t
 400 Hz, 4096 samples; 10 s recordings (4000 samples) and 7 s ones (2800 samples) are
 zero-padded on both sides like CODE.
 
-Command line (also ``python datasets.py synthetic ...``)::
-
-    python -m ecgcode.synthetic.generate OUT.hdf5 --n 2000 --seed 1 [--prevalence code]
+Command line: ``python datasets.py synthetic OUT.hdf5 --n 2000 --seed 1``
+(``ecgcode.cli.synthetic``).
 """
 
-import argparse
 import json
 import os
 
@@ -42,14 +40,12 @@ from ecgcode.common import (
     CLASSES,
     N_SAMPLES,
     SAMPLING_RATE,
-    UNITS_PER_MV,
     ECGInputError,
     atomic_output,
     plain,
-    run_cli,
 )
 from ecgcode.data.hdf5 import SYNTHETIC_GENERATOR, create_tracings
-from ecgcode.synthetic.physiology import (
+from ecgcode.data.synthetic.physiology import (
     PARTS,
     beat_dipole,
     beat_onsets,
@@ -350,56 +346,3 @@ def _file_attributes(n, seed, prevalence, noise, short_fraction):
         }),
     }
 
-
-# --- Command line ------------------------------------------------------------------
-def build_parser(prog=None):
-    """The argparse parser of the command line."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Write synthetic labelled 12-lead ECGs (CODE format: tracings (N, 4096, 12) "
-        f"float32 at {UNITS_PER_MV:g} units per mV, the original study's scale, 400 Hz, labels "
-        "(N, 6), exam_id) to an HDF5 file. Each beat is a "
-        "sum of Gaussian P/Q/R/S/T waves of a 3-D cardiac dipole projected on the 12 leads; "
-        "the classes 1dAVb, RBBB, LBBB, SB, AF and ST follow their clinical definitions.",
-    )
-    parser.add_argument("output", help="HDF5 file to write (replaced atomically if it exists)")
-    parser.add_argument("--n", type=int, required=True, help="number of exams")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument(
-        "--prevalence", default="balanced",
-        help="class prevalences: 'balanced' (18%% each, the default), 'code' (CODE-like "
-        "rarity: 1.6-2.7%%) or CLASS=P pairs, optionally after a preset, e.g. "
-        "'code,AF=0.05' or 'AF=0.3,ST=0.1'",
-    )
-    parser.add_argument("--short-fraction", type=float, default=DEFAULT_SHORT_FRACTION,
-                        help="fraction of 7 s recordings (others 10 s; default: %(default)s)")
-    parser.add_argument("--no-noise", action="store_true",
-                        help="no baseline wander, muscle noise or powerline interference")
-    parser.add_argument("--first-exam-id", type=int, default=1,
-                        help="exam_id of the first exam (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv=None, prog=None):
-    """Command line: ``python -m ecgcode.synthetic.generate OUT.hdf5 --n N --seed S [options]``.
-
-    ``prog`` names the command in its usage line (``datasets.py synthetic``).
-    """
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    prevalence = parse_prevalence(args.prevalence)
-    path = write_synthetic(args.output, args.n, args.seed, prevalence, not args.no_noise,
-                           args.short_fraction, args.first_exam_id, progress=not args.quiet)
-    counts = ", ".join(f"{name} {p:.1%}" for name, p in prevalence.items())
-    print(f"wrote {args.n} synthetic exams to {path} (seed {args.seed}; prevalence {counts})")
-    return 0
-
-
-def cli():
-    """Console entry point: ``main`` with ECGInputError reported as a one-line error."""
-    raise SystemExit(run_cli(main))
-
-
-if __name__ == "__main__":
-    cli()

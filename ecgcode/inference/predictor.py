@@ -1,16 +1,24 @@
-"""A model that predicts: a Keras model file or an ONNX export, behind one interface.
+"""A model that predicts: MODEL resolved and loaded, and run over a collection.
 
-:func:`load_predictor` loads MODEL once and returns a :class:`Predictor`, whose
-``predict(x)`` maps (n, 4096, 12) float32 tracings at the model's amplitude scale
-(``Predictor.scale``) to (n, n_classes) float32 probabilities. predict.py and the HTTP
-service (``ecgcode.service``) use it; :func:`at_model_scale` brings a collection to that
-scale.
+The path of every prediction, read top to bottom: :func:`resolve_predictor` turns MODEL
+(a model file, a train.py run folder or an ONNX export) into a file, before TensorFlow is
+imported (``ecgcode.model.modelfiles.resolve_model``); :func:`load_predictor` loads it once
+(``ecgcode.model.modelfiles.load_model_and_classes`` for Keras) and returns a
+:class:`Predictor`, whose ``predict(x)`` maps (n, 4096, 12) float32 tracings at the model's
+amplitude scale (``Predictor.scale``) to (n, n_classes) float32 probabilities;
+:func:`at_model_scale` brings a collection to that scale, once; :func:`predict_collection`
+runs the predictor over it. predict.py, the HTTP service (``ecgcode.inference.service``),
+validate.py and bench.py's measured path all predict through :func:`predict_collection`.
+
+A Keras model runs ``predict_on_batch`` batch by batch on rows read by
+``ecgcode.data.RowReader``: over 2,000 exams on a 2-core CPU it is as fast as tf.data with
+``model.predict`` (within 3 %, the same probabilities to the bit), and on one exam it takes
+27 ms against 66 (PERFORMANCE.md, issue 30 item 4).
 
 An ``.onnx`` export (``model.py export``) runs in onnxruntime with its class names (and the
 run's thresholds, when the export stored them) from its metadata: neither TensorFlow nor
 Keras nor JAX is imported, so a fresh process predicts one exam in about a second instead
-of the seven that importing TensorFlow takes. Any other MODEL (``.keras``/``.h5`` file or
-run folder) is loaded with Keras.
+of the seven that importing TensorFlow takes.
 """
 
 import dataclasses
@@ -22,16 +30,19 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ecgcode.classnames import choose_model_classes, read_model_provenance, read_model_scale
 from ecgcode.common import INPUT_SHAPE, UNITS_PER_MV, ECGInputError, first_line
 from ecgcode.data import RowReader
 from ecgcode.data.scale import SCALE_ATTRIBUTE, bring_to_scale, model_scale
-from ecgcode.inference import DEFAULT_BATCH_SIZE, predict_collection
-from ecgcode.precision import bfloat16_model, with_policy
-from ecgcode.provenance import fingerprint
-from ecgcode.quiet import import_tensorflow
-from ecgcode.runfolder import RUN_EXPORT_NAME, resolve_model, run_file
-from ecgcode.runtimes import onnx_session, provenance_in
+from ecgcode.model.metadata import choose_model_classes, read_model_provenance, read_model_scale
+from ecgcode.model.modelfiles import load_model_and_classes, resolve_model
+from ecgcode.model.precision import bfloat16_model, with_policy
+from ecgcode.model.provenance import fingerprint
+from ecgcode.model.quiet import import_tensorflow
+from ecgcode.model.runfolder import RUN_EXPORT_NAME, run_file
+from ecgcode.model.runtimes import onnx_session, provenance_in
+
+DEFAULT_BATCH_SIZE = 128
+"""Exams per forward pass of predict.py, validate.py and the service."""
 
 ONNX_SUFFIX = ".onnx"
 
@@ -60,7 +71,7 @@ class Predictor:
         A warning for the user (class names guessed).
     provenance : dict or None
         What the model was trained on, as stored in its file or export's metadata
-        (``ecgcode.provenance``); None when it holds none (the original study's weights).
+        (``ecgcode.model.provenance``); None when it holds none (the original study's weights).
     scale : ecgcode.data.scale.Scale or None
         The amplitude scale the model expects (recorded, given or by the rules of
         ``ecgcode.data.scale``).
@@ -78,6 +89,7 @@ class Predictor:
     scale: object = None
 
 
+# --- MODEL named --------------------------------------------------------------------
 def is_onnx(path):
     """True when MODEL names an ONNX export (an ``.onnx`` file)."""
     return os.fspath(path).lower().endswith(ONNX_SUFFIX)
@@ -86,8 +98,8 @@ def is_onnx(path):
 def resolve_predictor(argument, keras_needed=False):
     """(model path, run thresholds path or None) for MODEL.
 
-    MODEL is an ``.onnx`` file, or as ``ecgcode.runfolder.resolve_model`` a model file or a
-    run folder. A run folder that holds an ONNX export of its best model
+    MODEL is an ``.onnx`` file, or as ``ecgcode.model.modelfiles.resolve_model`` a model file
+    or a run folder. A run folder that holds an ONNX export of its best model
     (``RUN_EXPORT_NAME``) gives that export unless ``keras_needed`` (``--explain``,
     ``--precision bfloat16``); :func:`load_predictor` runs the Keras model instead when the
     best model has changed since it was exported.
@@ -105,6 +117,23 @@ def resolve_predictor(argument, keras_needed=False):
     return os.fspath(argument), None
 
 
+def refuse_keras_options(model_path, explain=(), precision="float32"):
+    """ECGInputError when an option that needs Keras is given with an ONNX model.
+
+    Checked before any input is converted or any model loaded.
+    """
+    if not is_onnx(model_path):
+        return
+    if explain:
+        raise ECGInputError(f"--explain: needs the Keras model (gradients); {model_path} is "
+                            "an ONNX export: give the .keras model or run folder it was "
+                            "exported from")
+    if precision != "float32":
+        raise ECGInputError(f"--precision {precision}: needs a Keras model; {model_path} is "
+                            "an ONNX export, which computes in float32 (give the .keras model)")
+
+
+# --- MODEL loaded -------------------------------------------------------------------
 def load_predictor(path, classes=None, precision="float32", batch_size=DEFAULT_BATCH_SIZE,
                    verbose=False, units_per_mv=None):
     """Load MODEL once for many predictions.
@@ -152,14 +181,6 @@ def _with_scale(predictor, given):
         scale, note = read_model_scale(predictor.path, given)
     warning = "; ".join(filter(None, [predictor.warning, note])) or None
     return dataclasses.replace(predictor, scale=scale, warning=warning)
-
-
-def at_model_scale(predictor, collection):
-    """``collection`` read at the scale ``predictor``'s model expects, and one note per
-    rescaled file (``ecgcode.data.scale.bring_to_scale``), the collection's own notes first.
-    """
-    collection, notes = bring_to_scale(collection, predictor.scale)
-    return collection, [*collection.notes, *notes]
 
 
 def changed_source(predictor):
@@ -216,22 +237,45 @@ def _onnx_predictor(path, classes, batch_size):
 
 def _keras_predictor(path, classes, precision, batch_size, verbose):
     import_tensorflow(verbose=verbose)
-    from ecgcode.modelfiles import load_model_and_classes  # deferred: imports Keras
-
     model, names, warning = load_model_and_classes(path, classes)
     if precision == "bfloat16":
         model = bfloat16_model(model)
     else:  # a model saved in a mixed policy (e.g. a resume checkpoint) computes in float32
         model = with_policy(model, "float32")
+    return keras_predictor(model, names, path, batch_size, warning, read_model_provenance(path))
 
+
+def keras_predictor(model, classes, path, batch_size=DEFAULT_BATCH_SIZE, warning=None,
+                    provenance=None):
+    """A :class:`Predictor` of a Keras model already in memory (its ``scale`` unset).
+
+    Parameters
+    ----------
+    model : keras.Model
+        Maps (batch, 4096, 12) to (batch, n_classes).
+    classes : sequence of str
+        One name per output.
+    path : str
+        The model file (a label, for a model that has none).
+    batch_size : int
+        Exams per ``predict_on_batch`` call.
+    warning : str, optional
+        For the user (class names guessed).
+    provenance : dict, optional
+        What the model was trained on (``ecgcode.model.provenance``).
+
+    Returns
+    -------
+    Predictor
+    """
     def predict(x):  # predict_on_batch: model.predict's per-call set-up costs ~0.2 s
         x = np.asarray(x, dtype=np.float32)  # (n, 4096, 12)
         outputs = [np.asarray(model.predict_on_batch(x[start:start + batch_size]), np.float32)
                    for start in range(0, len(x), batch_size)]
         return np.concatenate(outputs)  # (n, n_classes)
 
-    return Predictor(predict, names, "keras", os.fspath(path), model=model, warning=warning,
-                     provenance=read_model_provenance(path))
+    return Predictor(predict, tuple(classes), "keras", os.fspath(path), model=model,
+                     warning=warning, provenance=provenance)
 
 
 def original_scale_model(predictor):
@@ -250,63 +294,56 @@ def original_scale_model(predictor):
     return keras.Model(signal, predictor.model(rescaled))
 
 
-def predict_collection_with(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, verbose=1):
-    """Run ``predictor`` over every exam of ``collection``, in file order.
-
-    A Keras model runs over the tf.data pipeline (``ecgcode.inference.predict_collection``,
-    with its progress bar when ``verbose``), an export batch by batch from the files (with a
-    tqdm bar when ``verbose`` and the collection takes more than one batch).
-
-    Returns
-    -------
-    numpy.ndarray, shape (collection.n, n_classes), float32
-    """
-    if predictor.model is not None:
-        return predict_collection(predictor.model, collection, batch_size, verbose)
-    return predict_rows(predictor, collection, batch_size, progress=bool(verbose))
-
-
-def predict_rows(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, progress=False):
-    """Run ``predictor`` over every exam of ``collection`` in file order, without tf.data.
-
-    ``progress`` shows a tqdm bar (stderr) when the collection takes more than one batch.
-
-    Returns
-    -------
-    numpy.ndarray, shape (collection.n, n_classes), float32
-        NaN/inf tracings give NaN rows (reported by the caller).
-    """
-    reader = RowReader(collection)
-    batches = []
-    try:
-        with tqdm(total=collection.n, unit="ECG", desc="predict",
-                  disable=not progress or collection.n <= batch_size) as bar:
-            for start in range(0, collection.n, batch_size):
-                rows = np.arange(start, min(start + batch_size, collection.n))
-                batches.append(predictor.predict(reader.read(rows)))  # (b, n_classes)
-                bar.update(len(rows))
-    finally:
-        reader.close()
-    return np.concatenate(batches)
-
-
-def refuse_keras_options(model_path, explain=(), precision="float32"):
-    """ECGInputError when an option that needs Keras is given with an ONNX model.
-
-    Checked before any input is converted or any model loaded.
-    """
-    if not is_onnx(model_path):
-        return
-    if explain:
-        raise ECGInputError(f"--explain: needs the Keras model (gradients); {model_path} is "
-                            "an ONNX export: give the .keras model or run folder it was "
-                            "exported from")
-    if precision != "float32":
-        raise ECGInputError(f"--precision {precision}: needs a Keras model; {model_path} is "
-                            "an ONNX export, which computes in float32 (give the .keras model)")
-
-
 def print_warning(predictor):
     """Print the predictor's warning (if any) on stderr."""
     if predictor.warning:
         print(f"warning: {predictor.warning}", file=sys.stderr)
+
+
+# --- MODEL run over a collection ------------------------------------------------------
+def at_model_scale(predictor, collection):
+    """``collection`` read at the scale ``predictor``'s model expects, and one note per
+    rescaled file (``ecgcode.data.scale.bring_to_scale``), the collection's own notes first.
+    """
+    collection, notes = bring_to_scale(collection, predictor.scale)
+    return collection, [*collection.notes, *notes]
+
+
+def predict_collection(predictor, collection, batch_size=DEFAULT_BATCH_SIZE, progress=False,
+                       rows=None):
+    """Run ``predictor`` over the exams of ``collection``: the one loop of every prediction.
+
+    Batches of rows are read by ``ecgcode.data.RowReader`` (the collection's gains applied:
+    give it at the model's scale, :func:`at_model_scale`) and passed to
+    ``predictor.predict``, whether the model is a Keras one (``predict_on_batch``) or an
+    ONNX export.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    collection : ecgcode.data.Collection
+    batch_size : int
+        Rows read and predicted at a time.
+    progress : bool
+        A tqdm bar (stderr) when the rows take more than one batch.
+    rows : array_like of int, optional
+        The rows to predict, in this order (default: every row, in file order).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_rows, n_classes), float32
+        NaN/inf tracings give NaN rows (reported by the caller).
+    """
+    rows = np.arange(collection.n) if rows is None else np.asarray(rows, dtype=np.int64)
+    reader = RowReader(collection)
+    batches = []
+    try:
+        with tqdm(total=len(rows), unit="ECG", desc="predict",
+                  disable=not progress or len(rows) <= batch_size) as bar:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start:start + batch_size]
+                batches.append(predictor.predict(reader.read(batch)))  # (b, n_classes)
+                bar.update(len(batch))
+    finally:
+        reader.close()
+    return np.concatenate(batches)

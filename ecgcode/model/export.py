@@ -4,15 +4,14 @@ Every export takes float32 ``signal`` (batch, 4096, 12) at the model's amplitude
 (``units_per_mv`` in its metadata) and returns
 ``probabilities`` (batch, n_classes), and carries the same metadata (class names, leads,
 sampling rate, units and the source model's provenance; see :func:`export_metadata`),
-readable with :func:`ecgcode.runtimes.read_metadata`.
+readable with :func:`ecgcode.model.runtimes.read_metadata`.
 
 The conversions are the maintained ones: Keras' ``ExportArchive`` writes the SavedModel,
 ``model.export(format="onnx")`` (tf2onnx underneath) the ONNX file and TensorFlow's
 ``tf.lite.TFLiteConverter`` the flat buffer (from that SavedModel). Running them back is
-:mod:`ecgcode.runtimes`'s job.
+:mod:`ecgcode.model.runtimes`'s job.
 """
 
-import argparse
 import contextlib
 import json
 import logging
@@ -23,7 +22,6 @@ import warnings
 
 import numpy as np
 
-from ecgcode.classnames import output_names
 from ecgcode.common import (
     INPUT_SHAPE,
     LEADS,
@@ -33,26 +31,26 @@ from ecgcode.common import (
     atomic_output,
 )
 from ecgcode.data.scale import SCALE_ATTRIBUTE, units_text
-from ecgcode.precision import with_policy
-from ecgcode.runfolder import json_safe
-from ecgcode.runtimes import (
+from ecgcode.data.synthetic.generate import generate
+from ecgcode.model.metadata import output_names
+from ecgcode.model.precision import with_policy
+from ecgcode.model.runfolder import json_safe
+from ecgcode.model.runtimes import (
     INPUT_NAME,
     METADATA_COLLECTION,
     OUTPUT_NAME,
     SIGNATURE,
     predict_export,
 )
-from ecgcode.synthetic.generate import generate
 
 FORMATS = ("onnx", "tflite", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "saved_model": ""}
 """File name suffix of each export: ``OUT.onnx``, ``OUT.tflite`` and the folder ``OUT``."""
 
 
-
 # --- What every export carries -----------------------------------------------------
 def class_names(model, classes=None):
-    """The class names of ``model``'s outputs (``ecgcode.classnames.output_names``).
+    """The class names of ``model``'s outputs (``ecgcode.model.metadata.output_names``).
 
     Parameters
     ----------
@@ -78,14 +76,14 @@ def export_metadata(classes, thresholds=None, provenance=None, source=None,
         One name per output, in output order.
     thresholds : dict, optional
         The run's decision thresholds (class -> float or None), stored as the JSON object
-        ``thresholds`` so that predict.py decides with them (``ecgcode.predictor``).
+        ``thresholds`` so that predict.py decides with them (``ecgcode.inference.predictor``).
     provenance : dict, optional
-        The source model's provenance (``ecgcode.provenance.model_provenance``), stored as
+        The source model's provenance (``ecgcode.model.provenance.model_provenance``), stored as
         the JSON string ``provenance``; absent when the model holds none.
     source : dict, optional
-        The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.provenance.
+        The model file exported, ``{"file": name, "sha256": hex}`` (``ecgcode.model.provenance.
         export_source``), stored as the JSON string ``source_model``: predict.py uses an
-        export next to that file only while the file is unchanged (``ecgcode.predictor``).
+        export next to that file only while the file is unchanged (``ecgcode.inference.predictor``).
     units_per_mv : float
         The amplitude scale the model expects (``ecgcode.data.scale``), stored as
         ``units_per_mv``; predict.py brings every input to it.
@@ -247,7 +245,7 @@ def update_onnx_metadata(path, entries):
     entries : dict
         Key -> JSON-serialisable value, stored as JSON text (None removes the key). This
         is how validate.py's ``--write-thresholds`` stores ``thresholds`` (read by
-        ``ecgcode.predictor``), ``calibration`` and ``thresholds_provenance``.
+        ``ecgcode.inference.predictor``), ``calibration`` and ``thresholds_provenance``.
     """
     try:
         import onnx  # optional extra: pip install .[export]
@@ -360,65 +358,9 @@ def _quiet():
             logger.setLevel(level)
 
 
-# --- Command line (python model.py export) -----------------------------------------
+# --- Checking the exports ---------------------------------------------------------
 CHECK_EXAMS = 4
 """Synthetic ECGs on which each export is compared with the Keras model after writing."""
-
-
-def build_parser(prog="model.py export"):
-    """The argument parser of ``python model.py export MODEL OUT``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Export a model for serving: OUT.onnx (onnxruntime), OUT.tflite (LiteRT) "
-        "and the TensorFlow SavedModel folder OUT/ (TF Serving, signature serving_default). "
-        "Each takes float32 'signal' (batch, 4096, 12) at the model's amplitude scale, "
-        "returns 'probabilities' (batch, n_classes) and holds the class names, the scale "
-        "(units_per_mv) and the model's provenance in its metadata. Each export is then "
-        f"run on {CHECK_EXAMS} synthetic ECGs and compared with the Keras model.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("model", metavar="MODEL",
-                        help="a .keras/.h5/.hdf5 model file or a train.py run folder (whose "
-                        "thresholds.json is then stored in the metadata too)")
-    parser.add_argument("out", metavar="OUT",
-                        help="destination stem: writes OUT.onnx, OUT.tflite and OUT/")
-    parser.add_argument(
-        "--formats", default=",".join(FORMATS), type=_comma_list,
-        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)",
-    )
-    parser.add_argument(
-        "--classes", type=_comma_list, default=None,
-        help="comma-separated output names for the metadata (default: the names stored in "
-        "the model; without them the paper's six classes for a six-output model, else "
-        "class_0, class_1, ...)",
-    )
-    parser.add_argument("--no-check", action="store_true",
-                        help="do not run the exports to compare them with the Keras model")
-    return parser
-
-
-def _comma_list(text):
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def export_and_report(model, args, provenance=None, source=None):
-    """Export ``model`` as ``args`` ask, check each export, print one line each; return 0.
-
-    ``args.thresholds`` (a run's thresholds, or None) and ``provenance``, the source model
-    file's record, and ``source`` (:func:`export_metadata`) go into every export's metadata.
-    """
-    paths = export_model(model, args.out, args.formats, args.classes,
-                         getattr(args, "thresholds", None), provenance, source,
-                         getattr(args, "units_per_mv", UNITS_PER_MV))
-    differences = {} if args.no_check else check_exports(model, paths)
-    for kind, path in paths.items():
-        line = f"wrote {path}{'/' if kind == 'saved_model' else ''}: {_size_mb(path):.1f} MB"
-        if kind in differences:
-            difference = differences[kind]
-            line += (f", max |diff| vs Keras {difference:.2g}" if isinstance(difference, float)
-                     else f", not checked ({difference})")
-        print(line)
-    return 0
 
 
 def check_exports(model, paths, x=None):
@@ -448,12 +390,3 @@ def check_exports(model, paths, x=None):
             continue
         differences[kind] = float(np.max(np.abs(predicted - expected)))
     return differences
-
-
-def _size_mb(path):
-    if os.path.isdir(path):
-        return sum(
-            os.path.getsize(os.path.join(folder, name))
-            for folder, _, names in os.walk(path) for name in names
-        ) / 1e6
-    return os.path.getsize(path) / 1e6

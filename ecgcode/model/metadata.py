@@ -4,7 +4,7 @@ A model of this project may learn any set of classes (the paper's six by default
 names are stored inside every model file the project writes, so that predictions and
 evaluations can name their columns without guessing, and so are the amplitude scale of
 the data it learned from (tracing units per mV, ``ecgcode.data.scale``) and the record of
-what the model was trained on (its *provenance*, built by ``ecgcode.provenance``):
+what the model was trained on (its *provenance*, built by ``ecgcode.model.provenance``):
 
 * ``.h5`` / ``.hdf5``: root attributes ``classes`` (a list of strings), ``units_per_mv``
   (a float) and ``provenance`` (a JSON string);
@@ -111,7 +111,7 @@ def write_model_info(path, classes, provenance=None, units_per_mv=None):
         One name per output.
     provenance : dict, optional
         JSON-serialisable record of what the model was trained on
-        (``ecgcode.provenance.training_provenance``); stored with its ``created`` set to
+        (``ecgcode.model.provenance.training_provenance``); stored with its ``created`` set to
         the current UTC time, the moment this file is written.
     units_per_mv : float, optional
         The amplitude scale of the data the model learned from (and expects); default the

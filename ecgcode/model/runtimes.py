@@ -1,4 +1,5 @@
-"""Reading the exports of :mod:`ecgcode.export` back: metadata, and inference in each one's runtime.
+"""Reading the exports of :mod:`ecgcode.model.export` back: metadata, and inference in each
+one's runtime.
 
 ONNX runs in onnxruntime, TFLite in LiteRT (``ai_edge_litert``, else TensorFlow's
 deprecated ``tf.lite.Interpreter``), a SavedModel in TensorFlow. Each runtime is imported
@@ -68,7 +69,7 @@ def read_classes(path):
 
 
 def read_provenance(path):
-    """The provenance record copied into an export (``ecgcode.provenance``), or None."""
+    """The provenance record copied into an export (``ecgcode.model.provenance``), or None."""
     return provenance_in(read_metadata(path))
 
 

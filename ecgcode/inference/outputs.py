@@ -11,12 +11,12 @@ import os
 
 import numpy as np
 
-from ecgcode import explain
-from ecgcode import plotting as ecg_plot
 from ecgcode.common import CLASSES, ECGInputError, atomic_output
 from ecgcode.data import collection_warnings
 from ecgcode.data.hdf5 import describe_rows
-from ecgcode.thresholds import binarize
+from ecgcode.inference import explain
+from ecgcode.inference import plotting as ecg_plot
+from ecgcode.model.thresholds import binarize
 
 OUTPUT_FORMATS = (".npy", ".csv")
 UNITS_SAMPLE = 64
@@ -162,7 +162,7 @@ def read_rows(collection, rows, option="--plot"):
     """(file path, tracing, exam_id) of each row of ``collection``, opening each file once.
 
     The tracings are at ``UNITS_PER_MV`` (as sheets draw them and
-    ``ecgcode.predictor.original_scale_model`` takes them), whatever the files' scales.
+    ``ecgcode.inference.predictor.original_scale_model`` takes them), whatever the files' scales.
 
     ``exam_id`` is that file's ``exam_id`` of the row, or None when the file has none.
     """
@@ -202,6 +202,6 @@ def plot_exams(collection, rows, probabilities, thresholds, output_file, plot_fo
 
 
 def exams_to_explain(collection, rows):
-    """The ``--explain`` rows of ``collection`` as ``ecgcode.explain.Exam`` records."""
+    """The ``--explain`` rows of ``collection`` as ``ecgcode.inference.explain.Exam`` records."""
     return [explain.Exam(row, tracing, exam_id, os.path.basename(path))
             for row, (path, tracing, exam_id) in zip(rows, read_rows(collection, rows))]

@@ -1,4 +1,5 @@
-"""Read real-world ECG recordings: the sources that ``ecgcode.formats.convert`` turns into the data contract.
+"""Read real-world ECG recordings: the sources that ``ecgcode.data.formats.convert`` turns
+into the data contract.
 
 Every reader returns one record as ``(signal, fs, lead_names, units)``: ``signal`` a
 (n_samples, n_channels) float array, ``fs`` the sampling rate in Hz, ``lead_names`` one
@@ -6,14 +7,14 @@ name per channel as found in the source and ``units`` one string for all channel
 per channel. Supported sources: WFDB records (PhysioNet ``.hea`` + ``.dat``/``.mat``,
 CinC 2020/2021 ``#Dx:`` codes included), CSV files with one column per lead, ``.npy``
 arrays, the PTB-XL collection (its ``ptbxl_database.csv`` table gives ids, folds and
-labels), CPSC 2018 ``.mat`` records (``ecgcode.formats.challenge``) and clinical exports
+labels), CPSC 2018 ``.mat`` records (``ecgcode.data.formats.challenge``) and clinical exports
 recognised by content: GE MUSE XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF/EDF+, ISHNE
-Holter, MFER (``ecgcode.formats.clinical``). The loaders of :func:`plan_inputs` return a
+Holter, MFER (``ecgcode.data.formats.clinical``). The loaders of :func:`plan_inputs` return a
 fifth element, a :class:`RecordInfo` of per-record metadata.
 
 :func:`plan_inputs` validates a list of user inputs up front and returns lazy loaders, so
 that a bad input fails before any output is written. This module does not depend on
-``ecgcode.formats.convert``; the conversion into the contract lives there.
+``ecgcode.data.formats.convert``; the conversion into the contract lives there.
 """
 
 import functools
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ecgcode.common import LEADS, ECGInputError, first_line, plain
-from ecgcode.formats import challenge, clinical
-from ecgcode.formats.ptbxl_labels import label_matrix
+from ecgcode.data.formats import challenge, clinical
+from ecgcode.data.formats.ptbxl_labels import label_matrix
 
 # --- Names ---------------------------------------------------------------------------
 _LEAD_ALIASES = {
@@ -187,7 +188,7 @@ def read_ptbxl_table(folder, low_rate=False, label_set="paper"):
         Use the 100 Hz records (``filename_lr``) instead of the 500 Hz ones (``filename_hr``).
     label_set : str
         ``paper`` (our six classes) or one of PTB-XL's aggregations (see
-        ``ecgcode.formats.ptbxl_labels``).
+        ``ecgcode.data.formats.ptbxl_labels``).
 
     Returns
     -------
@@ -276,11 +277,12 @@ def plan_inputs(inputs, fs, units, leads, low_rate, ptbxl_labels="paper"):
         WFDB records, folders of WFDB records, ``.csv`` and ``.npy`` files, or one PTB-XL
         folder (or its ``ptbxl_database.csv``) alone.
     fs, units, leads : optional
-        As for ``ecgcode.formats.convert.convert``: required for CSV/.npy, override WFDB headers.
+        As for ``ecgcode.data.formats.convert.convert``: required for CSV/.npy, override
+        WFDB headers.
     low_rate : bool
         PTB-XL: use the 100 Hz records.
     ptbxl_labels : str
-        PTB-XL: the label set (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
+        PTB-XL: the label set (``ecgcode.data.formats.ptbxl_labels.LABEL_SETS``).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Provenance: what a model was trained on, recorded inside the model files it is saved in.
 
 ``train.py`` builds one record per run (:func:`training_provenance`) and every model file
-of the run stores it (``ecgcode.classnames.write_model_info``); ``model.py export`` copies
+of the run stores it (``ecgcode.model.metadata.write_model_info``); ``model.py export`` copies
 it into the exports' metadata. The record, a JSON object::
 
     {"format": 1,
@@ -13,7 +13,7 @@ it into the exports' metadata. The record, a JSON object::
                "units_per_mv": 2.0,           # the file's own scale, before rescaling
                "fingerprint": {"method": "sha256", "sha256": "..."}}, ...],
      "labels": null,          # or the label CSV: {"path", "bytes", "fingerprint"}
-     "synthetic_only": true,  # every data file was written by ecgcode.synthetic.generate
+     "synthetic_only": true,  # every data file was written by ecgcode.data.synthetic.generate
      "initialised_from": null}   # train.py --init: {"path", "fingerprint", "provenance"}
 
 A fingerprint is the SHA-256 of the whole file (``"method": "sha256"``), except for files
@@ -33,11 +33,11 @@ import os
 from tqdm import tqdm
 
 from ecgcode import __version__
-from ecgcode.classnames import read_model_provenance
 from ecgcode.data.hdf5 import is_synthetic_file
 from ecgcode.data.scale import SCALE_ATTRIBUTE, read_units_per_mv
-from ecgcode.runfolder import model_file
-from ecgcode.runtimes import read_provenance
+from ecgcode.model.metadata import read_model_provenance
+from ecgcode.model.modelfiles import model_file
+from ecgcode.model.runtimes import read_provenance
 
 PROVENANCE_FORMAT = 1
 """Version of the record's layout."""
@@ -208,7 +208,7 @@ def synthetic_model_warning(provenance, model_path, input_paths):
     ----------
     provenance : dict or None
         The model's record (:func:`model_provenance`, or a loaded
-        ``ecgcode.predictor.Predictor``'s). A model without one (the original study's
+        ``ecgcode.inference.predictor.Predictor``'s). A model without one (the original study's
         weights) gives no warning.
     model_path : str
         The model file (or export), named in the warning.

@@ -15,7 +15,7 @@ Endpoints (JSON responses):
   stops the service nor the other files of its request: the status is 200 whenever the
   request itself could be read, and 400 (with ``{"error"}``) when it could not.
 * ``GET /health`` (or ``/``): the model's file, kind, classes, thresholds, metadata,
-  provenance (``ecgcode.provenance``) and the amplitude scale it expects (``units_per_mv``;
+  provenance (``ecgcode.model.provenance``) and the amplitude scale it expects (``units_per_mv``;
   every file is brought to it, and a rescaled file's result says so in ``warnings``).
 
 Limits: ``Content-Length`` is required (411), a body over ``max_request_mb`` is refused
@@ -45,12 +45,12 @@ import numpy as np
 
 from ecgcode.common import ECGInputError, first_line
 from ecgcode.data import open_collection
-from ecgcode.evaluation.calibration import calibrate_outputs
-from ecgcode.formats.inputs import contract_inputs
-from ecgcode.outputs import input_warnings
-from ecgcode.predictor import at_model_scale, predict_rows
-from ecgcode.provenance import synthetic_model_warning
-from ecgcode.thresholds import binarize
+from ecgcode.data.formats.inputs import contract_inputs
+from ecgcode.inference.outputs import input_warnings
+from ecgcode.inference.predictor import at_model_scale, predict_collection
+from ecgcode.model.calibration import calibrate_outputs
+from ecgcode.model.provenance import synthetic_model_warning
+from ecgcode.model.thresholds import binarize
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -198,8 +198,8 @@ class Service:
                 warnings += [synthetic] if synthetic else []
                 collection, notes = at_model_scale(self.predictor, collection)
                 warnings += notes  # a rescaled file says so
-                with self._lock:
-                    probabilities = predict_rows(self.predictor, collection)  # (n, classes)
+                with self._lock:  # (n, n_classes)
+                    probabilities = predict_collection(self.predictor, collection)
         except ECGInputError as error:
             return [{"file": shown, "error": _without_folder(first_line(error), path, shown)}]
         except Exception as error:  # noqa: BLE001 a file must never stop the service

@@ -36,14 +36,14 @@ polyphase filter and centred (zero-padded on both sides or centre-cropped) to 40
 samples. With ``--windows``, :func:`to_windows` cuts a longer record at
 :func:`window_starts` instead: every stride, plus a final window ending at the last sample.
 
-Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in ``ecgcode.formats.readers``
-(its public readers are re-exported here), the clinical exports in ``ecgcode.formats.clinical``
-and the challenge collections in ``ecgcode.formats.challenge``.
+Reading the sources (WFDB, CSV, .npy, PTB-XL; input planning) lives in
+``ecgcode.data.formats.readers`` (its public readers are re-exported here), the clinical
+exports in ``ecgcode.data.formats.clinical`` and the challenge collections in
+``ecgcode.data.formats.challenge``.
 
-Usage: ``python -m ecgcode.formats.convert INPUT... -o OUT.hdf5`` or ``python datasets.py convert ...``.
+Its command line is ``python datasets.py convert INPUT... -o OUT.hdf5`` (``ecgcode.cli.convert``).
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -63,12 +63,10 @@ from ecgcode.common import (
     ECGInputError,
     atomic_output,
     plain,
-    run_cli,
 )
-from ecgcode.data.hdf5 import create_tracings
-from ecgcode.formats.ptbxl_labels import LABEL_SETS, PTBXL_TO_CLASSES
-from ecgcode.formats.ptbxl_labels import describe as describe_ptbxl_labels
-from ecgcode.formats.readers import (
+from ecgcode.data.formats.ptbxl_labels import PTBXL_TO_CLASSES
+from ecgcode.data.formats.ptbxl_labels import describe as describe_ptbxl_labels
+from ecgcode.data.formats.readers import (
     PTBXL_DATABASE,
     canonical_lead,
     plan_inputs,
@@ -77,13 +75,13 @@ from ecgcode.formats.readers import (
     read_ptbxl_table,
     read_wfdb,
 )
+from ecgcode.data.hdf5 import create_tracings
 
 __all__ = [  # readers re-exported for existing callers
-    "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "add_window_options",
-    "build_parser", "canonical_lead", "centre", "cli", "convert", "main", "match_leads",
-    "read_csv", "read_npy", "read_ptbxl_table", "read_wfdb", "resample_to_contract_rate",
-    "stride_samples", "to_contract", "to_windows", "units_factor", "window_starts",
-    "window_stride_option",
+    "LIMB_LEADS", "PTBXL_DATABASE", "PTBXL_TO_CLASSES", "UNIT_CHOICES", "canonical_lead",
+    "centre", "convert", "match_leads", "read_csv", "read_npy", "read_ptbxl_table", "read_wfdb",
+    "resample_to_contract_rate", "stride_samples", "to_contract", "to_windows", "units_factor",
+    "window_starts",
 ]
 
 # --- Units and limb leads --------------------------------------------------------------
@@ -394,7 +392,6 @@ def _check_finite(leads, source):
         )
 
 
-
 # --- Writing ------------------------------------------------------------------------------
 def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
             ptbxl_labels="paper", progress=True, window_stride=None):
@@ -419,7 +416,7 @@ def convert(inputs, output, *, fs=None, units=None, leads=None, low_rate=False,
     low_rate : bool
         PTB-XL: use the 100 Hz records instead of the 500 Hz ones.
     ptbxl_labels : str
-        PTB-XL: the label set written (``ecgcode.formats.ptbxl_labels.LABEL_SETS``).
+        PTB-XL: the label set written (``ecgcode.data.formats.ptbxl_labels.LABEL_SETS``).
     progress : bool
         Show a tqdm progress bar on stderr.
     window_stride : int, optional
@@ -566,7 +563,7 @@ def _append_metadata(metadata, name, fs, n_samples, units, names, derived):
 
 
 _INFO_KEYS = ("format", "device", "statements", "codes")
-"""records/ datasets from each record's RecordInfo (see ecgcode.formats.readers)."""
+"""records/ datasets from each record's RecordInfo (see ecgcode.data.formats.readers)."""
 
 
 def _append_info(metadata, info):
@@ -621,96 +618,3 @@ def _write_ids_and_labels(file, n, table):
     file.create_dataset("strat_fold", data=table["strat_fold"])
     file.create_dataset("patient_id", data=table["patient_id"])
 
-
-# --- Command line ---------------------------------------------------------------------------
-def build_parser(prog=None):
-    """Return the argparse parser of the ``convert`` command (``prog``: its name in usage)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Convert ECG recordings (WFDB and CinC 2020/2021 records, CSV, .npy, PTB-XL, "
-        "CPSC 2018 .mat, GE MUSE XML, HL7 aECG, DICOM waveform, SCP-ECG, Philips XML, EDF/EDF+, "
-        "ISHNE Holter, MFER) into a CODE-style HDF5 "
-        f"file: tracings (N, {N_SAMPLES}, {len(LEADS)}) float32 at the original study's scale "
-        f"(1 mV = {UNITS_PER_MV:g} units, recorded in the file) at {SAMPLING_RATE} Hz, "
-        f"leads {', '.join(LEADS)}. Leads are matched by name, missing limb leads derived, "
-        "signals resampled (polyphase) and zero-padded or centre-cropped.",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="WFDB records (.hea/.dat/.mat or bare name; CinC #Dx codes become "
-                        "labels), folders of WFDB or CPSC 2018 records, CPSC 2018 .mat files "
-                        "(labels from the REFERENCE.csv beside them), clinical exports (GE MUSE "
-                        "XML, HL7 aECG, DICOM, SCP-ECG, Philips XML, EDF, ISHNE Holter, MFER; "
-                        "recognised by content), "
-                        ".csv files (header row naming the leads), .npy files ((n_samples, "
-                        "n_leads) or (n_records, n_samples, n_leads)), or a PTB-XL folder")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.hdf5",
-                        help="HDF5 file to write (replaced only on success)")
-    parser.add_argument("--fs", type=float, help="sampling rate in Hz (required for CSV and "
-                        ".npy; overrides WFDB headers)")
-    parser.add_argument("--units", help=f"signal units: {UNIT_CHOICES} (required for CSV and "
-                        ".npy; overrides WFDB headers)")
-    parser.add_argument("--leads", type=lambda text: text.split(","), metavar="I,II,...",
-                        help="comma-separated channel names (required for .npy; overrides WFDB "
-                        "headers)")
-    parser.add_argument("--ptbxl-100hz", action="store_true",
-                        help="PTB-XL: convert the 100 Hz records instead of the 500 Hz ones")
-    parser.add_argument("--ptbxl-labels", choices=LABEL_SETS, default="paper",
-                        help="PTB-XL: the labels written: the paper's six classes (default) or "
-                        "PTB-XL's statements aggregated as in its benchmark (needs "
-                        "scp_statements.csv); strat_fold and patient_id are always kept")
-    add_window_options(parser, "every window one output row (records/ names its record, "
-                       "window number, start_s and end_s; exam_id numbers the rows)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def add_window_options(parser, what):
-    """Add ``--windows`` and ``--window-stride SECONDS`` (``what``: where the windows go)."""
-    parser.add_argument("--windows", action="store_true",
-                        help=f"cut records longer than {MAX_WINDOW_STRIDE_S:g} s into "
-                        f"{N_SAMPLES}-sample windows (one every stride, plus a final one ending "
-                        "at the last sample; a shorter record: one padded window) instead of "
-                        f"centre-cropping them: {what}")
-    parser.add_argument("--window-stride", type=float, metavar="SECONDS",
-                        help=f"seconds between window starts with --windows (default "
-                        f"{MAX_WINDOW_STRIDE_S:g}: no overlap; at most {MAX_WINDOW_STRIDE_S:g})")
-
-
-def window_stride_option(args):
-    """The stride in samples of ``--windows``/``--window-stride``, or None without --windows.
-
-    Raises
-    ------
-    ECGInputError
-        A bad stride, or --window-stride without --windows.
-    """
-    if not args.windows:
-        if args.window_stride is not None:
-            raise ECGInputError("--window-stride: only used with --windows; fix: add --windows "
-                                "or drop --window-stride")
-        return None
-    return stride_samples(MAX_WINDOW_STRIDE_S if args.window_stride is None
-                          else args.window_stride)
-
-
-def main(argv=None, prog=None):
-    """Run the ``convert`` command; returns 0, raises ECGInputError on bad input."""
-    args = build_parser(prog).parse_args(argv)
-    stride = window_stride_option(args)
-    summary = convert(args.inputs, args.output, fs=args.fs, units=args.units, leads=args.leads,
-                      low_rate=args.ptbxl_100hz, ptbxl_labels=args.ptbxl_labels,
-                      progress=not args.quiet, window_stride=stride)
-    windows = f" as {summary['n_rows']} windows" if stride is not None else ""
-    print(f"wrote {summary['n_records']} records{windows} to {summary['output']}")
-    for name, fraction in summary.get("prevalence", {}).items():
-        print(f"  {name:6s} {fraction:7.2%}")
-    return 0
-
-
-def cli():
-    """Console-script entry point: run :func:`main` on ``sys.argv``, exit with its status."""
-    raise SystemExit(run_cli(main))
-
-
-if __name__ == "__main__":
-    cli()

@@ -1,31 +1,114 @@
-"""Saving and loading the paper's model in every file format the project knows.
+"""Model files: which one a MODEL argument names, saving it, loading every format we know.
 
-``.keras`` (Keras 3) and legacy ``.h5`` files written by :func:`save_model`; full-model
-``.h5``/``.hdf5`` files of Keras 3, tf.keras 2.x and Keras 2.2.4 (the original study's
-published weights); weights-only ``.h5`` files, whose weights go into
-:func:`ecgcode.network.get_model`.
+:func:`resolve_model` turns MODEL (a model file or a train.py run folder, whose best model
+it finds) into a model file and its thresholds file, refusing before TensorFlow is imported
+what cannot be a model. ``.keras`` (Keras 3) and legacy ``.h5`` files are written by
+:func:`save_model`; :func:`load_model` reads them, full-model ``.h5``/``.hdf5`` files of
+Keras 3, tf.keras 2.x and Keras 2.2.4 (the original study's published weights) and
+weights-only ``.h5`` files, whose weights go into :func:`ecgcode.model.network.get_model`.
+Importing this module imports no Keras: loading does.
 """
 
 import contextlib
 import json
 import logging
 import os
+import zipfile
 
-import keras
 import numpy as np
 
-from ecgcode.classnames import model_classes, output_names, write_model_info
 from ecgcode.common import (
     CLASSES,
+    DEFAULT_DATASET_NAME,
     INPUT_SHAPE,
     N_CLASSES,
     ECGInputError,
     atomic_output,
     first_line,
 )
-from ecgcode.data.hdf5 import open_hdf5
-from ecgcode.legacy_h5 import rewrite_for_tf_keras2
-from ecgcode.network import get_model
+from ecgcode.data.hdf5 import corrupt_hdf5_errors, open_hdf5
+from ecgcode.model.legacy_h5 import rewrite_for_tf_keras2
+from ecgcode.model.metadata import model_classes, output_names, write_model_info
+from ecgcode.model.runfolder import RUN_MODEL_NAMES, RUN_THRESHOLDS_NAME, run_file
+
+MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
+"""File extensions of a model file."""
+
+
+# --- Which file MODEL names ---------------------------------------------------------
+def find_run_model(folder, fix="give a train.py run folder or a model file"):
+    """The best model file of a train.py run folder; ECGInputError (ending with ``fix``) if none."""
+    for name in RUN_MODEL_NAMES:
+        candidate = run_file(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise ECGInputError(f"{folder}: folder has no {' or '.join(RUN_MODEL_NAMES)}; {fix}")
+
+
+def model_file(path):
+    """The model file named by ``path``: the file itself, or a run folder's best model."""
+    path = os.fspath(path)
+    return find_run_model(path) if os.path.isdir(path) else path
+
+
+def resolve_model(path):
+    """Find the model file and the thresholds file named by MODEL.
+
+    Parameters
+    ----------
+    path : str
+        A model file, or a train.py run folder.
+
+    Returns
+    -------
+    model_path : str
+    thresholds_path : str or None
+        The run folder's ``thresholds.json`` when there is one.
+    """
+    if os.path.isdir(path):
+        model_path = find_run_model(
+            path, "give a train.py run folder or a model file as the last argument")
+        thresholds_path = run_file(path, RUN_THRESHOLDS_NAME)
+        return model_path, (thresholds_path if os.path.isfile(thresholds_path) else None)
+    if not os.path.exists(path):
+        raise ECGInputError(
+            f"{path}: MODEL not found; the last argument must be a .keras/.h5 model file or a "
+            "train.py run folder"
+        )
+    if os.path.splitext(path)[1].lower() not in MODEL_EXTENSIONS:
+        raise ECGInputError(
+            f"{path}: MODEL must be a .keras, .h5 or .hdf5 file or a run folder (the last "
+            "argument is the model)"
+        )
+    refuse_tracings_as_model(path)
+    return path, None
+
+
+def refuse_tracings_as_model(path):
+    """Refuse, before TensorFlow is imported, a MODEL file that cannot be a model.
+
+    An unreadable file (truncated download, wrong file) and the usual mistake of giving
+    tracing files only (the last one is then taken as MODEL) are explained here; the
+    model loader reports the remaining problems.
+    """
+    if path.lower().endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            raise ECGInputError(
+                f"{path}: not a readable .keras model (a .keras file is a zip archive); the "
+                "file is truncated or not a model: save or download it again"
+            )
+        return
+    unreadable = ("not a readable HDF5 model file ({reason}); the file may be truncated: "
+                  "download or save it again")
+    with open_hdf5(path, unreadable) as handle, corrupt_hdf5_errors(path):
+        is_model = "model_config" in handle.attrs or "layer_names" in handle.attrs
+        looks_like_tracings = DEFAULT_DATASET_NAME in handle or "exam_id" in handle
+    if looks_like_tracings and not is_model:
+        raise ECGInputError(
+            f"{path}: this is a tracings file, not a model; the MODEL (a .keras/.h5 model or "
+            "a run folder) must be the last argument: predict.py TRACINGS... MODEL"
+        )
+
 
 
 # --- Saving ------------------------------------------------------------------------
@@ -34,9 +117,9 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None, provenance=
 
     The ``.h5`` copy loads with plain ``keras.models.load_model`` in any Keras 3
     process and with ``tf_keras.models.load_model`` (tf.keras 2.x), without importing
-    this project (see :mod:`ecgcode.legacy_h5`). Each file is written to a temporary file
+    this project (see :mod:`ecgcode.model.legacy_h5`). Each file is written to a temporary file
     and renamed, so an interrupted save never leaves a partial file. The class names and
-    the provenance go inside each file (see ``ecgcode.classnames``).
+    the provenance go inside each file (see ``ecgcode.model.metadata``).
 
     Parameters
     ----------
@@ -48,7 +131,7 @@ def save_model(model, stem, formats=(".keras", ".h5"), classes=None, provenance=
     classes : sequence of str, optional
         Names of the outputs; default the paper's six for 6 outputs, else ``class_0..``.
     provenance : dict, optional
-        What the model was trained on (``ecgcode.provenance.training_provenance``).
+        What the model was trained on (``ecgcode.model.provenance.training_provenance``).
 
     Returns
     -------
@@ -135,7 +218,7 @@ def load_model_and_classes(path, classes=None):
         A model file (see :func:`load_model`).
     classes : sequence of str, optional
         Names given by the user (``--classes``); else the names stored in the file, else
-        the defaults (see ``ecgcode.classnames.model_classes``).
+        the defaults (see ``ecgcode.model.metadata.model_classes``).
 
     Returns
     -------
@@ -151,6 +234,8 @@ def load_model_and_classes(path, classes=None):
 
 
 def _load_keras_file(path, compile):
+    import keras  # deferred: imports TensorFlow
+
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged zip
@@ -180,6 +265,8 @@ def _load_h5_file(path, n_classes, compile):
             _check_config_shapes(json.loads(_as_str(model_config)), path, n_classes)
     if weights_only:
         return _model_from_weights(path, n_classes, saved_by=keras_version or "unknown Keras")
+    import keras  # deferred: imports TensorFlow
+
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as error:  # noqa: BLE001 - any failure to rebuild the configuration
@@ -245,6 +332,8 @@ def _model_from_weights(path, n_classes, saved_by):
         if "layer_names" not in group.attrs:
             raise ECGInputError(f"{path}: the file has a model but no weights; save it again")
         saved = _saved_layer_weights(group)
+    from ecgcode.model.network import get_model  # deferred: imports Keras
+
     model = get_model(n_classes or N_CLASSES)
     layers = [layer for layer in model.layers if layer.weights]
     if len(saved) != len(layers):
