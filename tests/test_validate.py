@@ -3,6 +3,7 @@ the report, gold CSVs, subgroups, splits, the scale sweep, thresholds and calibr
 written back and used by predict.py and the service, bad input, the shared CinC records."""
 
 import json
+import os
 import shutil
 
 import h5py
@@ -127,6 +128,32 @@ def test_the_scale_sweep_repeats_the_discrimination_per_factor(data, onnx_model,
 
 
 # --- What goes back ----------------------------------------------------------------------
+def test_an_out_that_is_a_file_is_one_line(data, onnx_model, tmp_path, capsys):
+    _, labelled, _, _ = data
+    taken = tmp_path / "taken.md"
+    taken.write_text("an earlier report")
+    status, _, err = run([labelled, onnx_model, "--out", taken], capsys)
+    assert status == 2 and err.count("\n") == 1 and "is not a folder" in err
+    assert taken.read_text() == "an earlier report"
+
+
+def test_units_per_mv_states_the_scale_of_a_file_that_records_none(data, onnx_model, tmp_path,
+                                                                     capsys):
+    _, labelled, _, _ = data
+    with h5py.File(labelled) as source:
+        x, labels = source["tracings"][()], source["labels"][()]
+    at_ten = write_hdf5(tmp_path / "at_ten.hdf5", N, data=x * np.float32(5), labels=labels)
+    tables = []
+    for path, extra in ((labelled, []), (at_ten, ["--units-per-mv", "10"])):
+        out = tmp_path / f"report_{os.path.basename(path)}"
+        status, _, err = run([path, onnx_model, "--out", out, "--n-bootstrap", "20", *extra],
+                             capsys)
+        assert status == 0, err
+        assert ("rescaled by x0.2" in err) == bool(extra)
+        tables.append(pd.read_csv(out / "tables" / "discrimination_calibration.csv"))
+    pd.testing.assert_series_equal(tables[0]["auroc"], tables[1]["auroc"], atol=1e-6)
+
+
 def test_thresholds_written_into_a_run_folder_serve_predict(data, small_models, tmp_path, capsys):
     _, labelled, _, scores = data
     run_folder = tmp_path / "run"

@@ -18,8 +18,9 @@ import os
 import sys
 import time
 
-from ecgcode.cli.options import add_conversion_options
+from ecgcode.cli.options import add_conversion_options, add_units_option
 from ecgcode.common import DEFAULT_DATASET_NAME, ECGInputError, run_cli
+from ecgcode.data import open_collection
 from ecgcode.data.formats.inputs import contract_inputs
 from ecgcode.evaluation import validation as ev
 from ecgcode.evaluation.output import markdown_table
@@ -137,6 +138,7 @@ def build_parser():
     parser.add_argument("--dataset-name", default=DEFAULT_DATASET_NAME,
                         help="signal dataset in the HDF5 files (default: %(default)s)")
     add_conversion_options(parser)
+    add_units_option(parser, model=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up logging")
@@ -170,6 +172,9 @@ def check_options(args):
         read_thresholds(args.thresholds, ())  # readable; its classes are checked later
     if args.labels and not os.path.isfile(args.labels):
         raise ECGInputError(f"{args.labels}: label CSV not found; check the path")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ECGInputError(f"--out {args.out}: exists and is not a folder; choose another "
+                            "--out for the report")
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in ("png", "pdf", "svg")]
     if unknown:
@@ -199,12 +204,13 @@ def _validate(args, options, inputs, paths, converted, model_path, run_threshold
               where, start):
     """Load, predict, measure, report and write back; returns the exit status."""
     def labelled(classes):
-        return ev.load_labelled(paths, converted, classes, args.labels, options["classes"],
+        collection = open_collection(paths, args.dataset_name, args.units_per_mv)
+        return ev.load_labelled(collection, converted, classes, args.labels, options["classes"],
                                 args.dataset_name, args.subgroup, options["age_edges"])
 
     def load():
-        return load_predictor(model_path, batch_size=args.batch_size,
-                              verbose=args.verbose)  # Keras (imports TensorFlow) or onnxruntime
+        return load_predictor(model_path, batch_size=args.batch_size, verbose=args.verbose,
+                              units_per_mv=args.model_units_per_mv)  # Keras or onnxruntime
 
     # The labels' errors come before TensorFlow: a Keras model file names its classes, read
     # without loading it; an export loads in a second; a model storing none is loaded first.

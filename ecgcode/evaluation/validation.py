@@ -112,6 +112,8 @@ def load_labelled(hdf5_paths, converted, model_classes, labels_csv=None, classes
     ----------
     hdf5_paths, converted :
         As ``ecgcode.data.formats.inputs.contract_inputs`` yields them.
+        ``hdf5_paths`` may be an opened collection (``ecgcode.data.open_collection``, e.g.
+        with ``--units-per-mv`` for files that record no amplitude scale).
     model_classes : sequence of str
         The model's output names.
     labels_csv : str, optional
