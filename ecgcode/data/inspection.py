@@ -9,7 +9,7 @@ lead_order_warnings(x)             -> warnings when leads are flat, normalised o
 signal_warnings(x, scale, name)    -> all of them: the amplitude scale's check
                                       (``ecgcode.data.scale.scale_warning``, unless the leads
                                       are normalised) and the leads'
-collection_warnings(collection)    -> signal_warnings of a few records, each file's scale
+collection_warnings(collection, rows) -> signal_warnings of a few records, each file's scale
                                       checked against its own declared scale
 inspect_collection(paths, ...)     -> prints a summary, returns the warnings
 
@@ -38,7 +38,7 @@ from ecgcode.data.leadchecks import (
     normalised_fraction,
 )
 from ecgcode.data.rows import RowReader, check_finite
-from ecgcode.data.scale import Scale, bring_to_scale, scale_warning
+from ecgcode.data.scale import Scale, scale_warning
 
 EINTHOVEN_TOLERANCE = 0.2
 """Largest |II - I - III| / |II| of a record that obeys Einthoven's law (it is exact)."""
@@ -144,43 +144,54 @@ def signal_warnings(x, scale=None, name="the tracings"):
     (their amplitudes then say nothing about the units).
     """
     scale = scale or Scale(UNITS_PER_MV, "assumed")
-    finite = x[np.isfinite(x).all(axis=(1, 2))]
-    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
-        if not np.any(finite):
-            return ["all sampled tracings are zero"]
-        normalised = normalised_fraction(finite) > MAJORITY
-        warning = None if normalised else scale_warning(finite, scale, name)
-        return [warning] * bool(warning) + lead_order_warnings(finite)
+    return _sample_warnings(x, [(np.ones(len(x), dtype=bool), scale, name)])
 
 
-def collection_warnings(collection, rows):
+def collection_warnings(collection, rows, x=None):
     """:func:`signal_warnings` of ``rows`` of ``collection``, each file's scale checked alone.
 
-    The rows are read as stored (whatever gains the collection carries); each file's
-    sampled rows are checked against that file's declared scale, and the lead checks run
-    on all of them.
+    Each file's sampled rows are checked against that file's declared scale, and the lead
+    checks run on all of them.
+
+    Parameters
+    ----------
+    collection : Collection
+    rows : array_like of int
+    x : numpy.ndarray, optional
+        Those rows as stored (:func:`read_as_stored`), when the caller has read them.
 
     Returns
     -------
     list of str
     """
-    raw = dataclasses.replace(collection, gains=())
-    reader = RowReader(raw)
+    x = read_as_stored(collection, rows) if x is None else x
+    files = collection.locate(rows)[0]
+    groups = [(files == number, collection.scales[number], collection.paths[number])
+              for number in np.unique(files)]
+    return _sample_warnings(x, groups)
+
+
+def read_as_stored(collection, rows):
+    """(k, 4096, 12) float32: ``rows`` of ``collection`` as stored, whatever its gains."""
+    reader = RowReader(dataclasses.replace(collection, gains=()))
     try:
-        x = reader.read(np.asarray(rows, dtype=np.int64))  # (k, 4096, 12)
+        return reader.read(np.asarray(rows, dtype=np.int64))
     finally:
         reader.close()
+
+
+def _sample_warnings(x, groups):
+    """The warnings of tracings ``x``; ``groups``: (row mask, declared Scale, name) of each
+    file, whose rows' amplitude scale is checked alone (unless the leads are normalised)."""
     finite = np.isfinite(x).all(axis=(1, 2))
-    files = collection.locate(rows)[0]
-    warnings = []
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
         if not np.any(x[finite]):
             return ["all sampled tracings are zero"]
+        warnings = []
         if normalised_fraction(x[finite]) <= MAJORITY:
-            for number in np.unique(files):
-                picked = x[(files == number) & finite]
-                warning = scale_warning(picked, collection.scales[number],
-                                        collection.paths[number]) if len(picked) else None
+            for picked, scale, name in groups:
+                rows = x[picked & finite]
+                warning = scale_warning(rows, scale, name) if len(rows) else None
                 warnings += [warning] * bool(warning)
         return warnings + lead_order_warnings(x[finite])
 
@@ -234,10 +245,11 @@ def inspect_collection(
         for name, prevalence in zip(CLASSES, labelled.mean(axis=0)):
             print(f"  {name:6s} prevalence {prevalence:7.2%}", file=out)
     sample = _sample_rows(collection.n, max_records)
-    in_mv, _ = bring_to_scale(collection, Scale(1.0, "mV"))
-    x = RowReader(in_mv).read(sample)  # (k, 4096, 12) in mV, each file by its scale
-    finite = np.isfinite(x).all(axis=(1, 2))
-    with np.errstate(over="ignore", invalid="ignore"):
+    stored = read_as_stored(collection, sample)  # (k, 4096, 12), read once
+    scales = np.array([scale.units_per_mv for scale in collection.scales], dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files: huge finite values
+        x = stored / scales[collection.locate(sample)[0]][:, None, None]  # mV, by each file
+        finite = np.isfinite(x).all(axis=(1, 2))
         stats = lead_statistics(x[finite])
     print(
         f"amplitudes in mV over {stats['records']} sampled non-empty records "
@@ -249,7 +261,7 @@ def inspect_collection(
             f"  {name:4s} {stats['ptp'][i]:8.3f} {stats['abs_max'][i]:8.3f} {stats['std'][i]:8.3f}",
             file=out,
         )
-    warnings = collection_warnings(collection, sample)
+    warnings = collection_warnings(collection, sample, stored)
     for warning in warnings:
         print(f"WARNING: {warning}", file=out)
     if scan:
